@@ -1,0 +1,168 @@
+"""Pickle-free persistence: arrays in ``.npz`` (allow_pickle=False) plus a JSON manifest.
+
+Writes are atomic: everything goes to a temporary sibling folder, each file is fsynced, and the
+folder is renamed into place, so a reader sees either the old model or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tastebud.core.errors import ModelFormatError
+
+MANIFEST = "manifest.json"
+ARRAYS = "arrays.npz"
+FORMAT_VERSION = 1
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temp file, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_bundle(
+    directory: str | os.PathLike[str],
+    manifest: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
+    """Atomically write a model folder: ``arrays.npz`` + ``manifest.json`` (+ extra files).
+
+    The manifest records the SHA-256 of every file so a truncated or edited file is refused.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        for name, arr in arrays.items():
+            if np.asarray(arr).dtype == object:
+                raise TypeError(f"array '{name}' has dtype object; it cannot be saved without pickle")
+        with open(tmp / ARRAYS, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+            fh.flush()
+            os.fsync(fh.fileno())
+        files = {ARRAYS: _sha256(tmp / ARRAYS)}
+        for name, payload in (extra_files or {}).items():
+            with open(tmp / name, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            files[name] = _sha256(tmp / name)
+        full = dict(manifest, format_version=FORMAT_VERSION, files=files)
+        with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
+            json.dump(full, fh, indent=2, sort_keys=True, default=_json_default)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if directory.exists():
+            old = directory.parent / f".{directory.name}.old-{os.getpid()}"
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+        _fsync_dir(directory.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a JSON manifest")
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ModelFormatError(f"{directory}: not a tastebud model folder (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path}: manifest is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ModelFormatError(f"{path}: manifest must be a JSON object")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{path}: model format version {version!r} is newer than this tastebud reads "
+            f"({FORMAT_VERSION}); upgrade tastebud"
+        )
+    return manifest
+
+
+def read_bundle(
+    directory: str | os.PathLike[str],
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+    """Read and verify a model folder. Returns (manifest, arrays, extra files)."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or ARRAYS not in files:
+        raise ModelFormatError(f"{directory / MANIFEST}: no file list; the folder is incomplete")
+    extra: dict[str, bytes] = {}
+    for name, digest in files.items():
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise ModelFormatError(f"{directory / MANIFEST}: invalid file name {name!r}")
+        fpath = directory / name
+        if not fpath.is_file():
+            raise ModelFormatError(f"{fpath}: missing (the model folder is incomplete)")
+        if _sha256(fpath) != digest:
+            raise ModelFormatError(f"{fpath}: SHA-256 mismatch; the file is corrupt or was modified")
+        if name != ARRAYS:
+            extra[name] = fpath.read_bytes()
+    try:
+        with np.load(directory / ARRAYS, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFormatError(f"{directory / ARRAYS}: cannot be read ({exc})") from None
+    return manifest, arrays, extra

@@ -1,0 +1,109 @@
+"""Vocabularies: external ids (int or str) <-> dense indices, both ways."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tastebud.core.errors import DataError, UnknownIdError
+
+
+class IdMap:
+    """An ordered vocabulary of external ids.
+
+    Ids keep their type: integers stay ``int64`` (a user trained as ``2`` is looked up as ``2``
+    or ``"2"``), anything else is stored as ``str``.
+    """
+
+    def __init__(self, ids: Sequence[Any] | np.ndarray, name: str = "id") -> None:
+        arr = _normalise(np.asarray(ids) if not isinstance(ids, np.ndarray) else ids, name)
+        self.name = name
+        self.ids: np.ndarray = arr
+        self._index = pd.Index(arr)
+        if not self._index.is_unique:
+            dup = self._index[self._index.duplicated()][0]
+            raise DataError(f"duplicate {name} id {dup!r} in vocabulary")
+
+    @property
+    def is_int(self) -> bool:
+        return self.ids.dtype.kind in "iu"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, value: Any) -> bool:
+        return self.lookup([value])[0] >= 0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdMap) and self.ids.dtype.kind == other.ids.dtype.kind and np.array_equal(self.ids, other.ids)
+
+    def __repr__(self) -> str:
+        return f"IdMap({self.name}, n={len(self)})"
+
+    def coerce(self, values: Iterable[Any]) -> np.ndarray:
+        """Bring outside ids to the vocabulary's type ("2" -> 2 for integer vocabularies)."""
+        vals = list(values) if not isinstance(values, np.ndarray) else values
+        if self.is_int:
+            out = np.empty(len(vals), dtype=np.int64)
+            ok = np.ones(len(vals), dtype=bool)
+            for i, v in enumerate(vals):
+                try:
+                    if isinstance(v, (float, np.floating)) and not float(v).is_integer():
+                        raise ValueError
+                    out[i] = int(v)
+                except (TypeError, ValueError, OverflowError):
+                    ok[i] = False
+                    out[i] = np.iinfo(np.int64).min
+            return out
+        return np.asarray([str(v) for v in vals], dtype=object)
+
+    def lookup(self, values: Iterable[Any]) -> np.ndarray:
+        """Indices of ``values``; ``-1`` where an id is unknown."""
+        coerced = self.coerce(values)
+        if len(coerced) == 0:
+            return np.empty(0, dtype=np.int64)
+        return self._index.get_indexer(coerced).astype(np.int64)
+
+    def index(self, values: Iterable[Any], what: str | None = None) -> np.ndarray:
+        """Indices of ``values``; raises ``UnknownIdError`` naming the unknown ids."""
+        values = list(values)
+        idx = self.lookup(values)
+        if (idx < 0).any():
+            missing = [values[i] for i in np.nonzero(idx < 0)[0][:5]]
+            more = "" if (idx < 0).sum() <= 5 else f" and {(idx < 0).sum() - 5} more"
+            raise UnknownIdError(f"unknown {what or self.name} id(s): {', '.join(map(repr, missing))}{more}")
+        return idx
+
+    def to_ids(self, idx: np.ndarray) -> np.ndarray:
+        """External ids for indices; ``-1`` maps to ``None``."""
+        idx = np.asarray(idx)
+        out = self.ids[np.clip(idx, 0, max(len(self.ids) - 1, 0))].astype(object) if len(self.ids) else np.full(idx.shape, None, dtype=object)
+        out[idx < 0] = None
+        return out
+
+    def to_array(self) -> np.ndarray:
+        """Storable form (int64 or fixed-width unicode, never object)."""
+        return self.ids if self.is_int else self.ids.astype(str)
+
+    @classmethod
+    def from_array(cls, arr: np.ndarray, name: str = "id") -> IdMap:
+        return cls(arr, name)
+
+
+def _normalise(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        if np.isfinite(arr).all() and (arr == np.round(arr)).all():
+            return arr.astype(np.int64)
+        raise DataError(f"{name} ids must be integers or strings, got non-integer numbers")
+    if arr.dtype.kind == "b":
+        raise DataError(f"{name} ids must be integers or strings, got booleans")
+    values = arr.tolist()
+    if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
+        raise DataError(f"{name} ids contain missing values")
+    return np.asarray([str(v) for v in values], dtype=object)

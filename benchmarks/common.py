@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import pandas as pd
+from tastebud.eval.report import markdown_table  # noqa: F401  (re-exported for the scripts)
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TASTEBUD_DATA", str((REPO.parent / "shared" / "data").resolve()))
@@ -42,21 +42,6 @@ def peak_rss_mb() -> float:
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
-
-
-def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    """A plain GitHub table (no tabulate dependency)."""
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, row in frame.iterrows():
-        cells = []
-        for value in row:
-            if isinstance(value, float):
-                cells.append("" if pd.isna(value) else format(value, floatfmt))
-            else:
-                cells.append(str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def write_section(name: str, body: str) -> None:

@@ -49,7 +49,7 @@ def ml100k_items(folder: Path) -> pd.DataFrame:
     genres = [[g for g, f in zip(GENRES_100K, row) if f] for row in flags]
     year = pd.to_datetime(df["release_date"], format="%d-%b-%Y", errors="coerce").dt.year
     return pd.DataFrame(
-        {"title": df["title"].astype(str), "year": year.astype("Float64"), "genres": genres},
+        {"title": df["title"].astype(str).to_numpy(), "year": year.astype("Float64").to_numpy(), "genres": genres},
         index=pd.Index(df["item"].astype(np.int64), name="item"),
     )
 

@@ -1,0 +1,303 @@
+"""Implicit ALS: matrix factorisation for clicks, plays and purchases (Hu, Koren & Volinsky 2008).
+
+"Collaborative Filtering for Implicit Feedback Datasets" (ICDM 2008) treats every (user, item)
+cell as a preference ``p_ui`` (1 if the user had the item, else 0) held with confidence ``c_ui``
+and minimises ``sum_ui c_ui (p_ui - x_u . y_i)^2 + reg (|X|^2 + |Y|^2)`` over *all* cells by
+alternating least squares. Each sweep is solved with a few conjugate-gradient steps per row,
+warm-started (Takacs, Pilaszy & Tikk 2011), as benfred/implicit does; see
+:mod:`tastebud.kernels.als`.
+
+Conventions (docs/ials.md): ``c_ui = 1 + alpha * v_ui`` (``confidence="linear"``) or
+``1 + alpha * log(1 + v_ui / eps)`` (``"log"``). implicit 0.7 uses ``c_ui = alpha * v_ui`` with
+the same ``reg`` (added once, not scaled by counts), so implicit's ``alpha=a`` on binary data is
+tastebud's ``alpha=a - 1``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, ClassVar, Iterator, Literal
+
+import numba
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from tastebud.core.base import Recommender, non_negative, positive
+from tastebud.core.errors import ConfigError, DataError, TrainingError
+from tastebud.core.registry import register
+from tastebud.core.results import Explanation
+from tastebud.data.idmap import IdMap
+from tastebud.data.interactions import Interactions
+from tastebud.kernels import als as K
+
+
+@contextmanager
+def numba_threads(threads: int) -> Iterator[int]:
+    """Run compiled kernels on ``threads`` threads (0: every core numba may use), then restore."""
+    limit = numba.config.NUMBA_NUM_THREADS
+    want = limit if threads <= 0 else min(int(threads), limit)
+    before = numba.get_num_threads()
+    numba.set_num_threads(want)
+    try:
+        yield want
+    finally:
+        numba.set_num_threads(before)
+
+
+def check_values(values: np.ndarray, what: str = "values") -> None:
+    """Confidences must be finite and >= 0 (raise DataError naming the first bad one)."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise DataError(f"{what}: entry {int(np.argmax(bad))} is {values[bad][0]!r}; confidences must be finite numbers")
+    neg = values < 0
+    if neg.any():
+        raise DataError(
+            f"{what}: entry {int(np.argmax(neg))} is {float(values[neg][0]):g}; implicit feedback needs values >= 0 "
+            "(counts, durations, ratings); drop or shift negative values"
+        )
+
+
+def cosine_rows(factors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Cosine similarity of ``factors[rows]`` to every row of ``factors`` (zero vectors score 0)."""
+    norms = np.linalg.norm(factors, axis=1)
+    safe = np.where(norms > 0, norms, 1.0).astype(np.float32)
+    unit = factors / safe[:, None]
+    return unit[rows] @ unit.T
+
+
+@register("ials")
+class ImplicitALS(Recommender):
+    """Weighted matrix factorisation for implicit feedback, fitted by conjugate-gradient ALS.
+
+    ``factors``: latent dimensions; ``reg``: L2 penalty added to every row's normal equations;
+    ``alpha``: how much more an observed interaction counts than a missing one; ``epochs``: ALS
+    sweeps (items then users); ``cg_steps``: CG steps per row and sweep (0 = exact Cholesky
+    solve); ``threads``: 0 for every core. Scores are dot products ``x_u . y_i``.
+    """
+
+    supports_history = True
+    fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "reg": 0.1, "alpha": 4.0}
+
+    def __init__(
+        self,
+        factors: int = 64,
+        reg: float = 0.1,
+        alpha: float = 4.0,
+        epochs: int = 15,
+        confidence: Literal["linear", "log"] = "linear",
+        eps: float = 1.0,
+        cg_steps: int = 3,
+        threads: int = 0,
+        random_state: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.reg = reg
+        self.alpha = alpha
+        self.epochs = epochs
+        self.confidence = confidence
+        self.eps = eps
+        self.cg_steps = cg_steps
+        self.threads = threads
+        self.random_state = random_state
+
+    def _validate_params(self) -> None:
+        positive("ImplicitALS", factors=self.factors, epochs=self.epochs, eps=self.eps)
+        non_negative("ImplicitALS", reg=self.reg, alpha=self.alpha, cg_steps=self.cg_steps, threads=self.threads)
+
+    # ------------------------------------------------------------------ confidence
+    def _cm1(self, values: np.ndarray) -> np.ndarray:
+        """``c - 1`` for raw interaction values."""
+        values = np.asarray(values, np.float32)
+        if self.confidence == "log":
+            return (self.alpha * np.log1p(values / self.eps)).astype(np.float32)
+        return (self.alpha * values).astype(np.float32)
+
+    def _conf_matrix(self, m: sp.csr_matrix) -> sp.csr_matrix:
+        m = sp.csr_matrix(m, dtype=np.float32, copy=True)
+        m.data = self._cm1(m.data)
+        return m
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, data: Interactions) -> None:
+        m = self.user_items_
+        check_values(m.data, "interaction values")
+        check_values(data.values, "interaction values")
+        cui = self._conf_matrix(m)
+        ciu = cui.T.tocsr()
+        rng = np.random.default_rng(self.random_state)
+        k = int(self.factors)
+        # small random start, as implicit does; the first item sweep overwrites the item side
+        self.user_factors_ = (rng.random((data.n_users, k), dtype=np.float32) * 0.01).astype(np.float32)
+        self.item_factors_ = (rng.random((data.n_items, k), dtype=np.float32) * 0.01).astype(np.float32)
+        with numba_threads(self.threads):
+            for epoch in range(int(self.epochs)):
+                self._sweep(ciu, self.item_factors_, self.user_factors_)
+                self._sweep(cui, self.user_factors_, self.item_factors_)
+                self._check_finite(epoch)
+
+    def _sweep(self, conf: sp.csr_matrix, X: np.ndarray, Y: np.ndarray) -> None:
+        """Re-solve every row of ``X`` given ``Y`` (CG, or exactly when ``cg_steps`` is 0)."""
+        A0 = K.gramian(Y, float(self.reg))
+        if self.cg_steps > 0:
+            K.cg_rows(conf.indptr, conf.indices, conf.data, X, Y, A0.astype(np.float32), int(self.cg_steps))
+        else:
+            rows = np.arange(X.shape[0], dtype=np.int64)
+            K.exact_rows(conf.indptr, conf.indices, conf.data, rows, X, Y, A0)
+
+    def _check_finite(self, epoch: int) -> None:
+        if not (np.isfinite(self.user_factors_).all() and np.isfinite(self.item_factors_).all()):
+            raise TrainingError(
+                f"ImplicitALS diverged in epoch {epoch + 1} (non-finite factors): lower alpha "
+                f"(now {self.alpha}) or raise reg (now {self.reg})"
+            )
+
+    # ------------------------------------------------------------------ scoring
+    def _score(self, user_idx: np.ndarray, item_idx: np.ndarray | None) -> np.ndarray:
+        Y = self.item_factors_ if item_idx is None else self.item_factors_[item_idx]
+        return self.user_factors_[user_idx] @ Y.T
+
+    def _history_row(self, item_idx: np.ndarray, values: np.ndarray) -> sp.csr_matrix:
+        """One CSR row of raw values (duplicate items summed) over the model's items."""
+        values = np.asarray(values, np.float32)
+        check_values(values, "history values")
+        row = sp.csr_matrix(
+            (values, (np.zeros(len(item_idx), np.int64), np.asarray(item_idx, np.int64))),
+            shape=(1, self.n_items),
+            dtype=np.float32,
+        )
+        row.sum_duplicates()
+        return row
+
+    def fold_in(self, row: sp.csr_matrix) -> np.ndarray:
+        """The exact least-squares user vector for one raw history row, item factors fixed."""
+        conf = self._conf_matrix(row)
+        out = np.zeros((1, self.item_factors_.shape[1]), np.float32)
+        A0 = K.gramian(self.item_factors_, float(self.reg))
+        K.exact_rows(conf.indptr, conf.indices, conf.data, np.zeros(1, np.int64), out, self.item_factors_, A0)
+        return out[0]
+
+    def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+        x = self.fold_in(self._history_row(item_idx, values))
+        return self.item_factors_ @ x
+
+    def _similar(self, item_idx: np.ndarray) -> np.ndarray:
+        return cosine_rows(self.item_factors_, item_idx)
+
+    def _explain(self, user_idx: int, item_idx: np.ndarray, history: sp.csr_matrix) -> list[Explanation]:
+        """Hu et al. section 5: ``s_ui = sum_j s^u_ij c_uj`` with ``W^u = Y (Y^T C^u Y + reg I)^-1 Y^T``.
+
+        The contributions sum to the score of the exact user vector (the stored vector when the
+        fit converged).
+        """
+        history = sp.csr_matrix(history)
+        hist_items = history.indices
+        if len(hist_items) == 0:
+            return [Explanation("no history to explain from") for _ in item_idx]
+        Y = self.item_factors_.astype(np.float64)
+        cm1 = self._cm1(history.data).astype(np.float64)
+        Yh = Y[hist_items]
+        A = K.gramian(self.item_factors_, float(self.reg)) + (Yh * cm1[:, None]).T @ Yh
+        chol = scipy.linalg.cho_factor(A)
+        weighted = scipy.linalg.cho_solve(chol, Y[item_idx].T).T  # y_i^T (Y^T C^u Y + reg I)^-1
+        contrib = (weighted @ Yh.T) * (cm1 + 1.0)[None, :]  # s^u_ij c_uj
+        out = []
+        for row in contrib:
+            top = np.argsort(-row, kind="stable")[:5]
+            ids = self.items_.to_ids(hist_items[top])
+            pairs = [(i, float(w)) for i, w in zip(ids, row[top])]
+            names = ", ".join(map(str, ids[:3]))
+            out.append(Explanation(f"because of {names} in your history (total {row.sum():.3f})", pairs))
+        return out
+
+    # ------------------------------------------------------------------ partial fit
+    def partial_fit(self, new: Interactions, side: Literal["both", "users", "items"] = "both", rounds: int = 2) -> ImplicitALS:
+        """Fold later interactions into the model without a full refit.
+
+        ``new`` may name users and items the model has never seen: the vocabularies grow (new ids
+        are appended, existing indices never move). Its events are merged into the training
+        matrix (a pair already present takes the new value). Then only the touched rows are
+        re-solved exactly: ``side="users"`` re-solves the users in ``new`` with item factors
+        fixed (implicit's ``partial_fit_users``), ``"items"`` the items with user factors fixed
+        (``partial_fit_items``), and ``"both"`` alternates items then users ``rounds`` times,
+        so a new item bought only by new users still gets a vector.
+        """
+        self._check_fitted()
+        if not isinstance(new, Interactions):
+            raise DataError(f"partial_fit expects tastebud.Interactions, got {type(new).__name__}")
+        if side not in ("both", "users", "items"):
+            raise ConfigError(f"side must be 'both', 'users' or 'items', got {side!r}")
+        positive("partial_fit", rounds=rounds)
+        if len(new) == 0:
+            return self
+        m = new.matrix.tocoo()
+        check_values(m.data, "new interaction values")
+        self.users_ = _extend(self.users_, new.users.ids[np.unique(m.row)])
+        self.items_ = _extend(self.items_, new.items.ids[np.unique(m.col)])
+        rows = self.users_.lookup(new.users.ids[m.row])
+        cols = self.items_.lookup(new.items.ids[m.col])
+        n_u, n_i, k = len(self.users_), len(self.items_), self.item_factors_.shape[1]
+        old = sp.csr_matrix(self.user_items_, dtype=np.float32)
+        old.resize((n_u, n_i))
+        # drop the old entries of pairs that arrive again, then add the new values
+        coo = old.tocoo()
+        keys_old = coo.row.astype(np.int64) * n_i + coo.col
+        keys_new = rows.astype(np.int64) * n_i + cols
+        keep = ~np.isin(keys_old, keys_new)
+        merged = sp.csr_matrix(
+            (np.concatenate([coo.data[keep], m.data]), (np.concatenate([coo.row[keep], rows]), np.concatenate([coo.col[keep], cols]))),
+            shape=(n_u, n_i),
+            dtype=np.float32,
+        )
+        merged.sort_indices()
+        self.user_items_ = merged
+        self.user_factors_ = _grow(self.user_factors_, n_u, k)
+        self.item_factors_ = _grow(self.item_factors_, n_i, k)
+        touched_users = np.unique(rows).astype(np.int64)
+        touched_items = np.unique(cols).astype(np.int64)
+        cui = self._conf_matrix(merged)
+        with numba_threads(self.threads):
+            if side == "users":
+                self._solve_rows(cui, touched_users, self.user_factors_, self.item_factors_)
+            elif side == "items":
+                self._solve_rows(cui.T.tocsr(), touched_items, self.item_factors_, self.user_factors_)
+            else:
+                ciu = cui.T.tocsr()
+                for _ in range(int(rounds)):
+                    self._solve_rows(ciu, touched_items, self.item_factors_, self.user_factors_)
+                    self._solve_rows(cui, touched_users, self.user_factors_, self.item_factors_)
+        self._check_finite(0)
+        return self
+
+    def partial_fit_users(self, new: Interactions) -> ImplicitALS:
+        """Re-solve only the users in ``new`` (new users are added), item factors fixed."""
+        return self.partial_fit(new, side="users")
+
+    def partial_fit_items(self, new: Interactions) -> ImplicitALS:
+        """Re-solve only the items in ``new`` (new items are added), user factors fixed."""
+        return self.partial_fit(new, side="items")
+
+    def _solve_rows(self, conf: sp.csr_matrix, rows: np.ndarray, X: np.ndarray, Y: np.ndarray) -> None:
+        A0 = K.gramian(Y, float(self.reg))
+        out = np.zeros((len(rows), X.shape[1]), np.float32)
+        K.exact_rows(conf.indptr, conf.indices, conf.data, rows, out, Y, A0)
+        X[rows] = out
+
+
+def _extend(vocab: IdMap, ids: np.ndarray) -> IdMap:
+    """The vocabulary with unseen ``ids`` appended (existing indices unchanged)."""
+    fresh = ids[vocab.lookup(ids) < 0]
+    if len(fresh) == 0:
+        return vocab
+    if vocab.is_int and np.asarray(fresh).dtype.kind not in "iu":
+        raise DataError(f"new {vocab.name} ids {list(fresh[:3])!r} are not integers like the model's {vocab.name} ids")
+    return IdMap(np.concatenate([vocab.ids, np.asarray(fresh, dtype=vocab.ids.dtype)]), vocab.name)
+
+
+def _grow(factors: np.ndarray, n: int, k: int) -> np.ndarray:
+    if factors.shape[0] >= n:
+        return factors
+    return np.vstack([factors, np.zeros((n - factors.shape[0], k), factors.dtype)])
+
+
+__all__ = ["ImplicitALS", "check_values", "cosine_rows", "numba_threads"]

@@ -1,0 +1,166 @@
+"""Core pieces: top-k, id maps, persistence, registry, parameter checks, baselines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import tastebud as tb
+from tastebud.core import persist
+from tastebud.core.errors import ConfigError, ModelFormatError, UnknownIdError, UnknownModelError
+from tastebud.core.topk import topk
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 30)), elements=st.sampled_from([-np.inf, 0.0, 0.5, 1.0, 2.0, 3.5])),
+    st.integers(1, 40),
+)
+def test_topk_matches_stable_sort(scores, k):
+    idx, val = topk(scores, k)
+    assert idx.shape == (scores.shape[0], k)
+    for row in range(scores.shape[0]):
+        order = sorted(range(scores.shape[1]), key=lambda c: (-scores[row, c], c))
+        expected = [c for c in order if np.isfinite(scores[row, c])][:k]
+        got = [int(i) for i in idx[row] if i >= 0]
+        assert got == expected
+        assert np.isnan(val[row][len(got):]).all()
+
+
+def test_topk_row_alone_equals_row_in_batch():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, size=(20, 50)).astype(np.float32)
+    idx, _ = topk(scores, 7)
+    for row in range(20):
+        assert (topk(scores[row], 7)[0] == idx[row]).all()
+
+
+def test_idmap_types_and_unknown():
+    ints = tb.IdMap([10, 2, 7], "user")
+    assert ints.lookup(["2", 2, 2.0, "x", 99]).tolist() == [1, 1, 1, -1, -1]
+    strs = tb.IdMap(["a", "é", "b"], "item")
+    assert strs.lookup(["é", "zz"]).tolist() == [1, -1]
+    with pytest.raises(UnknownIdError, match="unknown item id\\(s\\): 'zz'"):
+        strs.index(["a", "zz"])
+    with pytest.raises(tb.DataError, match="duplicate"):
+        tb.IdMap(["a", "a"])
+    assert strs.to_ids(np.array([2, -1])).tolist() == ["b", None]
+
+
+def _seed_frame():
+    return pd.DataFrame(
+        {"user": ["a", "a", "b", "b", "c", "c"], "item": [1, 2, 1, 3, 2, 3], "rating": [5, 3, 4, 1, 2, 5]}
+    )
+
+
+def test_bias_recovers_additive_ratings():
+    # r = mu + a_u + b_i exactly on a full grid; without damping ALS recovers it exactly
+    a = {"u1": 0.5, "u2": -0.5, "u3": 0.0}
+    b = {1: 1.0, 2: -1.0, 3: 0.0, 4: 0.25}
+    rows = [(u, i, 3.0 + au + bi) for u, au in a.items() for i, bi in b.items()]
+    data = tb.Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item", "rating"]), rating="rating")
+    model = tb.get_model("bias")(reg_user=0.0, reg_item=0.0, epochs=50).fit(data)
+    pred = model.predict([r[0] for r in rows], [r[1] for r in rows])
+    np.testing.assert_allclose(pred, [r[2] for r in rows], atol=1e-5)
+    # unknown user: global mean + item bias
+    assert model.predict(["new"], [1])[0] == pytest.approx(3.0 + 1.0 + np.mean(list(a.values())) * 0, abs=0.2)
+
+
+def test_popular_known_answer_and_recency():
+    frame = pd.DataFrame({"user": [1, 2, 3, 1, 2, 3], "item": ["x", "x", "x", "y", "y", "z"], "t": [0, 0, 0, 10**7, 10**7, 10**7]})
+    data = tb.Interactions.from_frame(frame, time="t")
+    plain = tb.get_model("popular")().fit(data)
+    assert plain.recommend_for_history([], k=3).items_of(0) == ["x", "y", "z"]
+    recent = tb.get_model("popular")(half_life_days=1.0).fit(data)
+    assert recent.recommend_for_history([], k=3).items_of(0) == ["y", "z", "x"]
+
+
+def test_registry_errors():
+    with pytest.raises(UnknownModelError, match="no model named 'nope'"):
+        tb.get_model("nope")
+    assert {"random", "popular", "bias"} <= set(tb.list_models())
+
+
+def test_param_type_checks():
+    data = tb.Interactions.from_frame(_seed_frame(), rating="rating")
+    with pytest.raises(ConfigError, match="epochs must be an integer"):
+        tb.get_model("bias")(epochs="ten").fit(data)
+    with pytest.raises(ConfigError, match="epochs must be > 0"):
+        tb.get_model("bias")(epochs=0).fit(data)
+    with pytest.raises(ConfigError, match="no hyper-parameter 'nope'"):
+        tb.get_model("bias")().set_params(nope=1)
+
+
+def test_persistence_refuses_tampering(tmp_path):
+    data = tb.Interactions.from_frame(_seed_frame(), rating="rating")
+    model = tb.get_model("bias")().fit(data)
+    folder = model.save(tmp_path / "m")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["model"] == "bias" and manifest["data_fingerprint"] == data.fingerprint()
+    assert not any("pickle" in p.name for p in folder.iterdir())
+    # truncated arrays
+    arrays = folder / "arrays.npz"
+    blob = arrays.read_bytes()
+    arrays.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ModelFormatError, match="SHA-256 mismatch"):
+        tb.load_model(str(folder))
+    # newer format
+    model.save(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match="newer than this tastebud reads"):
+        tb.load_model(str(folder))
+    # a model name outside the registry allowlist
+    manifest["format_version"] = 1
+    manifest["model"] = "os.system"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match="no model named"):
+        tb.load_model(str(folder))
+    with pytest.raises(ModelFormatError, match="not a tastebud model folder"):
+        tb.load_model(str(tmp_path / "missing"))
+
+
+def test_save_is_atomic_over_existing(tmp_path, monkeypatch):
+    data = tb.Interactions.from_frame(_seed_frame(), rating="rating")
+    model = tb.get_model("bias")().fit(data)
+    folder = model.save(tmp_path / "m")
+    before = (folder / "manifest.json").read_text()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(persist.np, "savez", boom)
+    with pytest.raises(OSError):
+        model.save(folder)
+    assert (folder / "manifest.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp folder left behind
+    assert tb.load_model(str(folder)).predict(["a"], [1]).shape == (1,)
+
+
+def test_recommend_for_history_unknown_and_values():
+    data = tb.Interactions.from_frame(_seed_frame(), rating="rating")
+    model = tb.get_model("popular")().fit(data)
+    recs = model.recommend_for_history([1, "nope"], k=2)
+    assert recs.warnings == ["ignored 1 unknown item(s): 'nope'"]
+    assert 1 not in recs.items_of(0)
+    with pytest.raises(tb.DataError, match="values has 1 entries"):
+        model.recommend_for_history([1, 2], values=[1.0])
+
+
+def test_recommendations_frame_and_records():
+    data = tb.Interactions.from_frame(_seed_frame(), rating="rating")
+    model = tb.get_model("popular")().fit(data)
+    recs = model.recommend(["a", "b"], k=5)
+    frame = recs.to_frame()
+    assert list(frame.columns) == ["user", "item", "score", "rank"]
+    # a has seen 1 and 2, so only item 3 is left; b only 2
+    assert frame[frame.user == "a"].item.tolist() == [3]
+    assert frame[frame.user == "b"].item.tolist() == [2]
+    assert recs.to_records()[0]["items"][0]["rank"] == 1

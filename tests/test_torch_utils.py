@@ -104,6 +104,19 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
         assert torch.equal(value, before[key])
 
 
+def test_resume_with_more_epochs_continues(tmp_path):
+    net, opt = make()
+    TrainLoop(epochs=4).run(net, opt, batches, step_of(net))
+    expected = weights(net)
+    net2, opt2 = make()
+    TrainLoop(epochs=2, checkpoint_dir=tmp_path, name="n").run(net2, opt2, batches, step_of(net2))
+    net3, opt3 = make(seed=3)
+    hist = TrainLoop(epochs=4, checkpoint_dir=tmp_path, name="n", resume=True).run(net3, opt3, batches, step_of(net3))
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    for key, value in weights(net3).items():
+        assert torch.equal(value, expected[key]), key
+
+
 def test_nan_loss_names_learning_rate():
     seed_everything(0)
     net = Net()
@@ -180,3 +193,13 @@ def test_config_errors():
         TrainLoop(epochs=3, patience=0)
     with pytest.raises(ConfigError, match="checkpoint_dir"):
         TrainLoop(epochs=3, resume=True)
+
+
+def test_progress_reports_loss_and_speed(capsys):
+    net, opt = make()
+    TrainLoop(epochs=2, progress=True, name="tiny").run(
+        net, opt, batches, step_of(net), validate=lambda: 0.5, examples_per_batch=16, steps_per_epoch=4
+    )
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "tiny epoch 2/2: loss" in text and "metric 0.5000" in text and "ex/s" in text

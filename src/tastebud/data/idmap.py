@@ -44,7 +44,14 @@ class IdMap:
 
     def coerce(self, values: Iterable[Any]) -> np.ndarray:
         """Bring outside ids to the vocabulary's type ("2" -> 2 for integer vocabularies)."""
+        return self._coerce(values)[0]
+
+    def _coerce(self, values: Iterable[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Coerced ids, and (integer vocabularies) a mask of those that could be converted."""
         vals = list(values) if not isinstance(values, np.ndarray) else values
+        if self.is_int and isinstance(vals, np.ndarray) and vals.dtype.kind in "iu":
+            if vals.dtype.kind == "i" or not len(vals) or vals.max() <= np.iinfo(np.int64).max:
+                return vals.astype(np.int64), np.ones(len(vals), dtype=bool)  # fast path: no loop
         if self.is_int:
             out = np.empty(len(vals), dtype=np.int64)
             ok = np.ones(len(vals), dtype=bool)
@@ -56,15 +63,18 @@ class IdMap:
                 except (TypeError, ValueError, OverflowError):
                     ok[i] = False
                     out[i] = np.iinfo(np.int64).min
-            return out
-        return np.asarray([str(v) for v in vals], dtype=object)
+            return out, ok
+        return np.asarray([str(v) for v in vals], dtype=object), None
 
     def lookup(self, values: Iterable[Any]) -> np.ndarray:
         """Indices of ``values``; ``-1`` where an id is unknown."""
-        coerced = self.coerce(values)
+        coerced, ok = self._coerce(values)
         if len(coerced) == 0:
             return np.empty(0, dtype=np.int64)
-        return self._index.get_indexer(coerced).astype(np.int64)
+        idx = self._index.get_indexer(coerced).astype(np.int64)
+        if ok is not None:
+            idx[~ok] = -1  # not convertible (e.g. "x" or 2**70): unknown, whatever the sentinel hits
+        return idx
 
     def index(self, values: Iterable[Any], what: str | None = None) -> np.ndarray:
         """Indices of ``values``; raises ``UnknownIdError`` naming the unknown ids."""
@@ -93,17 +103,26 @@ class IdMap:
 
 
 def _normalise(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.dtype.kind in "iu":
+    if arr.dtype.kind == "u" and len(arr) and arr.max() > np.iinfo(np.int64).max:
+        arr = arr.astype(object)  # beyond int64: kept as decimal strings (below)
+    elif arr.dtype.kind in "iu":
         return arr.astype(np.int64)
     if arr.dtype.kind == "f":
-        if np.isfinite(arr).all() and (arr == np.round(arr)).all():
+        if np.isfinite(arr).all() and (arr == np.round(arr)).all() and (np.abs(arr) < 2.0**63).all():
             return arr.astype(np.int64)
         raise DataError(f"{name} ids must be integers or strings, got non-integer numbers")
     if arr.dtype.kind == "b":
         raise DataError(f"{name} ids must be integers or strings, got booleans")
     values = arr.tolist()
     if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        return np.asarray(values, dtype=np.int64)
+        try:
+            return np.asarray(values, dtype=np.int64)
+        except OverflowError:
+            pass  # integers beyond 64 bits: kept as their decimal strings
     if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
         raise DataError(f"{name} ids contain missing values")
-    return np.asarray([str(v) for v in values], dtype=object)
+    strs = [str(v) for v in values]
+    if any("\x00" in v for v in strs):
+        raise DataError(f"{name} ids must not contain NUL characters")
+    # numpy str scalars, like int64 ids: ``ids[i].item()`` gives a plain Python id either way
+    return np.asarray([np.str_(v) for v in strs], dtype=object)

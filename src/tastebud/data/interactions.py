@@ -132,7 +132,7 @@ class Interactions:
             nulls = df[col].isna().to_numpy()
             if nulls.any():
                 raise DataError(f"{source}: {where(int(np.argmax(nulls)))}: empty value in column '{col}'")
-            if df[col].dtype == object:
+            if not pd.api.types.is_numeric_dtype(df[col]):  # object or str dtype
                 empty = (df[col].astype(str).str.strip() == "").to_numpy()
                 if empty.any():
                     raise DataError(f"{source}: {where(int(np.argmax(empty)))}: empty value in column '{col}'")
@@ -353,7 +353,9 @@ def _numeric(col: pd.Series, name: str, source: str, where: Any) -> np.ndarray:
     bad = ~np.isfinite(num)
     if bad.any():
         pos = int(np.argmax(bad))
-        raise DataError(f"{source}: {where(pos)}: column '{name}' needs a finite number, got {col.iloc[pos]!r}")
+        value = col.iloc[pos]
+        value = value.item() if isinstance(value, np.generic) else value  # 'nan', not np.float64(nan)
+        raise DataError(f"{source}: {where(pos)}: column '{name}' needs a finite number, got {value!r}")
     return num
 
 

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
+import re
 from pathlib import Path
+from typing import IO
 
+import numpy as np
 import pandas as pd
 
 from tastebud.core.errors import DataError
 
 
-def read_table(path: str | os.PathLike[str], sep: str | None = None) -> tuple[pd.DataFrame, int]:
-    """Read a table; returns (frame, line offset) where offset turns row positions into file lines.
+def read_table(path: str | os.PathLike[str], sep: str | None = None) -> tuple[pd.DataFrame, int | None]:
+    """Read a table; returns (frame, line offset) where offset turns row positions into file lines
+    (``None`` for Parquet, which has rows but no lines). Text files may be gzipped (``.gz``).
 
     Every value is read as text first, so a non-numeric value is reported by ``from_frame`` with
-    its line number instead of turning a whole column into strings or NaN.
+    its line number instead of turning a whole column into strings or NaN. Columns whose every
+    value is a plain integer (``"7"``, not ``"007"`` or ``"7.0"``) become int64, so integer ids in
+    a CSV are the same ids as in a DataFrame.
     """
     path = Path(path)
     if not path.exists():
@@ -26,20 +33,43 @@ def read_table(path: str | os.PathLike[str], sep: str | None = None) -> tuple[pd
     suffixes = "".join(path.suffixes).lower()
     if suffixes.endswith((".parquet", ".pq")):
         try:
-            return pd.read_parquet(path), 0
+            return pd.read_parquet(path), None
         except Exception as exc:  # pyarrow raises many types
             raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
-    if suffixes.endswith((".jsonl", ".ndjson", ".jsonl.gz")):
+    if suffixes.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
         return _read_jsonl(path), 1
     return _read_delimited(path, sep), 2
 
 
+def _open_text(path: Path, newline: str | None = None) -> IO[str]:
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline=newline)
+    return open(path, encoding="utf-8", newline=newline)
+
+
+_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
+
+
+def _integers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns holding only plain integers become int64 (ids, timestamps, integer ratings)."""
+    for col in frame.columns:
+        values = frame[col]
+        if values.dtype != object and not pd.api.types.is_string_dtype(values):
+            continue
+        text = values.astype(str)
+        if len(text) and text.str.fullmatch(_INT.pattern).all():
+            frame[col] = text.astype(np.int64)
+    return frame
+
+
 def _read_delimited(path: Path, sep: str | None) -> pd.DataFrame:
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        with _open_text(path, newline="") as fh:
             head = fh.read(65536)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (OSError, EOFError) as exc:  # a truncated or fake .gz
+        raise DataError(f"{path}: cannot read ({exc})") from None
     if not head.strip():
         raise DataError(f"{path}: the file is empty")
     if sep is None:
@@ -47,7 +77,7 @@ def _read_delimited(path: Path, sep: str | None) -> pd.DataFrame:
         sep = "\t" if "\t" in first else ("," if "," in first else (";" if ";" in first else ","))
     expected = None
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        with _open_text(path, newline="") as fh:
             reader = csv.reader(fh, delimiter=sep)
             rows = []
             for line_no, row in enumerate(reader, start=1):
@@ -73,24 +103,29 @@ def _read_delimited(path: Path, sep: str | None) -> pd.DataFrame:
     frame.attrs["lines"] = [n for n, _ in rows]
     for col in frame.columns:
         frame[col] = frame[col].str.strip()
-    return frame
+    return _integers(frame)
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
     records = []
     lines: list[int] = []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}: line {line_no}: expected a JSON object")
-            records.append(rec)
-            lines.append(line_no)
+    try:
+        with _open_text(path) as fh:
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from None
+                if not isinstance(rec, dict):
+                    raise DataError(f"{path}: line {line_no}: expected a JSON object")
+                records.append(rec)
+                lines.append(line_no)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except (OSError, EOFError) as exc:  # a truncated or fake .gz
+        raise DataError(f"{path}: cannot read ({exc})") from None
     if not records:
         raise DataError(f"{path}: the file is empty")
     frame = pd.DataFrame.from_records(records)

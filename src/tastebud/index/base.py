@@ -17,8 +17,9 @@ queries are normalised for you; FAISS users otherwise have to remember to).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -125,13 +126,22 @@ class VectorIndex(ABC):
 
     @classmethod
     @abstractmethod
-    def _from_payload(cls, manifest: dict[str, Any], arrays: dict[str, np.ndarray], extra: dict[str, bytes]) -> VectorIndex: ...
+    def _from_payload(
+        cls, manifest: dict[str, Any], arrays: dict[str, np.ndarray], extra: dict[str, bytes]
+    ) -> VectorIndex: ...
 
     def save(self, directory: str | Path) -> Path:
         """Write the index to ``directory`` atomically (npz / raw bytes + JSON manifest; no pickle)."""
         self._check_built()
         fields, arrays, extra = self._payload()
-        manifest = {"kind": INDEX_KIND, "backend": self.backend, "metric": self.metric, "dim": self.dim_, "n": self.n_, **fields}
+        manifest = {
+            "kind": INDEX_KIND,
+            "backend": self.backend,
+            "metric": self.metric,
+            "dim": self.dim_,
+            "n": self.n_,
+            **fields,
+        }
         return persist.write_bundle(directory, manifest, arrays, extra)
 
 

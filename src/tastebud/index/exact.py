@@ -38,7 +38,9 @@ class ExactIndex(VectorIndex):
         return {"block": self.block}, {"vectors": self.vectors_}, {}
 
     @classmethod
-    def _from_payload(cls, manifest: dict[str, Any], arrays: dict[str, np.ndarray], extra: dict[str, bytes]) -> ExactIndex:
+    def _from_payload(
+        cls, manifest: dict[str, Any], arrays: dict[str, np.ndarray], extra: dict[str, bytes]
+    ) -> ExactIndex:
         index = cls(metric=manifest["metric"], block=int(manifest.get("block", 16_000_000)))
         index.vectors_ = np.ascontiguousarray(arrays["vectors"], dtype=np.float32)
         return index

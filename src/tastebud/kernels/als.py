@@ -28,8 +28,12 @@ _CHUNK = 64
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def cg_rows(indptr, indices, cm1, X, Y, A0, cg_steps):  # pragma: no cover - compiled
-    """Update every row of ``X`` in place by ``cg_steps`` conjugate-gradient steps."""
+def cg_rows(indptr, indices, cm1, X, Y, A0, cg_steps, extra_reg):  # pragma: no cover - compiled
+    """Update every row of ``X`` in place by ``cg_steps`` conjugate-gradient steps.
+
+    ``extra_reg[u]`` is added to row ``u``'s diagonal on top of ``A0`` (frequency-scaled
+    regularisation; an empty array for none).
+    """
     n, k = X.shape
     n_chunks = (n + _CHUNK - 1) // _CHUNK
     for chunk in prange(n_chunks):
@@ -46,12 +50,13 @@ def cg_rows(indptr, indices, cm1, X, Y, A0, cg_steps):  # pragma: no cover - com
                 continue
             for f in range(k):
                 x[f] = X[u, f]
+            lam = extra_reg[u] if extra_reg.shape[0] > 0 else np.float32(0.0)
             # r = b - A x, with A x = A0 x + sum_i (c-1) (y_i . x) y_i and b = sum_i c y_i
             for f in range(k):
                 acc = np.float32(0.0)
                 for g in range(k):
                     acc += A0[f, g] * x[g]
-                r[f] = -acc
+                r[f] = -acc - lam * x[f]
             for idx in range(start, end):
                 i = indices[idx]
                 c1 = cm1[idx]
@@ -72,7 +77,7 @@ def cg_rows(indptr, indices, cm1, X, Y, A0, cg_steps):  # pragma: no cover - com
                     acc = np.float32(0.0)
                     for g in range(k):
                         acc += A0[f, g] * p[g]
-                    ap[f] = acc
+                    ap[f] = acc + lam * p[f]
                 for idx in range(start, end):
                     i = indices[idx]
                     yp = np.float32(0.0)
@@ -103,13 +108,14 @@ def cg_rows(indptr, indices, cm1, X, Y, A0, cg_steps):  # pragma: no cover - com
 
 
 @njit(fastmath=False, cache=True)
-def _solve_one(indptr, indices, cm1, u, Y, A0, A, b, x):  # pragma: no cover - compiled
+def _solve_one(indptr, indices, cm1, u, Y, A0, A, b, x, lam):  # pragma: no cover - compiled
     """Exact solution of one row's normal equations (Cholesky, float64), into ``x``."""
     k = A0.shape[0]
     for f in range(k):
         b[f] = 0.0
         for g in range(k):
             A[f, g] = A0[f, g]
+        A[f, f] += lam
     for idx in range(indptr[u], indptr[u + 1]):
         i = indices[idx]
         c1 = cm1[idx]
@@ -147,7 +153,7 @@ def _solve_one(indptr, indices, cm1, u, Y, A0, A, b, x):  # pragma: no cover - c
 
 
 @njit(parallel=True, cache=True)
-def exact_rows(indptr, indices, cm1, rows, X, Y, A0):  # pragma: no cover - compiled
+def exact_rows(indptr, indices, cm1, rows, X, Y, A0, extra_reg):  # pragma: no cover - compiled
     """Solve the rows listed in ``rows`` exactly; row ``rows[j]`` of the CSR goes to ``X[j]``."""
     k = A0.shape[0]
     n = rows.shape[0]
@@ -162,7 +168,8 @@ def exact_rows(indptr, indices, cm1, rows, X, Y, A0):  # pragma: no cover - comp
                 for f in range(k):
                     X[j, f] = 0.0
                 continue
-            _solve_one(indptr, indices, cm1, u, Y, A0, A, b, x)
+            lam = extra_reg[u] if extra_reg.shape[0] > 0 else 0.0
+            _solve_one(indptr, indices, cm1, u, Y, A0, A, b, x, lam)
             for f in range(k):
                 X[j, f] = x[f]
 
@@ -173,3 +180,62 @@ def gramian(Y: np.ndarray, reg: float) -> np.ndarray:
     A0 = Y64.T @ Y64
     A0[np.diag_indices_from(A0)] += reg
     return A0
+
+
+@njit(fastmath=True, inline="always", cache=True)
+def _block_max(row, lo, hi):  # pragma: no cover - compiled
+    mx = row[lo]
+    for c in range(lo + 1, hi):
+        v = row[c]
+        mx = v if v > mx else mx
+    return mx
+
+
+@njit(parallel=True, cache=True)
+def topk_masked(scores, rows, indptr, indices, k, out_idx, out_val):  # pragma: no cover - compiled
+    """Top-``k`` of each row of a dense score block, skipping the row's seen items.
+
+    ``rows[r]`` is the CSR row (user) of block row ``r`` (-1: mask nothing); its ``indices``
+    must be sorted. Same answer as :func:`tastebud.core.topk.topk` after masking: best first,
+    ties to the lower column, NaN and -inf never returned (slots left as -1 / NaN). One pass per
+    row keeping a sorted buffer of ``k``; runs of 32 columns whose maximum cannot enter the
+    buffer are skipped with one vectorised comparison. Parallel over rows.
+    """
+    n, m = scores.shape
+    width = 32
+    for r in prange(n):
+        u = rows[r]
+        if u >= 0:
+            seen = indptr[u]
+            seen_end = indptr[u + 1]
+        else:
+            seen = 0
+            seen_end = 0
+        filled = 0
+        for j in range(k):
+            out_idx[r, j] = -1
+            out_val[r, j] = np.nan
+        row = scores[r]
+        for lo in range(0, m, width):
+            hi = min(m, lo + width)
+            if filled == k and not (_block_max(row, lo, hi) > out_val[r, k - 1]):
+                continue
+            for c in range(lo, hi):
+                s = row[c]
+                if not (s > -np.inf):  # NaN or -inf
+                    continue
+                if filled == k and not (s > out_val[r, k - 1]):
+                    continue
+                while seen < seen_end and indices[seen] < c:
+                    seen += 1
+                if seen < seen_end and indices[seen] == c:
+                    continue
+                pos = filled if filled < k else k - 1
+                while pos > 0 and s > out_val[r, pos - 1]:
+                    out_val[r, pos] = out_val[r, pos - 1]
+                    out_idx[r, pos] = out_idx[r, pos - 1]
+                    pos -= 1
+                out_val[r, pos] = s
+                out_idx[r, pos] = c
+                if filled < k:
+                    filled += 1

@@ -63,7 +63,9 @@ class MFResult:
         }
 
 
-def objective(R: np.ndarray, mu: float, bu: np.ndarray, bi: np.ndarray, P: np.ndarray, Q: np.ndarray, reg: float) -> float:
+def objective(
+    R: np.ndarray, mu: float, bu: np.ndarray, bi: np.ndarray, P: np.ndarray, Q: np.ndarray, reg: float
+) -> float:
     """The regularised squared error that ALS minimises (NaN cells of ``R`` are missing)."""
     mask = ~np.isnan(R)
     err = np.where(mask, np.nan_to_num(R) - (mu + bu[:, None] + bi[None, :] + P @ Q.T), 0.0)
@@ -106,7 +108,12 @@ def fit_biased_mf(
     R = _as_matrix(ratings)
     if isinstance(factors, bool) or not isinstance(factors, (int, np.integer)) or not 0 <= factors <= MAX_FACTORS:
         raise ConfigError(f"factors must be an integer from 0 to {MAX_FACTORS}, got {factors!r}")
-    if isinstance(reg, bool) or not isinstance(reg, (int, float, np.floating, np.integer)) or not np.isfinite(reg) or reg < 0:
+    if (
+        isinstance(reg, bool)
+        or not isinstance(reg, (int, float, np.floating, np.integer))
+        or not np.isfinite(reg)
+        or reg < 0
+    ):
         raise ConfigError(f"reg must be a finite number >= 0, got {reg!r}")
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or not 1 <= iterations <= 500:
         raise ConfigError(f"iterations must be an integer from 1 to 500, got {iterations!r}")
@@ -140,7 +147,7 @@ def fit_biased_mf(
         if biases:
             bi = X[:, factors]
         history.append(objective(R, mu, bu, bi, P, Q, reg))
-        if history[-2] - history[-1] <= 1e-10 * max(1.0, history[-2]):
+        if history[-2] - history[-1] <= 1e-13 * max(1.0, history[-2]):
             break
     pred = mu + bu[:, None] + bi[None, :] + P @ Q.T
     rmse = float(np.sqrt(np.mean((pred[mask] - R[mask]) ** 2)))

@@ -64,15 +64,18 @@ def pick_device(device: str | None) -> torch.device:
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global RNG (initialisation, dropout) and return a private torch Generator.
 
-    Deterministic algorithms are switched on (warn-only, so CUDA ops without a deterministic
-    kernel still run); on CPU a fixed seed then gives bit-identical training. Sampling in numpy
-    should use ``np.random.default_rng([seed, epoch])`` per epoch, so a resumed run draws the same
-    samples as an uninterrupted one without having to store the sampler's state.
+    On CPU the kernels these models use are deterministic for a given thread count, so a fixed
+    seed gives bit-identical training (the tests check it). cuDNN is put in deterministic mode for
+    CUDA runs. (``torch.use_deterministic_algorithms`` is not called: it imports the compiler stack,
+    which costs seconds per fit.) Sampling in numpy should use ``np.random.default_rng([seed,
+    epoch])`` per epoch, so a resumed run draws the same samples as an uninterrupted one without
+    having to store the sampler's state.
     """
     torch = require_torch()
     seed = int(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen
@@ -331,8 +334,12 @@ class TrainLoop:
         validate: Callable[[], float] | None = None,
         examples_per_batch: int | Callable[[Any], int] = 1,
         rngs: Mapping[str, Any] | None = None,
+        steps_per_epoch: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Train; returns the history, one dict per epoch: epoch, loss, metric, examples_per_s, seconds."""
+        """Train; returns the history, one dict per epoch: epoch, loss, metric, examples_per_s, seconds.
+
+        ``steps_per_epoch`` (optional) sizes the progress bar.
+        """
         torch = require_torch()
         from tqdm.auto import tqdm
 
@@ -355,7 +362,9 @@ class TrainLoop:
                     best_metric = float(doc["best_metric"])
                 best_epoch = doc.get("best_epoch")
                 bad_epochs = int(doc.get("bad_epochs", 0))
-                finished = bool(doc.get("finished", False))
+                # an early-stopped run is over; one that ran out of epochs continues if more are asked
+                finished = bool(doc.get("stopped_early", False))
+                self.stopped_early = finished
 
         for epoch in range(start_epoch, self.epochs):
             if finished:
@@ -366,6 +375,7 @@ class TrainLoop:
             bar = tqdm(
                 batches(epoch),
                 desc=f"{self.name} {epoch + 1}/{self.epochs}",
+                total=steps_per_epoch,
                 disable=not self.progress,
                 leave=False,
                 unit="batch",
@@ -429,6 +439,7 @@ class TrainLoop:
                     "bad_epochs": bad_epochs,
                     "history": history,
                     "finished": stop or epoch + 1 == self.epochs,
+                    "stopped_early": stop,
                 }
                 self._save(module, optimizer, best_state, meta, rngs)
             if stop:

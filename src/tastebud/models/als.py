@@ -15,15 +15,16 @@ tastebud's ``alpha=a - 1``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator, Literal
+from typing import Any, ClassVar, Literal
 
 import numba
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from tastebud.core.base import Recommender, non_negative, positive
+from tastebud.core.base import SCORE_BLOCK, Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
@@ -49,7 +50,9 @@ def check_values(values: np.ndarray, what: str = "values") -> None:
     """Confidences must be finite and >= 0 (raise DataError naming the first bad one)."""
     bad = ~np.isfinite(values)
     if bad.any():
-        raise DataError(f"{what}: entry {int(np.argmax(bad))} is {values[bad][0]!r}; confidences must be finite numbers")
+        raise DataError(
+            f"{what}: entry {int(np.argmax(bad))} is {values[bad][0]!r}; confidences must be finite numbers"
+        )
     neg = values < 0
     if neg.any():
         raise DataError(
@@ -66,8 +69,38 @@ def cosine_rows(factors: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return unit[rows] @ unit.T
 
 
+class FactorTopK:
+    """Mixin for factor models: batch top-k by BLAS score blocks and a fused mask + select kernel.
+
+    Same answers as the base class's ``_recommend_idx`` (same tie rule), several times faster on
+    large catalogues; restricted candidate lists take the base path.
+    """
+
+    def _recommend_idx(
+        self, uidx: np.ndarray, k: int, exclude_seen: bool = True, cand: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if cand is not None:
+            return Recommender._recommend_idx(self, uidx, k, exclude_seen, cand)  # type: ignore[arg-type]
+        seen = self.user_items_  # type: ignore[attr-defined]
+        if not seen.has_sorted_indices:
+            seen = seen.sorted_indices()
+        n_items = seen.shape[1]
+        rows = max(1, SCORE_BLOCK // max(1, n_items))
+        uidx = np.asarray(uidx, np.int64)
+        out_idx = np.empty((len(uidx), k), np.int64)
+        out_val = np.empty((len(uidx), k), np.float32)
+        indptr = seen.indptr.astype(np.int64, copy=False)
+        with numba_threads(getattr(self, "threads", 0)):
+            for s in range(0, len(uidx), rows):
+                block = uidx[s : s + rows]
+                scores = np.ascontiguousarray(self._score(block, None), dtype=np.float32)  # type: ignore[attr-defined]
+                which = block if exclude_seen else np.full(len(block), -1, np.int64)
+                K.topk_masked(scores, which, indptr, seen.indices, k, out_idx[s : s + rows], out_val[s : s + rows])
+        return out_idx, out_val
+
+
 @register("ials")
-class ImplicitALS(Recommender):
+class ImplicitALS(FactorTopK, Recommender):
     """Weighted matrix factorisation for implicit feedback, fitted by conjugate-gradient ALS.
 
     ``factors``: latent dimensions; ``reg``: L2 penalty added to every row's normal equations;
@@ -88,6 +121,7 @@ class ImplicitALS(Recommender):
         confidence: Literal["linear", "log"] = "linear",
         eps: float = 1.0,
         cg_steps: int = 3,
+        reg_exponent: float = 0.0,
         threads: int = 0,
         random_state: int = 0,
     ) -> None:
@@ -98,20 +132,31 @@ class ImplicitALS(Recommender):
         self.confidence = confidence
         self.eps = eps
         self.cg_steps = cg_steps
+        self.reg_exponent = reg_exponent
         self.threads = threads
         self.random_state = random_state
 
     def _validate_params(self) -> None:
         positive("ImplicitALS", factors=self.factors, epochs=self.epochs, eps=self.eps)
-        non_negative("ImplicitALS", reg=self.reg, alpha=self.alpha, cg_steps=self.cg_steps, threads=self.threads)
+        non_negative(
+            "ImplicitALS", reg=self.reg, alpha=self.alpha, cg_steps=self.cg_steps, threads=self.threads,
+            reg_exponent=self.reg_exponent,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ confidence
     def _cm1(self, values: np.ndarray) -> np.ndarray:
         """``c - 1`` for raw interaction values."""
-        values = np.asarray(values, np.float32)
-        if self.confidence == "log":
-            return (self.alpha * np.log1p(values / self.eps)).astype(np.float32)
-        return (self.alpha * values).astype(np.float32)
+        values = np.asarray(values, np.float64)
+        with np.errstate(over="ignore"):
+            if self.confidence == "log":
+                out = (self.alpha * np.log1p(values / self.eps)).astype(np.float32)
+            else:
+                out = (self.alpha * values).astype(np.float32)
+        if not np.isfinite(out).all():
+            raise TrainingError(
+                f"ImplicitALS: confidences 1 + alpha * value overflow float32; lower alpha (now {self.alpha})"
+            )
+        return out
 
     def _conf_matrix(self, m: sp.csr_matrix) -> sp.csr_matrix:
         m = sp.csr_matrix(m, dtype=np.float32, copy=True)
@@ -136,14 +181,27 @@ class ImplicitALS(Recommender):
                 self._sweep(cui, self.user_factors_, self.item_factors_)
                 self._check_finite(epoch)
 
+    def _row_reg(self, conf: sp.csr_matrix, n_cols: int) -> np.ndarray:
+        """Per-row penalty on top of ``reg``: frequency-scaled regularisation (Rendle, Krichene,
+        Zhang & Koren 2022, "Revisiting the performance of iALS"): row u's penalty is
+        ``reg * (w_u / n_cols) ** reg_exponent`` with ``w_u = sum_i c_ui`` over *all* columns, the
+        weight of the row's loss terms. Empty (no extra) when ``reg_exponent`` is 0."""
+        if self.reg_exponent == 0:
+            return np.empty(0, np.float32)
+        row_of = np.repeat(np.arange(conf.shape[0]), np.diff(conf.indptr))
+        mass = np.bincount(row_of, weights=conf.data.astype(np.float64), minlength=conf.shape[0])
+        scale = ((n_cols + mass) / max(1, n_cols)) ** float(self.reg_exponent)
+        return (float(self.reg) * (scale - 1.0)).astype(np.float32)
+
     def _sweep(self, conf: sp.csr_matrix, X: np.ndarray, Y: np.ndarray) -> None:
         """Re-solve every row of ``X`` given ``Y`` (CG, or exactly when ``cg_steps`` is 0)."""
         A0 = K.gramian(Y, float(self.reg))
+        extra = self._row_reg(conf, Y.shape[0])
         if self.cg_steps > 0:
-            K.cg_rows(conf.indptr, conf.indices, conf.data, X, Y, A0.astype(np.float32), int(self.cg_steps))
+            K.cg_rows(conf.indptr, conf.indices, conf.data, X, Y, A0.astype(np.float32), int(self.cg_steps), extra)
         else:
             rows = np.arange(X.shape[0], dtype=np.int64)
-            K.exact_rows(conf.indptr, conf.indices, conf.data, rows, X, Y, A0)
+            K.exact_rows(conf.indptr, conf.indices, conf.data, rows, X, Y, A0, extra)
 
     def _check_finite(self, epoch: int) -> None:
         if not (np.isfinite(self.user_factors_).all() and np.isfinite(self.item_factors_).all()):
@@ -174,7 +232,8 @@ class ImplicitALS(Recommender):
         conf = self._conf_matrix(row)
         out = np.zeros((1, self.item_factors_.shape[1]), np.float32)
         A0 = K.gramian(self.item_factors_, float(self.reg))
-        K.exact_rows(conf.indptr, conf.indices, conf.data, np.zeros(1, np.int64), out, self.item_factors_, A0)
+        extra = self._row_reg(conf, self.n_items)
+        K.exact_rows(conf.indptr, conf.indices, conf.data, np.zeros(1, np.int64), out, self.item_factors_, A0, extra)
         return out[0]
 
     def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -198,6 +257,10 @@ class ImplicitALS(Recommender):
         cm1 = self._cm1(history.data).astype(np.float64)
         Yh = Y[hist_items]
         A = K.gramian(self.item_factors_, float(self.reg)) + (Yh * cm1[:, None]).T @ Yh
+        conf_row = sp.csr_matrix((cm1, hist_items, [0, len(hist_items)]), shape=(1, self.n_items))
+        extra = self._row_reg(conf_row, self.n_items)
+        if len(extra):
+            A[np.diag_indices_from(A)] += extra[0]
         chol = scipy.linalg.cho_factor(A)
         weighted = scipy.linalg.cho_solve(chol, Y[item_idx].T).T  # y_i^T (Y^T C^u Y + reg I)^-1
         contrib = (weighted @ Yh.T) * (cm1 + 1.0)[None, :]  # s^u_ij c_uj
@@ -205,13 +268,15 @@ class ImplicitALS(Recommender):
         for row in contrib:
             top = np.argsort(-row, kind="stable")[:5]
             ids = self.items_.to_ids(hist_items[top])
-            pairs = [(i, float(w)) for i, w in zip(ids, row[top])]
+            pairs = [(i, float(w)) for i, w in zip(ids, row[top], strict=False)]
             names = ", ".join(map(str, ids[:3]))
             out.append(Explanation(f"because of {names} in your history (total {row.sum():.3f})", pairs))
         return out
 
     # ------------------------------------------------------------------ partial fit
-    def partial_fit(self, new: Interactions, side: Literal["both", "users", "items"] = "both", rounds: int = 2) -> ImplicitALS:
+    def partial_fit(
+        self, new: Interactions, side: Literal["both", "users", "items"] = "both", rounds: int = 2
+    ) -> ImplicitALS:
         """Fold later interactions into the model without a full refit.
 
         ``new`` may name users and items the model has never seen: the vocabularies grow (new ids
@@ -245,7 +310,10 @@ class ImplicitALS(Recommender):
         keys_new = rows.astype(np.int64) * n_i + cols
         keep = ~np.isin(keys_old, keys_new)
         merged = sp.csr_matrix(
-            (np.concatenate([coo.data[keep], m.data]), (np.concatenate([coo.row[keep], rows]), np.concatenate([coo.col[keep], cols]))),
+            (
+                np.concatenate([coo.data[keep], m.data]),
+                (np.concatenate([coo.row[keep], rows]), np.concatenate([coo.col[keep], cols])),
+            ),
             shape=(n_u, n_i),
             dtype=np.float32,
         )
@@ -280,7 +348,7 @@ class ImplicitALS(Recommender):
     def _solve_rows(self, conf: sp.csr_matrix, rows: np.ndarray, X: np.ndarray, Y: np.ndarray) -> None:
         A0 = K.gramian(Y, float(self.reg))
         out = np.zeros((len(rows), X.shape[1]), np.float32)
-        K.exact_rows(conf.indptr, conf.indices, conf.data, rows, out, Y, A0)
+        K.exact_rows(conf.indptr, conf.indices, conf.data, rows, out, Y, A0, self._row_reg(conf, Y.shape[0]))
         X[rows] = out
 
 
@@ -300,4 +368,4 @@ def _grow(factors: np.ndarray, n: int, k: int) -> np.ndarray:
     return np.vstack([factors, np.zeros((n - factors.shape[0], k), factors.dtype)])
 
 
-__all__ = ["ImplicitALS", "check_values", "cosine_rows", "numba_threads"]
+__all__ = ["FactorTopK", "ImplicitALS", "check_values", "cosine_rows", "numba_threads"]

@@ -44,7 +44,7 @@ from tastebud.models._torch import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
+    pass
 
 WEIGHTS = "weights.safetensors"
 # Score blocks through the MLP are evaluated for at most this many (user, item) pairs at once.
@@ -52,7 +52,9 @@ PAIR_BLOCK = 1_000_000
 
 
 # ---------------------------------------------------------------------- shared helpers
-def holdout(matrix: sp.csr_matrix, fraction: float, seed: int, min_items: int = 3) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+def holdout(
+    matrix: sp.csr_matrix, fraction: float, seed: int, min_items: int = 3
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Hold out one random interaction of a ``fraction`` of users (those with >= ``min_items``).
 
     Returns the remaining training matrix and the (user, item) pairs held out; the validation
@@ -114,7 +116,9 @@ def sample_negatives(
 
 def _check_common(owner: Any) -> None:
     name = type(owner).__name__
-    positive(name, factors=owner.factors, epochs=owner.epochs, learning_rate=owner.learning_rate, batch_size=owner.batch_size)
+    positive(
+        name, factors=owner.factors, epochs=owner.epochs, learning_rate=owner.learning_rate, batch_size=owner.batch_size
+    )
     non_negative(name, reg=owner.reg)
     if owner.patience is not None:
         positive(name, patience=owner.patience)
@@ -240,7 +244,14 @@ class _NCF(Recommender):
     """Shared fit / score / persistence of the three NCF models."""
 
     kind: ClassVar[str] = ""
-    fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "layers": 2, "epochs": 2, "batch_size": 256, "validation": 0.0, "device": "cpu"}
+    fast_params: ClassVar[dict[str, Any]] = {
+        "factors": 8,
+        "layers": 2,
+        "epochs": 1,
+        "batch_size": 1024,
+        "validation": 0.0,
+        "device": "cpu",
+    }
 
     def __init__(
         self,
@@ -254,7 +265,7 @@ class _NCF(Recommender):
         reg: float = 0.0,
         pretrain: bool = False,
         alpha: float = 0.5,
-        validation: float = 0.1,
+        validation: float = 0.2,
         patience: int | None = 3,
         checkpoint_dir: str | None = None,
         resume: bool = False,
@@ -294,7 +305,7 @@ class _NCF(Recommender):
         return _nets()[kind or self.kind](self.n_users, self.n_items, int(self.factors), int(self.layers))
 
     def _fit(self, data: Interactions) -> None:
-        torch = require_torch()
+        require_torch()
         seed_everything(self.random_state)
         device = pick_device(self.device)
         train, val_users, val_items = holdout(self.user_items_, self.validation, self.random_state)
@@ -310,7 +321,14 @@ class _NCF(Recommender):
         self._net = net.cpu().eval()
 
     def _train(
-        self, net: Any, train: sp.csr_matrix, val_users: np.ndarray, val_items: np.ndarray, device: Any, name: str, sgd: bool
+        self,
+        net: Any,
+        train: sp.csr_matrix,
+        val_users: np.ndarray,
+        val_items: np.ndarray,
+        device: Any,
+        name: str,
+        sgd: bool,
     ) -> Any:
         torch = require_torch()
         coo = train.tocoo()

@@ -1,0 +1,507 @@
+"""The HTTP service: FastAPI app factory.
+
+``create_app(source)`` serves a registry folder (its current version) or a single saved model.
+Read endpoints answer recommendations, similar items and predictions; ``POST /events`` records
+interactions durably; ``POST /admin/reload`` swaps in the registry's current version while
+requests keep being answered (the new version is loaded beside the old one, then one reference
+is swapped; a request in flight finishes on the version it started with).
+
+Errors are 4xx with a one-line ``error`` message for anything the caller can fix; a 5xx is a bug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from tastebud import __version__
+from tastebud.core.errors import (
+    ConfigError,
+    DataError,
+    ModelFormatError,
+    NotSupportedError,
+    TastebudError,
+    UnknownIdError,
+)
+from tastebud.serve.engine import Engine
+from tastebud.serve.events import Event, open_store
+from tastebud.serve.metrics import Metrics
+from tastebud.serve.registry import ModelRegistry, is_model_folder
+
+log = logging.getLogger("tastebud.serve")
+
+Id = StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=256)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+@dataclass
+class ServeConfig:
+    """Service settings. ``token`` guards writes and admin (generated and logged when None);
+    ``read_token``, when set, guards reads too (either token then works for reads)."""
+
+    token: str | None = None
+    read_token: str | None = None
+    events: str | None = None
+    max_body_bytes: int = 1_048_576
+    max_events: int = 1000
+    max_history: int = 10_000
+    omp_threads: int = 1
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ServeConfig:
+        cfg = cls(
+            token=os.environ.get("TASTEBUD_TOKEN") or None,
+            read_token=os.environ.get("TASTEBUD_READ_TOKEN") or None,
+            events=os.environ.get("TASTEBUD_EVENTS") or None,
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(cfg, key, value)
+        return cfg
+
+
+# ---------------------------------------------------------------------------- request bodies
+class HistoryRequest(BaseModel):
+    """A person not in the model, by the items they had (oldest first)."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[Id] = Field(..., max_length=10_000, description="Item ids, oldest first.")
+    values: list[Finite] | None = Field(None, description="Ratings or weights, one per item (1 when omitted).")
+    timestamps: list[StrictInt] | None = Field(
+        None, description="Unix seconds per item; the history is ordered by them."
+    )
+    k: int = Field(10, ge=1, le=1000)
+    exclude_seen: bool = True
+    context: dict[str, StrictStr | StrictInt] | None = Field(
+        None, description="Demographics / context for the popularity path."
+    )
+    model: str | None = Field(None, description="Serve with this model instead of the policy.")
+    candidates: list[Id] | None = Field(None, max_length=1_000_000, description="Restrict results to these items.")
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: Id
+    item: Id
+    value: Finite = 1.0
+    timestamp: StrictInt | None = Field(None, description="Unix seconds (server time when omitted).")
+    kind: Annotated[str, Field(max_length=64)] = "interaction"
+    event_id: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Idempotency key: a retried event with the same key is stored once."
+    )
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[EventIn] = Field(..., min_length=1)
+
+
+class Pair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: Id
+    item: Id
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pairs: list[Pair] = Field(..., min_length=1, max_length=10_000)
+    model: str | None = None
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str | None = Field(None, description="Publish-time version name; default: the registry's CURRENT.")
+
+
+# ---------------------------------------------------------------------------- state
+class State:
+    def __init__(self, source: Path, config: ServeConfig) -> None:
+        self.source = source
+        self.config = config
+        self.engine = Engine.load(source)
+        self.reload_lock = threading.Lock()
+        self.metrics = Metrics()
+        self.store = open_store(config.events or default_events_url(source))
+        self.started = time.time()
+
+
+def default_events_url(source: Path) -> str:
+    if is_model_folder(source):
+        return str(source.parent / f"{source.name}.events.db")
+    return str(source / "events.db")
+
+
+def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI:
+    """The FastAPI app serving ``source`` (a registry folder or one saved model folder)."""
+    config = config or ServeConfig.from_env()
+    if config.token is None:
+        config.token = secrets.token_urlsafe(24)
+        log.warning("no write token configured (TASTEBUD_TOKEN); generated one for this run: %s", config.token)
+    _limit_threads(config.omp_threads)
+    state = State(Path(source), config)
+    m = state.metrics
+    m.counter("tastebud_requests_total", "HTTP requests by route and status.")
+    m.histogram("tastebud_request_seconds", "Request latency in seconds by route.")
+    m.counter(
+        "tastebud_recommendations_total", "Recommendation lists served, by path (popular, history, collaborative)."
+    )
+    m.counter("tastebud_events_stored_total", "Events stored durably.")
+    m.counter("tastebud_events_duplicate_total", "Events ignored because their idempotency key was already stored.")
+    m.counter("tastebud_reloads_total", "Model reloads by outcome.")
+    m.gauge("tastebud_uptime_seconds", "Seconds since the service started.", lambda: time.time() - state.started)
+    m.gauge("tastebud_event_commits", "Group commits of the event store.", lambda: state.store.commits)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.store.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="tastebud",
+        version=__version__,
+        description="Recommendations for known and new people, similar items, rating predictions and live events.",
+    )
+    app.state.tb = state
+
+    # -------------------------------------------------------------- errors
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        msg = first.get("msg", "invalid request")
+        return JSONResponse({"error": f"{where}: {msg}" if where else msg, "detail": _plain(errors)}, status_code=422)
+
+    @app.exception_handler(TastebudError)
+    async def _tb_error(request: Request, exc: TastebudError) -> JSONResponse:
+        status = 404 if isinstance(exc, UnknownIdError) else 409 if isinstance(exc, ModelFormatError) else 400
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug by definition
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); this is a bug"}, status_code=500)
+
+    # -------------------------------------------------------------- auth
+    def require_write(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
+        _check_token(authorization, [config.token or ""])
+
+    def require_read(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
+        if config.read_token:
+            _check_token(authorization, [config.read_token, config.token or ""])
+
+    # -------------------------------------------------------------- endpoints
+    @app.get("/health", tags=["service"])
+    async def health() -> dict[str, Any]:
+        """Liveness and what is being served."""
+        eng = state.engine
+        return {
+            "status": "ok",
+            "version": eng.version,
+            "models": list(eng.served),
+            "n_items": len(eng.items),
+            "n_users": len(eng.users),
+            "tastebud": __version__,
+        }
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text format."""
+        return PlainTextResponse(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/users/{user_id}/recommendations", tags=["recommend"], dependencies=[Depends(require_read)])
+    def user_recommendations(
+        user_id: Annotated[str, PathParam(max_length=256)],
+        k: Annotated[int, Query(ge=1, le=1000)] = 10,
+        model: Annotated[str | None, Query(max_length=64)] = None,
+        exclude_seen: bool = True,
+        context: Annotated[list[str], Query(description="key:value pairs, e.g. country:FR")] = None,
+        candidates: Annotated[str | None, Query(description="Comma-separated item ids to restrict to.")] = None,
+    ) -> JSONResponse:
+        """Top-k for a person by id. Unknown people get the cold-start path, not an error."""
+        if context is None:
+            context = []
+        eng = state.engine
+        ctx = _parse_context(context)
+        cand = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
+        res = eng.recommend_user(user_id, k, model, exclude_seen, ctx, state.store, cand)
+        m.inc("tastebud_recommendations_total", path=res.path)
+        body = res.to_dict()
+        body["user"] = _user_out(user_id, eng)
+        body["version"] = eng.version
+        return JSONResponse(body)
+
+    @app.post("/recommendations", tags=["recommend"], dependencies=[Depends(require_read)])
+    def history_recommendations(req: HistoryRequest) -> JSONResponse:
+        """Top-k for a person not in the model, from a history of item ids (oldest first)."""
+        eng = state.engine
+        items, values = list(req.items), req.values
+        if len(items) > config.max_history:
+            raise HTTPException(413, f"items: at most {config.max_history} items per history")
+        if values is not None and len(values) != len(items):
+            raise HTTPException(422, f"values has {len(values)} entries but items has {len(items)}")
+        if req.timestamps is not None:
+            if len(req.timestamps) != len(items):
+                raise HTTPException(422, f"timestamps has {len(req.timestamps)} entries but items has {len(items)}")
+            order = sorted(range(len(items)), key=lambda i: req.timestamps[i])  # type: ignore[index]
+            items = [items[i] for i in order]
+            values = None if values is None else [values[i] for i in order]
+        res = eng.recommend_history(items, values, req.k, req.exclude_seen, req.context, req.model, req.candidates)
+        m.inc("tastebud_recommendations_total", path=res.path)
+        body = res.to_dict()
+        body["version"] = eng.version
+        return JSONResponse(body)
+
+    @app.get("/items/{item_id}/similar", tags=["recommend"], dependencies=[Depends(require_read)])
+    def similar_items(
+        item_id: Annotated[str, PathParam(max_length=256)],
+        k: Annotated[int, Query(ge=1, le=1000)] = 10,
+        model: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> JSONResponse:
+        """The k items most similar to one item (404 for an unknown item)."""
+        eng = state.engine
+        res = eng.similar(item_id, k, model)
+        body = res.to_dict()
+        body["item"] = _py_id(eng.items.lookup([item_id])[0], eng)
+        body["version"] = eng.version
+        return JSONResponse(body)
+
+    @app.post("/predict", tags=["recommend"], dependencies=[Depends(require_read)])
+    def predict(req: PredictRequest) -> JSONResponse:
+        """Predicted ratings for (user, item) pairs; unknown ids fall back to the model's biases."""
+        eng = state.engine
+        users = [p.user for p in req.pairs]
+        items = [p.item for p in req.pairs]
+        preds, name = eng.predict(users, items, req.model)
+        out = [
+            {"user": u, "item": i, "rating": float(r) if math.isfinite(r) else None}
+            for u, i, r in zip(users, items, preds, strict=False)
+        ]
+        return JSONResponse({"model": name, "predictions": out, "version": eng.version})
+
+    @app.post("/events", tags=["events"], dependencies=[Depends(require_write)], status_code=201)
+    async def record_events(
+        body: Annotated[EventBatch | EventIn, Body()],
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> JSONResponse:
+        """Record one event or a batch; durable before the response. Retries with the same
+        ``event_id`` (or ``Idempotency-Key`` header) are stored once."""
+        items = body.events if isinstance(body, EventBatch) else [body]
+        if len(items) > config.max_events:
+            raise HTTPException(413, f"events: at most {config.max_events} events per request")
+        eng = state.engine
+        events = []
+        for j, e in enumerate(items):
+            eid = e.event_id or (f"{idempotency_key}:{j}" if idempotency_key else None)
+            events.append(
+                Event(
+                    _coerce_id(e.user, eng, "user"), _coerce_id(e.item, eng, "item"), e.value, e.timestamp, e.kind, eid
+                )
+            )
+        fut = state.store.submit(events)
+        stored = await asyncio.wrap_future(fut)
+        n_new = sum(stored)
+        m.inc("tastebud_events_stored_total", n_new)
+        if len(stored) - n_new:
+            m.inc("tastebud_events_duplicate_total", len(stored) - n_new)
+        unknown_items = int((eng.items.lookup([e.item for e in items]) < 0).sum())
+        warnings = (
+            [f"{unknown_items} event(s) name items this version does not know; they count after a retrain"]
+            if unknown_items
+            else []
+        )
+        return JSONResponse({"stored": n_new, "duplicates": len(stored) - n_new, "warnings": warnings}, status_code=201)
+
+    @app.post("/admin/reload", tags=["admin"], dependencies=[Depends(require_write)])
+    def reload(req: Annotated[ReloadRequest | None, Body()] = None) -> JSONResponse:
+        """Load the registry's current (or a named) version and swap it in; no request fails."""
+        with state.reload_lock:
+            old = state.engine.version
+            try:
+                engine = Engine.load(state.source, req.version if req else None)
+            except (TastebudError, OSError) as exc:
+                m.inc("tastebud_reloads_total", outcome="failed")
+                raise HTTPException(409, f"reload failed, still serving {old}: {exc}") from None
+            state.engine = engine
+        m.inc("tastebud_reloads_total", outcome="ok")
+        return JSONResponse({"previous": old, **engine.describe()})
+
+    @app.get("/admin/info", tags=["admin"], dependencies=[Depends(require_write)])
+    def info() -> JSONResponse:
+        """The served version, its models and policy, the event store."""
+        eng = state.engine
+        versions: list[str] = []
+        if not is_model_folder(state.source):
+            versions = ModelRegistry(state.source).versions()
+        return JSONResponse(
+            {
+                **eng.describe(),
+                "versions": versions,
+                "events": {"url": _redact(state.store.url), "count": state.store.count()},
+            }
+        )
+
+    app.add_middleware(_Guard, metrics=m, max_body=config.max_body_bytes)
+
+    return app
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_token(authorization: str | None, tokens: list[str]) -> None:
+    scheme, _, cred = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not cred.strip():
+        raise HTTPException(
+            401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"}
+        )
+    given = cred.strip().encode()
+    ok = False
+    for token in tokens:  # compare with every token, in constant time each
+        if token:
+            ok |= hmac.compare_digest(given, token.encode())
+    if not ok:
+        raise HTTPException(403, "invalid token")
+
+
+def _parse_context(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        sep = ":" if ":" in pair else "=" if "=" in pair else None
+        if sep is None:
+            raise DataError(f"context must be key:value, got {pair!r}")
+        key, value = pair.split(sep, 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _coerce_id(raw: Any, eng: Engine, what: str) -> Any:
+    from tastebud.serve.engine import _coerce
+
+    return _coerce(raw, eng.users if what == "user" else eng.items)
+
+
+def _user_out(raw: str, eng: Engine) -> Any:
+    return _coerce_id(raw, eng, "user")
+
+
+def _py_id(idx: Any, eng: Engine) -> Any:
+    value = eng.items.ids[int(idx)]
+    return value.item() if hasattr(value, "item") else value
+
+
+def _plain(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(map(str, e.get("loc", ()))), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in errors
+    ]
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _limit_threads(n: int) -> None:
+    """Requests run in a thread pool: one BLAS / OpenMP thread per request avoids oversubscription."""
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+class _Guard:
+    """ASGI middleware: body size limit (413) and per-route request metrics."""
+
+    def __init__(self, app: Any, metrics: Metrics, max_body: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = False
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_body
+            except ValueError:
+                too_big = True
+        if not too_big and scope.get("method") in ("POST", "PUT", "PATCH"):
+            chunks, size, more = [], 0, True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    too_big = True
+                    break
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+            if not too_big:
+                payload = b"".join(chunks)
+                sent = {"done": False}
+
+                async def replay() -> dict[str, Any]:
+                    if not sent["done"]:
+                        sent["done"] = True
+                        return {"type": "http.request", "body": payload, "more_body": False}
+                    return await receive()
+
+                receive = replay
+        if too_big:
+            response = JSONResponse({"error": f"request body larger than {self.max_body} bytes"}, status_code=413)
+            await response(scope, receive, send_wrapper)
+        else:
+            try:
+                await self.app(scope, receive, send_wrapper)
+            finally:
+                pass
+        route = scope.get("route")
+        label = getattr(route, "path", None) or "unmatched"
+        elapsed = time.perf_counter() - start
+        self.metrics.inc(
+            "tastebud_requests_total", route=label, method=scope.get("method", ""), status=str(status["code"])
+        )
+        self.metrics.observe("tastebud_request_seconds", elapsed, route=label)
+
+
+__all__ = ["ServeConfig", "create_app", "ConfigError", "NotSupportedError"]

@@ -1,0 +1,286 @@
+"""The lab in a real browser: Playwright driving Debian's chromium (headless, never downloaded).
+
+A uvicorn server runs in a thread on a free loopback port. Screenshots go to ``artifacts/lab/``
+(git-ignored) so CI can keep them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "lab"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    uvicorn = pytest.importorskip("uvicorn")
+    from tastebud.lab import LabState, create_lab_app
+
+    state = LabState(models=["random", "popular", "bias"], synthetic_size=(120, 80, 3600), data_root="/nonexistent")
+    server = uvicorn.Server(
+        uvicorn.Config(create_lab_app(state=state), host="127.0.0.1", port=_free_port(), log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            pytest.fail("the lab server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{server.config.port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, base_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    requests: list[str] = []
+    errors: list[str] = []
+    pg.on("request", lambda r: requests.append(r.url))
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.goto(base_url + "/")
+    pg.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    yield pg
+    # nothing but this server was asked for anything, and the page raised no error
+    assert all(u.startswith(base_url) or u.startswith("data:") for u in requests), [
+        u for u in requests if not u.startswith(base_url)
+    ]
+    assert not errors, errors
+    context.close()
+
+
+def shot(pg, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def placeholder(pg, u: int, i: int) -> str:
+    return pg.get_attribute(f"#cell-{u}-{i}", "placeholder")
+
+
+def version(pg) -> int:
+    return int(pg.get_attribute("#mx-grid", "data-version") or 0)
+
+
+def wait_version_above(pg, v: int) -> None:
+    pg.wait_for_function(f"Number(document.querySelector('#mx-grid').dataset.version) > {v}", timeout=5_000)
+
+
+def test_matrix_lab_predicted_view_and_live_edit(page):
+    pg = page
+    # observed view: dashes in the 11 empty cells, the 14 ratings in the others
+    assert pg.locator("#mx-grid td.observed").count() == 14
+    assert pg.locator("#mx-grid td.missing").count() == 11
+    assert placeholder(pg, 2, 0) == "–" and pg.input_value("#cell-0-0") == "5"
+    assert pg.locator("#mx-grid td.predicted").count() == 0
+    # predicted view: every empty cell shows a number and looks different from observed cells
+    pg.click("label[for='mx-view-predicted']")
+    assert pg.locator("#mx-grid td.predicted").count() == 11
+    before = {
+        (u, i): float(placeholder(pg, u, i))
+        for u in range(5)
+        for i in range(5)
+        if pg.input_value(f"#cell-{u}-{i}") == ""
+    }
+    assert len(before) == 11 and all(0 < v < 7 for v in before.values())
+    styles = pg.evaluate(
+        "[...['#cell-2-0', '#cell-0-0']].map(s => getComputedStyle(document.querySelector(s)).backgroundColor)"
+    )
+    assert styles[0] != styles[1]
+    assert "rmse" in pg.inner_text("#mx-stats").lower() or "fit error" in pg.inner_text("#mx-stats").lower()
+    shot(pg, "matrix-predicted")
+
+    # Carl rates Inception 1: the grid refits and the other predictions move, well under a second
+    v0 = version(pg)
+    start = time.perf_counter()
+    pg.fill("#cell-2-0", "1")
+    wait_version_above(pg, v0)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, f"refit took {elapsed:.2f} s"
+    assert pg.locator("#mx-grid td.predicted").count() == 10
+    after = {key: float(placeholder(pg, *key)) for key in before if key != (2, 0)}
+    assert max(abs(after[key] - before[key]) for key in after) > 0.01
+    # clearing a rating turns the cell into a prediction
+    v1 = version(pg)
+    pg.fill("#cell-0-0", "")
+    wait_version_above(pg, v1)
+    assert "predicted" in pg.get_attribute("#mx-grid td[data-u='0'][data-i='0']", "class")
+    # an out-of-range rating is flagged, not used
+    pg.fill("#cell-1-3", "9")
+    assert pg.get_attribute("#cell-1-3", "aria-invalid") == "true"
+    # hover: the cell's row of U and row of I light up, and the sum is spelled out
+    pg.hover("#cell-3-0")
+    assert pg.locator("#mx-U tr.hl").get_attribute("data-row") == "3"
+    assert pg.locator("#mx-I tr.hl").get_attribute("data-row") == "0"
+    assert "U·I" in pg.inner_text("#mx-explain")
+    shot(pg, "matrix-edited")
+
+
+def test_matrix_sliders_and_keyboard(page):
+    pg = page
+    assert pg.locator("#mx-U thead th").count() == 3  # f1, f2, b_u
+    v0 = version(pg)
+    pg.focus("#mx-k")
+    pg.keyboard.press("ArrowRight")  # k: 2 -> 3
+    wait_version_above(pg, v0)
+    pg.wait_for_function("document.querySelectorAll('#mx-U thead th').length === 4")
+    assert pg.inner_text("#mx-k-out") == "3"
+    v1 = version(pg)
+    pg.uncheck("#mx-bias")
+    wait_version_above(pg, v1)
+    assert pg.locator("#mx-U thead th").count() == 3  # f1..f3, no bias column
+    # arrow keys move between cells
+    pg.focus("#cell-1-1")
+    pg.keyboard.press("ArrowDown")
+    assert pg.evaluate("document.activeElement.id") == "cell-2-1"
+    # tabs follow the ARIA pattern: arrow keys move between them
+    pg.focus("#tab-matrix")
+    pg.keyboard.press("ArrowRight")
+    assert pg.get_attribute("#tab-explorer", "aria-selected") == "true"
+    assert pg.is_visible("#panel-explorer") and not pg.is_visible("#panel-matrix")
+
+
+def test_real_matrix_view(page):
+    pg = page
+    pg.wait_for_selector("#rm-svg")
+    assert pg.locator("#rm-svg rect.cell.pred").count() == 0
+    pg.click("label[for='rm-view-predicted']")
+    assert pg.locator("#rm-svg rect.cell.pred").count() > 0
+    assert pg.locator("#rm-svg rect.cell.none").count() == 0
+    assert "held-out error" in pg.inner_text("#rm-stats")
+
+
+def test_explorer_shows_recommendations(page):
+    pg = page
+    pg.click("#tab-explorer")
+    assert pg.locator("#ex-history tbody tr").count() > 0
+    pg.check("#ex-models-bias")
+    pg.click("#ex-go")
+    pg.wait_for_selector("#ex-results[data-done='1']", timeout=60_000)
+    cols = pg.locator("#ex-results .col")
+    assert cols.count() == 2  # popular and bias
+    for j in range(2):
+        assert cols.nth(j).locator("li").count() == 10
+    assert pg.locator("#ex-overlap table").count() == 1
+    first = pg.locator("#ex-results .col[data-model='popular'] li").first
+    assert first.locator(".why").inner_text().startswith("popular")
+    shot(pg, "explorer")
+
+
+def test_new_user_flow(page):
+    pg = page
+    pg.click("#tab-newuser")
+    buttons = pg.locator("#nu-items button")
+    picked = []
+    for j in range(5):
+        buttons.nth(j).click()
+        picked.append(buttons.nth(j).get_attribute("data-item"))
+        assert buttons.nth(j).get_attribute("aria-pressed") == "true"
+    pg.wait_for_selector("#nu-results[data-done='1']", timeout=60_000)
+    cols = pg.locator("#nu-results .col")
+    assert cols.count() == 3  # random, popular, bias: every model that takes a history
+    for j in range(3):
+        items = cols.nth(j).locator("li").evaluate_all("els => els.map(e => e.dataset.item)")
+        assert len(items) == 10 and not set(items) & set(picked)
+    # a sixth pick is refused until one is taken back
+    buttons.nth(6).click()
+    assert buttons.nth(6).get_attribute("aria-pressed") == "false"
+    shot(pg, "new-user")
+
+
+def test_items_map_and_evaluation(page):
+    pg = page
+    pg.click("#tab-items")
+    pg.wait_for_selector("#it-map circle")
+    assert pg.locator("#it-map circle").count() == 80
+    pg.locator("#it-map circle").nth(5).hover()
+    assert pg.is_visible("#tooltip") and pg.inner_text("#tooltip").strip()
+    pg.click("#it-go")
+    pg.wait_for_selector("#it-results[data-done='1']", timeout=60_000)
+    assert pg.locator("#it-results .col[data-model='popular'] li").count() == 10
+    shot(pg, "items")
+    pg.click("#tab-eval")
+    pg.check("#ev-models-random")
+    pg.click("#ev-go")
+    pg.wait_for_selector("#ev-status[data-done='1']", timeout=60_000)
+    assert pg.locator("#ev-precision polyline").count() == 2
+    assert pg.locator("#ev-pop polyline").count() == 3  # two models and the held-out reference
+    assert pg.locator("#ev-bars .bar-row").count() == 16  # 8 metrics x 2 models
+    shot(pg, "evaluation")
+
+
+CONTRAST = """
+(() => {
+  const lum = (c) => {
+    const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map((v) => v / 255)
+      .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const bg = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      if (c && !c.startsWith("rgba(0, 0, 0, 0)") && c !== "transparent") return c;
+    }
+    return "rgb(255, 255, 255)";
+  };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const out = {};
+  for (const [name, sel, pseudo] of CHECKS) {
+    const el = document.querySelector(sel);
+    out[name] = ratio(getComputedStyle(el, pseudo || null).color, bg(el));
+  }
+  return out;
+})()
+"""
+
+
+def test_text_contrast_meets_wcag_aa(page):
+    pg = page
+    pg.click("label[for='mx-view-predicted']")
+    pg.wait_for_selector("#mx-grid td.predicted")
+    checks = [
+        ["lead text", "#panel-matrix .lead", ""],
+        ["help text", "#mx-help", ""],
+        ["observed rating", "#mx-grid td.observed input", ""],
+        ["predicted rating", "#mx-grid td.predicted input", "::placeholder"],
+        ["fitted value", "#mx-grid td.observed .fit", ""],
+        ["tab", "#tab-explorer", ""],
+        ["selected tab", "#tab-matrix", ""],
+        ["button", "#ex-go", ""],
+        ["secondary button", "#mx-reset", ""],
+        ["selected view", "label[for='mx-view-predicted']", ""],
+        ["unselected view", "label[for='mx-view-observed']", ""],
+    ]
+    ratios = pg.evaluate(CONTRAST.replace("CHECKS", repr(checks)))
+    low = {k: round(v, 2) for k, v in ratios.items() if v < 4.5}
+    assert not low, f"text below the WCAG AA contrast ratio of 4.5: {low}"

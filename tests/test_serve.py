@@ -1,0 +1,384 @@
+"""HTTP service: every endpoint, the hybrid policy paths, live events, auth, bad input, hot reload,
+a real uvicorn server, and the serve / retrain commands."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import typer
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+import tastebud as tb
+from tastebud.core.base import Recommender
+from tastebud.data.idmap import IdMap
+from tastebud.serve.app import ServeConfig, create_app
+from tastebud.serve.commands import register
+from tastebud.serve.engine import Engine, PolicyConfig
+from tastebud.serve.registry import ModelRegistry
+from tastebud.serve.retrain import publish_version
+
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def make_data() -> tb.Interactions:
+    """40 users with integer ids (1..40), 30 items (100..129); FR users like the low items."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(1, 41):
+        pool = np.arange(100, 115) if u <= 20 else np.arange(115, 130)
+        n = 3 if u in (1, 21) else 8  # users 1 and 21 have a short history
+        for i in rng.choice(pool, n, replace=False):
+            rows.append((u, int(i), float(rng.integers(1, 6)), 1_000_000 + len(rows)))
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "ts"])
+    users = pd.DataFrame(
+        {"country": ["FR" if u <= 20 else "DE" for u in range(1, 41)]}, index=pd.Index(range(1, 41), name="user")
+    )
+    return tb.Interactions.from_frame(frame, rating="rating", time="ts", scale=(1, 5), user_features=users)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data()
+
+
+@pytest.fixture()
+def registry(tmp_path, data):
+    models = {"popular": tb.get_model("popular")().fit(data), "bias": tb.get_model("bias")().fit(data)}
+    publish_version(tmp_path / "reg", models, data, {"collaborative": ["popular", "bias"], "short_history": 5})
+    return tmp_path / "reg"
+
+
+@pytest.fixture()
+def client(registry):
+    app = create_app(registry, ServeConfig(token=TOKEN))
+    with TestClient(app) as c:
+        yield c
+
+
+def items_of(body):
+    return [e["item"] for e in body["items"]]
+
+
+def test_known_user_collaborative_and_int_ids(client, data):
+    r = client.get("/users/2/recommendations?k=5")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["user"] == 2 and body["path"] == "collaborative" and body["version"] == "v0001"
+    seen = set(data.items.to_ids(data.matrix[data.users.index([2])[0]].indices).tolist())
+    got = items_of(body)
+    assert len(got) == 5 and all(isinstance(i, int) for i in got) and not set(got) & seen
+    assert all(e["explanation"] and isinstance(e["score"], float) for e in body["items"])
+    assert [e["rank"] for e in body["items"]] == [1, 2, 3, 4, 5]
+    # same list as the blend computed in-process
+    blend = tb.models.hybrid.Hybrid.from_fitted([tb.get_model("popular")().fit(data), tb.get_model("bias")().fit(data)])
+    assert got == blend.recommend([2], k=5).items_of(0)
+    # exclude_seen=false may return seen items; a forced model is served by that model
+    body = client.get("/users/2/recommendations?k=30&exclude_seen=false&model=bias").json()
+    assert body["model"] == "bias" and set(items_of(body)) >= seen
+
+
+def test_policy_paths(client):
+    # short history (3 items) -> the history model
+    assert client.get("/users/1/recommendations").json()["path"] == "history"
+    # unknown user -> popularity, overall or by context
+    body = client.get("/users/nobody/recommendations?k=5").json()
+    assert body["path"] == "popular" and body["user"] == "nobody"
+    fr = client.get("/users/nobody/recommendations?k=5&context=country:FR").json()
+    de = client.get("/users/nobody/recommendations?k=5&context=country:DE").json()
+    assert all(100 <= i < 115 for i in items_of(fr)) and all(115 <= i < 130 for i in items_of(de))
+    assert "country=FR" in fr["items"][0]["explanation"]
+    # POST /recommendations: five plays of a brand-new listener
+    body = client.post("/recommendations", json={"items": [100, 101, "102", 103, 104], "k": 4}).json()
+    assert body["path"] == "collaborative" and not set(items_of(body)) & {100, 101, 102, 103, 104}
+    body = client.post("/recommendations", json={"items": [100, 999], "k": 4}).json()
+    assert body["path"] == "history" and "999" in body["warnings"][0]
+    body = client.post("/recommendations", json={"items": [], "k": 3, "context": {"country": "DE"}}).json()
+    assert body["path"] == "popular" and all(115 <= i < 130 for i in items_of(body))
+    # candidates restrict the results
+    body = client.post("/recommendations", json={"items": [100], "k": 10, "candidates": [120, 121, 122, 100]}).json()
+    assert set(items_of(body)) == {120, 121, 122}
+
+
+def test_events_change_the_next_recommendation(client):
+    before = client.get("/users/newbie/recommendations?k=5").json()
+    assert before["path"] == "popular"
+    top = before["items"][0]["item"]
+    r = client.post("/events", json={"user": "newbie", "item": top, "event_id": "n1"}, headers=AUTH)
+    assert r.status_code == 201 and r.json()["stored"] == 1
+    after = client.get("/users/newbie/recommendations?k=5").json()
+    assert after["path"] == "history" and after["new_events"] == 1 and top not in items_of(after)
+    batch = {"events": [{"user": "newbie", "item": 100 + j, "event_id": f"n{j + 2}"} for j in range(5)]}
+    assert client.post("/events", json=batch, headers=AUTH).json()["stored"] == 5
+    # retried: stored once
+    assert client.post("/events", json=batch, headers=AUTH).json() == {"stored": 0, "duplicates": 5, "warnings": []}
+    body = client.get("/users/newbie/recommendations?k=5").json()
+    assert body["path"] == "collaborative" and body["history_length"] == 6
+    assert not set(items_of(body)) & {top, 100, 101, 102, 103, 104}
+    # a known user: the item just played is excluded at once
+    first = client.get("/users/3/recommendations?k=3").json()["items"][0]["item"]
+    client.post("/events", json={"user": 3, "item": first}, headers={**AUTH, "Idempotency-Key": "k-1"})
+    again = client.get("/users/3/recommendations?k=3").json()
+    assert first not in items_of(again) and again["new_events"] == 1
+    # Idempotency-Key header: the same request twice stores one event
+    assert (
+        client.post("/events", json={"user": 3, "item": first}, headers={**AUTH, "Idempotency-Key": "k-1"}).json()[
+            "stored"
+        ]
+        == 0
+    )
+
+
+def test_similar_and_predict(client):
+    r = client.get("/items/100/similar?k=3&model=popular")
+    assert r.status_code == 200 and len(r.json()["items"]) == 3 and 100 not in items_of(r.json())
+    assert client.get("/items/99999/similar").status_code == 404
+    r = client.post("/predict", json={"pairs": [{"user": 2, "item": 100}, {"user": "someone new", "item": 101}]})
+    body = r.json()
+    assert r.status_code == 200 and body["model"] == "bias"
+    assert all(1 <= p["rating"] <= 5 for p in body["predictions"])
+    assert client.post("/predict", json={"pairs": [{"user": 2, "item": 100}], "model": "popular"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "method,url,kwargs,status",
+    [
+        ("get", "/users/2/recommendations?k=0", {}, 422),
+        ("get", "/users/2/recommendations?k=1001", {}, 422),
+        ("get", "/users/2/recommendations?k=abc", {}, 422),
+        ("get", "/users/2/recommendations?model=nope", {}, 404),
+        ("get", "/users/2/recommendations?context=nocolon", {}, 400),
+        (
+            "post",
+            "/recommendations",
+            {"content": b'{"items": [1,', "headers": {"content-type": "application/json"}},
+            422,
+        ),
+        ("post", "/recommendations", {"json": {"items": [1.5]}}, 422),
+        ("post", "/recommendations", {"json": {"items": "100"}}, 422),
+        ("post", "/recommendations", {"json": {"items": [100], "k": 0}}, 422),
+        ("post", "/recommendations", {"json": {"items": [100], "values": [1, 2]}}, 422),
+        ("post", "/recommendations", {"json": {"items": [100], "surprise": 1}}, 422),
+        ("post", "/recommendations", {"json": {"items": [True]}}, 422),
+        (
+            "post",
+            "/recommendations",
+            {"content": b"[" + b"1," * 600_000 + b"1]", "headers": {"content-type": "application/json"}},
+            413,
+        ),
+        ("post", "/events", {"json": {"user": 1, "item": 100, "value": "NaN"}, "headers": AUTH}, 422),
+        ("post", "/events", {"json": {"events": []}, "headers": AUTH}, 422),
+        ("post", "/predict", {"json": {"pairs": []}}, 422),
+    ],
+)
+def test_bad_input_is_4xx_with_a_message(client, method, url, kwargs, status):
+    r = getattr(client, method)(url, **kwargs)
+    assert r.status_code == status, r.text
+    assert isinstance(r.json()["error"], str) and r.json()["error"]
+
+
+def test_auth(registry, tmp_path):
+    app = create_app(registry, ServeConfig(token=TOKEN, read_token="reader", events=str(tmp_path / "e.db")))
+    with TestClient(app) as c:
+        assert c.post("/events", json={"user": 1, "item": 100}).status_code == 401
+        assert (
+            c.post("/events", json={"user": 1, "item": 100}, headers={"Authorization": "Bearer nope"}).status_code
+            == 403
+        )
+        assert (
+            c.post("/events", json={"user": 1, "item": 100}, headers={"Authorization": "Bearer reader"}).status_code
+            == 403
+        )
+        assert c.post("/admin/reload", headers={"Authorization": "Basic abc"}).status_code == 401
+        assert c.get("/users/2/recommendations").status_code == 401
+        assert c.get("/users/2/recommendations", headers={"Authorization": "Bearer reader"}).status_code == 200
+        assert c.get("/users/2/recommendations", headers=AUTH).status_code == 200
+        assert c.get("/health").status_code == 200  # health and metrics stay open
+
+
+def test_metrics_health_openapi(client):
+    client.get("/users/2/recommendations")
+    client.get("/users/nobody/recommendations")
+    text = client.get("/metrics").text
+    assert 'tastebud_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"} 2' in text
+    assert 'tastebud_recommendations_total{path="popular"} 1' in text
+    assert "tastebud_request_seconds_bucket" in text
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["version"] == "v0001" and health["n_items"] == 30
+    spec = client.get("/openapi.json").json()
+    assert {
+        "/users/{user_id}/recommendations",
+        "/recommendations",
+        "/items/{item_id}/similar",
+        "/predict",
+        "/events",
+        "/admin/reload",
+    } <= set(spec["paths"])
+
+
+def test_hot_reload_without_failed_requests(client, registry, data):
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            statuses.append(client.get("/users/5/recommendations?k=3").status_code)
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        models = {"bias": tb.get_model("bias")(reg_item=10.0).fit(data)}
+        assert publish_version(registry, models, data) == "v0002"
+        r = client.post("/admin/reload", headers=AUTH)
+        assert r.status_code == 200 and r.json()["version"] == "v0002" and r.json()["previous"] == "v0001"
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        t.join()
+    assert statuses and set(statuses) == {200}
+    assert client.get("/health").json()["version"] == "v0002"
+    # a named version (rollback) and a missing one
+    assert client.post("/admin/reload", json={"version": "v0001"}, headers=AUTH).json()["version"] == "v0001"
+    assert client.post("/admin/reload", json={"version": "v0042"}, headers=AUTH).status_code == 409
+    assert client.get("/health").json()["version"] == "v0001"
+
+
+class _Factors(Recommender):
+    """A factor model for the index path: score = <p_u, q_i>; history vector = mean of item vectors."""
+
+    supports_history = True
+
+    def _score(self, user_idx, item_idx):
+        q = self.item_factors_ if item_idx is None else self.item_factors_[item_idx]
+        return self.user_factors_[user_idx] @ q.T
+
+    def history_vector(self, item_idx, values):
+        return self.item_factors_[item_idx].mean(axis=0)
+
+    def _score_history(self, item_idx, values):
+        return self.item_factors_ @ self.history_vector(item_idx, values)
+
+
+def test_index_path_matches_exact_scoring():
+    rng = np.random.default_rng(0)
+    m = _Factors()
+    m.name = "factors"
+    m.users_, m.items_ = IdMap(np.arange(50)), IdMap(np.array([f"i{j}" for j in range(400)]))
+    m.user_items_ = sp.random(50, 400, density=0.05, format="csr", random_state=0, dtype=np.float32)
+    m.user_factors_ = rng.standard_normal((50, 8)).astype(np.float32)
+    m.item_factors_ = rng.standard_normal((400, 8)).astype(np.float32)
+    eng = Engine({"factors": m}, PolicyConfig(ann_min_items=1, index_spec="exact", short_history=0), "t")
+    assert eng.served["factors"].index is not None
+    for u in range(0, 50, 7):
+        res = eng.recommend_user(u, k=10)
+        assert res.items == m.recommend([u], k=10).items_of(0)
+        assert all("which you had" in e for e in res.explanations)
+    hist = ["i1", "i5", "i9", "zzz"]
+    res = eng.recommend_history(hist, k=6)
+    assert res.items == m.recommend_for_history(hist, k=6).items_of(0) and res.warnings
+    hnsw = Engine({"factors": m}, PolicyConfig(ann_min_items=1, short_history=0), "t")
+    got = hnsw.recommend_user(3, k=10, candidates=[f"i{j}" for j in range(0, 400, 4)]).items
+    assert len(got) == 10 and all(int(i[1:]) % 4 == 0 for i in got)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_uvicorn_server(registry):
+    import uvicorn
+
+    app = create_app(registry, ServeConfig(token=TOKEN))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 20
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        assert server.started
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            assert http.get("/health").json()["status"] == "ok"
+            assert (
+                http.post("/events", json={"user": "live", "item": 100, "event_id": "x"}, headers=AUTH).status_code
+                == 201
+            )
+            body = http.get("/users/live/recommendations?k=3").json()
+            assert body["path"] == "history" and 100 not in items_of(body)
+            assert (
+                http.post(
+                    "/recommendations", content=b"{oops", headers={"content-type": "application/json"}
+                ).status_code
+                == 422
+            )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_retrain_and_serve_commands(tmp_path, data, monkeypatch):
+    frame = data.to_frame().rename(columns={"value": "rating"})
+    csv = tmp_path / "base.csv"
+    frame.to_csv(csv, index=False)
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    reg = tmp_path / "reg"
+    args = [
+        "retrain",
+        "--registry",
+        str(reg),
+        "--data",
+        str(csv),
+        "--rating-col",
+        "rating",
+        "--time-col",
+        "timestamp",
+        "--models",
+        "popular,bias",
+    ]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "v0001" in r.output and ModelRegistry(reg).current() == "v0001"
+    # record events for a new person, then retrain from the saved base description
+    with TestClient(create_app(reg, ServeConfig(token=TOKEN))) as c:
+        for j in range(3):
+            c.post("/events", json={"user": "fresh", "item": 100 + j, "timestamp": 2_000_000 + j}, headers=AUTH)
+        assert c.get("/users/fresh/recommendations").json()["path"] == "history"
+        r = runner.invoke(app, ["retrain", "--registry", str(reg)])
+        assert r.exit_code == 0, r.output
+        spec = ModelRegistry(reg).spec()
+        assert spec["version"] == "v0002" and spec["events_through_seq"] == 3 and spec["models"] == ["popular", "bias"]
+        assert c.post("/admin/reload", headers=AUTH).json()["version"] == "v0002"
+        body = c.get("/users/fresh/recommendations").json()
+        # now a known user (3 items: short history), and the old events are not counted twice
+        assert body["new_events"] == 0 and body["history_length"] == 3
+    r = runner.invoke(app, ["retrain", "--registry", str(tmp_path / "empty")])
+    assert r.exit_code == 2 and "base data" in r.output
+    r = runner.invoke(app, ["serve", "--model", str(tmp_path / "missing"), "--port", "1"])
+    assert r.exit_code == 2 and "no such folder" in r.output
+    # serve starts uvicorn with the app: check the wiring without binding a port
+    calls = {}
+    monkeypatch.setattr("uvicorn.run", lambda application, **kw: calls.update(kw, app=application))
+    r = runner.invoke(app, ["serve", "--model", str(reg), "--port", "8123", "--token", TOKEN])
+    assert r.exit_code == 0, r.output
+    assert calls["port"] == 8123 and calls["host"] == "127.0.0.1" and calls["app"].state.tb.engine.version == "v0002"
+
+
+def test_serve_single_model_folder(tmp_path, data):
+    tb.get_model("bias")().fit(data).save(tmp_path / "bias")
+    with TestClient(create_app(tmp_path / "bias", ServeConfig(token=TOKEN))) as c:
+        body = c.get("/users/4/recommendations?k=2").json()
+        assert body["version"] == "model:bias" and len(body["items"]) == 2
+    assert (tmp_path / "bias.events.db").is_file()

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TASTEBUD_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test test-slow test-all system-deps bench lint clean
+.PHONY: demo test test-slow test-all reliability system-deps bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,20 +21,24 @@ demo: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
-# The default suite: everything but the tests marked slow.
+# The default suite: everything but the tests marked slow and the reliability suite.
 test: $(STAMP) system-deps
-	. scripts/start-services.sh && $(BIN)/pytest -q -m "not slow" -p no:cacheprovider
+	. scripts/start-services.sh && $(BIN)/pytest -q -m "not slow" -p no:cacheprovider --ignore=tests/reliability
 
 test-slow: $(STAMP) system-deps
-	. scripts/start-services.sh && $(BIN)/pytest -q -m "slow" -p no:cacheprovider
+	. scripts/start-services.sh && $(BIN)/pytest -q -m "slow" -p no:cacheprovider --ignore=tests/reliability
 
-test-all: test test-slow
+# Faults, fuzzing, properties, security and a short wrk load run; prints one table (bounded, loopback only).
+reliability: $(STAMP) system-deps
+	. scripts/start-services.sh && $(BIN)/python scripts/reliability.py
+
+test-all: test test-slow reliability
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -132,6 +132,21 @@ def test_history_vector_is_the_user_tower_of_a_known_person(synth):
     assert recs.items_of(0) == synth.items.to_ids(np.array(expect)).tolist()
 
 
+def test_history_pools_the_item_towers_own_vectors(synth):
+    """The user tower is ``normalize(mean of the history's item vectors + MLP correction)``: with
+    the correction switched off it must equal the normalised mean of ``item_vectors_`` rows."""
+    model = tb.get_model("two_tower")(**FAST).fit(synth)
+    last = model._net.user_tower.mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    items = np.array([3, 17, 42])
+    mean = model.item_vectors_[items].mean(axis=0)
+    np.testing.assert_allclose(model.encode_history(items), mean / np.linalg.norm(mean), rtol=1e-5, atol=1e-6)
+    # one item: the person's vector is that item's vector, so it is its own nearest item
+    np.testing.assert_allclose(model.encode_history([7]), model.item_vectors_[7], rtol=1e-5, atol=1e-6)
+
+
 def test_new_items_get_vectors_from_features_alone(synth):
     cold = synth.items.index(["i0", "i1", "i2"])
     keep = ~np.isin(synth.item_idx, cold)

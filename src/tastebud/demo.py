@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,7 +100,7 @@ def run_demo(console: Console, serve: bool = False, port: int = 8000, quick: boo
             console.print(f"      {rank}. {_title(titles, item)}  [dim]({score:.3f})[/]")
     console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
     if serve:
-        _serve(console, model, port)
+        _serve(console, {name: fitted[name] for name in (best, "popular") if name in fitted}, data, port)
     return {"rows": rows, "best": best}
 
 
@@ -112,10 +113,23 @@ def _title(titles: Any, item: Any) -> str:
         return str(item)
 
 
-def _serve(console: Console, model: tb.Recommender, port: int) -> None:
+def _serve(console: Console, models: dict[str, tb.Recommender], data: tb.Interactions, port: int) -> None:
+    """Publish the fitted models as version 1 of a registry and serve it with the lab until Ctrl-C."""
+    import tempfile
+
     try:
-        from tastebud.serve.app import serve_model
+        import uvicorn
+
+        from tastebud.serve.app import create_app
+        from tastebud.serve.retrain import publish_version
     except ImportError:
         console.print("[yellow]serving needs the serve extra: pip install tastebud[serve][/]")
         return
-    serve_model(model, port=port, console=console)
+    registry = Path(tempfile.mkdtemp(prefix="tastebud-demo-"))
+    version = publish_version(registry, models, data)
+    app = create_app(registry)
+    console.print(
+        f"[bold]5. serving[/] {version} of {registry} on http://127.0.0.1:{port}  "
+        f"(API docs /docs, lab /lab/; Ctrl-C stops)"
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")

@@ -140,6 +140,13 @@ class Interactions:
         values = None
         if rating is not None:
             values = _numeric(df[rating], rating, source, where)
+            huge = np.abs(values) > np.finfo(np.float32).max  # ratings are kept as float32: this would be inf
+            if huge.any():
+                pos = int(np.argmax(huge))
+                raise DataError(
+                    f"{source}: {where(pos)}: rating {values[pos]:g} in column '{rating}' is too large "
+                    f"(at most {np.finfo(np.float32).max:.4g} in magnitude)"
+                )
             if scale is not None:
                 lo, hi = scale
                 out = (values < lo) | (values > hi)

@@ -51,7 +51,7 @@ class FaissIndex(VectorIndex):
         self,
         spec: str = "HNSW32",
         metric: Metric = "ip",
-        ef_search: int = 256,
+        ef_search: int = 512,
         ef_construction: int = 80,
         nprobe: int = 32,
         train_size: int = 200_000,
@@ -240,7 +240,7 @@ class FaissIndex(VectorIndex):
         index = cls(
             spec=manifest["spec"],
             metric=manifest["metric"],
-            ef_search=int(manifest.get("ef_search", 256)),
+            ef_search=int(manifest.get("ef_search", 512)),
             ef_construction=int(manifest.get("ef_construction", 80)),
             nprobe=int(manifest.get("nprobe", 32)),
             train_size=int(manifest.get("train_size", 200_000)),

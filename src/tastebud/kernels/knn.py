@@ -139,6 +139,7 @@ def _row_topk(
 ) -> int:
     """Similarities of one query row against every entity; best ``k`` (> 0) into (hv, hc)."""
     moments = kind == PEARSON or kind == COMMON_COSINE or kind == MSD
+    pearson = kind == PEARSON
     nt = 0
     for a in range(len(q_idx)):
         f = q_idx[a]
@@ -152,10 +153,11 @@ def _row_topk(
             cnt[e] += 1
             sxy[e] += x * y
             if moments:
-                sx[e] += x
-                sy[e] += y
                 sxx[e] += x * x
                 syy[e] += y * y
+                if pearson:  # only Pearson needs the plain sums (per-pair means)
+                    sx[e] += x
+                    sy[e] += y
     size = 0
     for t in range(nt):
         e = touched[t]
@@ -174,10 +176,11 @@ def _row_topk(
         cnt[e] = 0
         sxy[e] = 0.0
         if moments:
-            sx[e] = 0.0
-            sy[e] = 0.0
             sxx[e] = 0.0
             syy[e] = 0.0
+            if pearson:
+                sx[e] = 0.0
+                sy[e] = 0.0
     return size
 
 

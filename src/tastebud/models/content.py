@@ -85,7 +85,7 @@ class ContentBased(Recommender):
         normalize_blocks(self.blocks, frame)  # ConfigError naming a bad block before any work
         # line the feature rows up with the item vocabulary, both ways, and say what did not fit
         pos = data.items.lookup(frame.index.tolist())
-        extra = [frame.index[i] for i in np.nonzero(pos < 0)[0]]
+        extra = [_plain(frame.index[i]) for i in np.nonzero(pos < 0)[0]]
         report: dict[str, Any] = {"feature_rows": int(len(frame)), "feature_rows_not_in_data": len(extra)}
         messages = []
         if extra:
@@ -276,3 +276,8 @@ class ContentBased(Recommender):
                 continue
             out.append(Explanation("matches " + ", ".join(f"{k} ({w:.2f})" for k, w in top), top))
         return out
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values, so messages show 1076 rather than np.int64(1076)."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -267,7 +267,9 @@ class _KNN(RatingModel):
             R = _rows_to_csr(*K.truncate_rows(R.indptr, R.indices, R.data, int(self.neighbors)), R.shape[1])
         if self.normalize:
             sums = np.asarray(R.sum(axis=1)).ravel()
-            R = sp.csr_matrix(sp.diags(np.where(sums > 0, 1.0 / np.where(sums > 0, sums, 1.0), 0.0)) @ R, dtype=np.float32)
+            R = sp.csr_matrix(
+                sp.diags(np.where(sums > 0, 1.0 / np.where(sums > 0, sums, 1.0), 0.0)) @ R, dtype=np.float32
+            )
             R.sort_indices()
         assert R.shape[0] == n
         self._rank_cache = R
@@ -423,7 +425,9 @@ class ItemKNN(_KNN):
     mean / zscore / baseline; ``max_similar``: similarities kept per item for rating prediction
     (None: 1000 on explicit data, ``neighbors`` on implicit); ``alpha``: asymmetric cosine
     exponent; ``K1`` / ``B``: BM25; ``reg_user`` / ``reg_item`` / ``epochs``: the bias baseline
-    (:class:`tastebud.models.baseline.Bias`) behind pearson_baseline and the baseline predictor.
+    (:class:`tastebud.models.baseline.Bias`) behind pearson_baseline and the baseline predictor;
+    ``normalize``: scale every pruned neighbour list to sum to one before ranking (Deshpande &
+    Karypis 2004).
     """
 
     user_based = False

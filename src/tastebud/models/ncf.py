@@ -34,6 +34,7 @@ from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError
 from tastebud.core.registry import register
 from tastebud.data.interactions import Interactions
+from tastebud.dist.session import check_engine_params
 from tastebud.models._torch import (
     TrainLoop,
     module_from_bytes,
@@ -272,6 +273,9 @@ class _NCF(Recommender):
         progress: bool = False,
         device: str = "auto",
         random_state: int = 0,
+        engine: Literal["local", "ray"] = "local",
+        workers: int = 2,
+        address: str | None = None,
     ) -> None:
         self.factors = factors
         self.layers = layers
@@ -290,6 +294,9 @@ class _NCF(Recommender):
         self.progress = progress
         self.device = device
         self.random_state = random_state
+        self.engine = engine
+        self.workers = workers
+        self.address = address
 
     def _validate_params(self) -> None:
         name = type(self).__name__
@@ -299,12 +306,17 @@ class _NCF(Recommender):
             raise ConfigError(f"{name}: alpha must be in [0, 1], got {self.alpha!r}")
         if self.pretrain and self.kind != "neumf":
             raise ConfigError(f"{name}: pretrain=True only applies to NeuMF")
+        check_engine_params(name, self.engine, self.workers, self.address)
 
     # ------------------------------------------------------------------ fit
     def _build(self, kind: str | None = None) -> Any:
         return _nets()[kind or self.kind](self.n_users, self.n_items, int(self.factors), int(self.layers))
 
     def _fit(self, data: Interactions) -> None:
+        if self.engine == "ray":  # on Ray: tastebud.dist.ray_train
+            from tastebud.dist.ray_train import fit_torch_ray
+
+            return fit_torch_ray(self, data)
         require_torch()
         seed_everything(self.random_state)
         device = pick_device(self.device)

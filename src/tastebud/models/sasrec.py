@@ -39,6 +39,7 @@ from tastebud.core.errors import ConfigError, DataError
 from tastebud.core.registry import register
 from tastebud.core.results import Recommendations, as_list
 from tastebud.data.interactions import Interactions
+from tastebud.dist.session import check_engine_params
 from tastebud.models._torch import (
     TrainLoop,
     module_from_bytes,
@@ -198,6 +199,9 @@ class SASRec(Recommender):
         progress: bool = False,
         device: str = "auto",
         random_state: int = 0,
+        engine: Literal["local", "ray"] = "local",
+        workers: int = 2,
+        address: str | None = None,
     ) -> None:
         self.factors = factors
         self.blocks = blocks
@@ -216,6 +220,9 @@ class SASRec(Recommender):
         self.progress = progress
         self.device = device
         self.random_state = random_state
+        self.engine = engine
+        self.workers = workers
+        self.address = address
 
     def _validate_params(self) -> None:
         owner = "SASRec"
@@ -240,12 +247,17 @@ class SASRec(Recommender):
         if self.resume and not self.checkpoint_dir:
             raise ConfigError(f"{owner}: resume=True needs checkpoint_dir")
         pick_device(self.device)
+        check_engine_params(owner, self.engine, self.workers, self.address)
 
     # ------------------------------------------------------------------ training
     def _new_net(self) -> _SASRecNet:
         return _SASRecNet(self.n_items, self.factors, self.blocks, self.heads, self.maxlen, self.dropout)
 
     def _fit(self, data: Interactions) -> None:
+        if self.engine == "ray":  # data-parallel on Ray Train (tastebud.dist.ray_train)
+            from tastebud.dist.ray_train import fit_torch_ray
+
+            return fit_torch_ray(self, data)
         device = pick_device(self.device)
         seed_everything(self.random_state)
         indptr, items = _ordered_sequences(data)

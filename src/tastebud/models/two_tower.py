@@ -43,6 +43,7 @@ from tastebud.core.errors import ConfigError, DataError, ModelFormatError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
 from tastebud.data.interactions import Interactions
+from tastebud.dist.session import check_engine_params
 from tastebud.models._torch import (
     TrainLoop,
     module_from_bytes,
@@ -225,11 +226,14 @@ def _nets() -> dict[str, Any]:
             pooling: str,
             user_ids: bool,
             context: bool,
+            pool_dim: int | None = None,
         ) -> None:
             super().__init__()
             self.pooling = pooling
+            # the pooled history lives in the item tower's output space (pool_dim = its width)
+            pool_dim = int(layers[-1]) if pool_dim is None else int(pool_dim)
             if pooling == "attention":
-                self.att = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
+                self.att = nn.Sequential(nn.Linear(pool_dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
             self.user = nn.Embedding(n_users, dim) if user_ids else None
             if self.user is not None:
                 nn.init.normal_(self.user.weight, std=0.05)
@@ -237,16 +241,21 @@ def _nets() -> dict[str, Any]:
             # hour of day (24) and day of week (7); row 0 is "unknown"
             self.hour = nn.Embedding(25, dim, padding_idx=0) if context else None
             self.dow = nn.Embedding(8, dim, padding_idx=0) if context else None
-            width = dim * (1 + (user_ids is True) + (n_features > 0) + 2 * (context is True))
+            width = pool_dim + dim * ((user_ids is True) + (n_features > 0) + 2 * (context is True))
             self.mlp = mlp(width, layers)
             self.out_dim = int(layers[-1])
+            # residual: the tower starts as "the mean of your items' vectors" (an item-to-item
+            # retriever that needs no training row) and the MLP learns a correction on top
+            with torch.no_grad():
+                self.mlp[-1].weight.mul_(0.1)
+                self.mlp[-1].bias.zero_()
 
         def pool(self, table: Any, hist: Any, mask: Any) -> Any:
-            m = mask.to(table.weight.dtype)
+            m = mask.to(table.dtype)
             if self.pooling == "mean":
                 w = m / m.sum(1, keepdim=True).clamp(min=1.0)
-                return F.embedding_bag(hist, table.weight, per_sample_weights=w, mode="sum")
-            emb = table(hist)
+                return F.embedding_bag(hist, table, per_sample_weights=w, mode="sum")
+            emb = F.embedding(hist, table)
             logits = self.att(emb).squeeze(-1).masked_fill(~mask, float("-inf"))
             w = torch.softmax(logits, dim=1)
             w = torch.nan_to_num(w, nan=0.0)  # an empty history pools to zero
@@ -255,14 +264,15 @@ def _nets() -> dict[str, Any]:
         def forward(
             self, item_table: Any, hist: Any, mask: Any, users: Any, keep_user: Any, f_idx: Any, f_val: Any, ctx: Any
         ) -> Any:
-            parts = [self.pool(item_table, hist, mask)]
+            pooled = self.pool(item_table, hist, mask)
+            parts = [pooled]
             if self.user is not None:
                 parts.append(self.user(users) * keep_user.unsqueeze(-1))
             if self.features is not None:
                 parts.append(self.features(f_idx, f_val))
             if self.hour is not None:
                 parts += [self.hour(ctx[:, 0]), self.dow(ctx[:, 1])]
-            return F.normalize(self.mlp(torch.cat(parts, dim=-1)), dim=-1)
+            return F.normalize(pooled + self.mlp(torch.cat(parts, dim=-1)), dim=-1)
 
     class TwoTowerNet(nn.Module):
         def __init__(self, user_tower: Any, item_tower: Any) -> None:
@@ -328,6 +338,9 @@ class TwoTower(Recommender):
         progress: bool = False,
         device: str = "auto",
         random_state: int = 0,
+        engine: Literal["local", "ray"] = "local",
+        workers: int = 2,
+        address: str | None = None,
     ) -> None:
         self.factors = factors
         self.embedding_dim = embedding_dim
@@ -360,6 +373,9 @@ class TwoTower(Recommender):
         self.progress = progress
         self.device = device
         self.random_state = random_state
+        self.engine = engine
+        self.workers = workers
+        self.address = address
 
     # ------------------------------------------------------------------ params
     def _layers(self, which: str) -> list[int]:
@@ -409,6 +425,7 @@ class TwoTower(Recommender):
         if self.resume and self.checkpoint_dir is None:
             raise ConfigError(f"{name}: resume=True needs checkpoint_dir")
         pick_device(self.device)
+        check_engine_params(name, self.engine, self.workers, self.address)
 
     # ------------------------------------------------------------------ features
     def _item_blocks(self, frame: pd.DataFrame) -> dict[str, Any]:
@@ -516,6 +533,10 @@ class TwoTower(Recommender):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: Interactions) -> None:
+        if self.engine == "ray":  # on Ray: tastebud.dist.ray_train
+            from tastebud.dist.ray_train import fit_torch_ray
+
+            return fit_torch_ray(self, data)
         torch = require_torch()
         seed_everything(self.random_state)
         device = pick_device(self.device)
@@ -600,7 +621,19 @@ class TwoTower(Recommender):
         def step(b: dict[str, Any]) -> Any:
             it, ut = net.item_tower, net.user_tower
             users, items = b["users"], b["items"]
-            u = ut(it.ids, b["hist"], b["mask"], users, b["keep_user"], ufi[users], ufv[users], b["ctx"])
+            # the history is pooled from the item tower's own output vectors (ids + features)
+            uniq, inv = torch.unique(b["hist"], return_inverse=True)
+            table = it(uniq, torch.ones(len(uniq), device=uniq.device), ifi[uniq], ifv[uniq])
+            u = ut(
+                table,
+                inv,
+                b["mask"],
+                users,
+                b["keep_user"],
+                ufi[users],
+                ufv[users],
+                b["ctx"],
+            )
             v = it(items, b["keep_id"], ifi[items], ifv[items])
             vn = None
             if n_neg:
@@ -614,7 +647,7 @@ class TwoTower(Recommender):
 
             def validate() -> float:
                 iv = self._item_vectors(net, device)
-                uv = self._user_vectors(net, device, val_users, train)
+                uv = self._user_vectors(net, device, val_users, train, table=iv)
                 return hit_rate(uv @ iv.T, seen, val_items)
 
         params = [p for p in net.parameters() if p.requires_grad]
@@ -639,7 +672,9 @@ class TwoTower(Recommender):
         torch = require_torch()
         with torch.no_grad():
             self.item_vectors_ = self._item_vectors(self._net, torch.device("cpu"))
-            self.user_vectors_ = self._user_vectors(self._net, torch.device("cpu"), np.arange(self.n_users), full)
+            self.user_vectors_ = self._user_vectors(
+                self._net, torch.device("cpu"), np.arange(self.n_users), full, table=self.item_vectors_
+            )
 
     # ------------------------------------------------------------------ sampling
     @staticmethod
@@ -742,13 +777,23 @@ class TwoTower(Recommender):
         return np.vstack(out).astype(np.float32) if out else np.empty((0, self._layers("item")[-1]), np.float32)
 
     def _user_vectors(
-        self, net: Any, device: Any, users: np.ndarray, matrix: sp.csr_matrix, ctx: np.ndarray | None = None
+        self,
+        net: Any,
+        device: Any,
+        users: np.ndarray,
+        matrix: sp.csr_matrix,
+        ctx: np.ndarray | None = None,
+        table: np.ndarray | None = None,
     ) -> np.ndarray:
+        """User-tower vectors; ``table`` is the catalogue's item vectors the histories pool from."""
+        table = self._item_vectors(net, device) if table is None else table
         out = []
         for s in range(0, len(users), 1024):
             sel = np.asarray(users[s : s + 1024], np.int64)
             hist, mask = self._inference_history(sel, matrix)
-            out.append(self._run_user_tower(net, device, hist, mask, sel, np.ones(len(sel), np.float32), ctx))
+            out.append(
+                self._run_user_tower(net, device, hist, mask, sel, np.ones(len(sel), np.float32), ctx, table)
+            )
         return np.vstack(out) if out else np.empty((0, self._layers("user")[-1]), np.float32)
 
     def _run_user_tower(
@@ -760,6 +805,7 @@ class TwoTower(Recommender):
         users: np.ndarray,
         keep_user: np.ndarray,
         ctx: np.ndarray | None,
+        table: np.ndarray,
     ) -> np.ndarray:
         torch = require_torch()
         b = len(users)
@@ -772,7 +818,7 @@ class TwoTower(Recommender):
         c = np.zeros((b, 2), np.int64) if ctx is None else np.broadcast_to(ctx, (b, 2))
         with torch.no_grad():
             v = net.user_tower(
-                net.item_tower.ids,
+                torch.as_tensor(table, device=device),
                 torch.as_tensor(hist, device=device),
                 torch.as_tensor(mask, device=device),
                 torch.as_tensor(uu, device=device),
@@ -801,7 +847,9 @@ class TwoTower(Recommender):
         hist[0, : len(idx)] = idx
         mask[0, : len(idx)] = True
         ctx = _context(np.asarray([timestamp], np.int64)) if (timestamp is not None and self.context_) else None
-        return self._run_user_tower(self._net, _cpu(), hist, mask, np.array([-1]), np.zeros(1, np.float32), ctx)[0]
+        return self._run_user_tower(
+            self._net, _cpu(), hist, mask, np.array([-1]), np.zeros(1, np.float32), ctx, self.item_vectors_
+        )[0]
 
     def encode_items(self, features: pd.DataFrame) -> np.ndarray:
         """Unit vectors for items described by ``features`` (a table like ``data.item_features``),

@@ -30,6 +30,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tastebud import __version__
 from tastebud.core.errors import (
@@ -41,7 +42,7 @@ from tastebud.core.errors import (
     UnknownIdError,
 )
 from tastebud.serve.engine import Engine
-from tastebud.serve.events import Event, open_store
+from tastebud.serve.events import Event, StoreUnavailableError, open_store
 from tastebud.serve.metrics import Metrics
 from tastebud.serve.registry import ModelRegistry, is_model_folder
 
@@ -127,7 +128,9 @@ class PredictRequest(BaseModel):
 
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: str | None = Field(None, description="Publish-time version name; default: the registry's CURRENT.")
+    version: str | None = Field(
+        None, pattern=r"^v[0-9]{4,}$", max_length=32, description="Version name (v0001); default: the registry's CURRENT."
+    )
 
 
 # ---------------------------------------------------------------------------- state
@@ -194,6 +197,16 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
     async def _tb_error(request: Request, exc: TastebudError) -> JSONResponse:
         status = 404 if isinstance(exc, UnknownIdError) else 409 if isinstance(exc, ModelFormatError) else 400
         return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(StoreUnavailableError)
+    async def _store_down(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        log.error("event store unavailable: %s", exc)
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _route_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # unknown routes and methods: the same {"error": ...} shape as every other 4xx
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -363,6 +376,10 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
             }
         )
 
+    # the lab page is served by the same app, at /lab/ (its state is created on first use)
+    from tastebud.lab.routes import router as lab_router
+
+    app.include_router(lab_router)
     app.add_middleware(_Guard, metrics=m, max_body=config.max_body_bytes)
 
     return app

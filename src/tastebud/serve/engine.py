@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from tastebud.index.base import VectorIndex, load_index, make_index
 from tastebud.index.vectors import FactorView, factor_view
 from tastebud.serve.events import EventStore, id_key, key_id
 from tastebud.serve.popularity import Popularity
+from tastebud.serve.registry import SERVING as SERVING_JSON
 from tastebud.serve.registry import ModelRegistry, is_model_folder
 
 log = logging.getLogger("tastebud.serve")
@@ -229,10 +231,10 @@ class Engine:
         policy = PolicyConfig.from_dict(spec.get("policy"))
         models: dict[str, Recommender] = {}
         for name in spec.get("models", []):
-            models[name] = Recommender.load(path / "models" / name)
+            models[name] = Recommender.load(_inside(path, "models", name))
         indexes = {}
         for name in spec.get("indexes", []):
-            indexes[name] = load_index(path / "index" / name)
+            indexes[name] = load_index(_inside(path, "index", name))
         pop = Popularity.load(path / "popularity") if (path / "popularity").is_dir() else None
         return cls(models, policy, path.name, pop, indexes, int(spec.get("events_through_seq", 0)), spec)
 
@@ -488,12 +490,27 @@ def _has_similar(model: Recommender) -> bool:
     return type(model)._similar is not Recommender._similar
 
 
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _inside(version: Path, kind: str, name: Any) -> Path:
+    """``version/kind/name`` for a plain name that stays inside the version folder (no traversal)."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        raise ModelFormatError(f"{version / SERVING_JSON}: invalid {kind} name {name!r}; refused")
+    path = version / kind / name
+    if not path.resolve().is_relative_to(version.resolve()):
+        raise ModelFormatError(f"{version / SERVING_JSON}: {kind} {name!r} resolves outside the version; refused")
+    return path
+
+
 def _top(scores: np.ndarray, k: int, exclude: np.ndarray, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     if len(exclude):
         scores[exclude] = -np.inf
     if allowed is not None:
         sub = scores[allowed]
         i, v = topk(sub, k)
+        if not len(allowed):  # no candidate is known: an empty list, not an error
+            return i, v
         return np.where(i >= 0, allowed[np.clip(i, 0, None)], -1), v
     return topk(scores, k)
 

@@ -33,7 +33,11 @@ from typing import Any
 
 import pandas as pd
 
-from tastebud.core.errors import ConfigError, DataError
+from tastebud.core.errors import ConfigError, DataError, TastebudError
+
+
+class StoreUnavailableError(TastebudError):
+    """The event store cannot take writes now (disk full, read-only, unreachable); nothing was stored."""
 
 
 @dataclass
@@ -265,20 +269,26 @@ class SQLiteEventStore(EventStore):
     def _write(self, rows: list[_Row]) -> set[str]:
         con = self._wcon
         inserted: set[str] = set()
-        con.execute("BEGIN IMMEDIATE")
         try:
-            for row in rows:
-                cur = con.execute(
-                    "INSERT INTO events(event_id, user_key, item_key, value, ts, kind, received_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING",
-                    row,
-                )
-                if cur.rowcount == 1:
-                    inserted.add(row[0])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    cur = con.execute(
+                        "INSERT INTO events(event_id, user_key, item_key, value, ts, kind, received_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING",
+                        row,
+                    )
+                    if cur.rowcount == 1:
+                        inserted.add(row[0])
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:  # SQLite may already have rolled back (disk full)
+                    con.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:  # disk full, read-only file or folder, I/O error, locked
+            raise StoreUnavailableError(
+                f"event store unavailable ({exc}); nothing from this request was stored, retry later"
+            ) from None
         return inserted
 
     def user_events(self, user_key: str, after_seq: int = 0) -> list[tuple[str, float, int]]:
@@ -372,22 +382,30 @@ class PostgresEventStore(EventStore):
     def _close_writer(self) -> None:
         self._wcon.close()
 
+    def _insert(self, cols: list[list[Any]]) -> set[str]:
+        with self._wcon.transaction():
+            cur = self._wcon.execute(
+                f"INSERT INTO {self.TABLE} (event_id, user_key, item_key, value, ts, kind, received_at) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int8[], %s::text[], %s::float8[]) "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                cols,
+            )
+            return {r[0] for r in cur.fetchall()}
+
     def _write(self, rows: list[_Row]) -> set[str]:
-        cols = list(zip(*rows, strict=False))
+        cols = [list(c) for c in zip(*rows, strict=False)]
         try:
-            with self._wcon.transaction():
-                cur = self._wcon.execute(
-                    f"INSERT INTO {self.TABLE} (event_id, user_key, item_key, value, ts, kind, received_at) "
-                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int8[], %s::text[], %s::float8[]) "
-                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                    [list(c) for c in cols],
-                )
-                inserted = {r[0] for r in cur.fetchall()}
-        except self._psycopg.OperationalError:
-            # the connection dropped: reconnect once and retry (the transaction was rolled back)
-            self._wcon = self._psycopg.connect(self.url, autocommit=False, connect_timeout=10)
-            return self._write(rows)
-        return inserted
+            try:
+                return self._insert(cols)
+            except self._psycopg.OperationalError:
+                # the connection dropped: reconnect once and retry (the transaction was rolled back)
+                self._wcon = self._psycopg.connect(self.url, autocommit=False, connect_timeout=10)
+                return self._insert(cols)
+        except self._psycopg.Error as exc:  # disk full, read-only, server gone: the transaction did not commit
+            raise StoreUnavailableError(
+                f"event store unavailable ({str(exc).strip().splitlines()[0]}); nothing from this request "
+                "was stored, retry later"
+            ) from None
 
     def user_events(self, user_key: str, after_seq: int = 0) -> list[tuple[str, float, int]]:
         cur = self._reader().execute(

@@ -80,7 +80,11 @@ class ModelRegistry:
         name = version or self.current()
         if name is None:
             raise ModelFormatError(f"{self.root}: the registry has no published version yet; run `tastebud retrain`")
+        if not isinstance(name, str) or not _VERSION.match(name):
+            raise ConfigError(f"version names look like v0001, got {name!r}")
         path = self.versions_dir / name
+        if not path.resolve().is_relative_to(self.versions_dir.resolve()):
+            raise ModelFormatError(f"{self.root}: version {name!r} resolves outside the registry; refused")
         if not (path / SERVING).is_file():
             raise ModelFormatError(f"{self.root}: no version {name!r}")
         return path

@@ -40,19 +40,6 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def ray_ials(params: dict, workers: int) -> ImplicitALS:
-    from tastebud.dist.ray_ials import fit_ials_ray
-
-    if "engine" in ImplicitALS._param_names():
-        return ImplicitALS(**params, engine="ray", workers=workers)
-
-    class RayALS(ImplicitALS):
-        def _fit(self, data):  # type: ignore[no-untyped-def]
-            fit_ials_ray(self, data, workers=workers)
-
-    return RayALS(**params)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=200_000)
@@ -90,7 +77,7 @@ def main() -> None:
 
     with timer() as t_init:
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    dist = ray_ials(params, args.workers)
+    dist = ImplicitALS(**params, engine="ray", workers=args.workers)
     with timer() as t_dist:
         dist.fit(split.train)
     info = dist._dist_info
@@ -205,7 +192,6 @@ Two-tower training throughput ({tt["interactions"]:,} interactions, {tt["epochs"
 
 
 def two_tower_throughput(workers: int) -> dict:
-    from tastebud.dist.ray_train import fit_torch_ray
     from tastebud.models.two_tower import TwoTower
 
     data = generate(n_users=5000, n_items=2000, n_interactions=200_000, explicit=False, features=False, random_state=1)
@@ -214,15 +200,7 @@ def two_tower_throughput(workers: int) -> dict:
     local = TwoTower(**params)
     with timer() as t_local:
         local.fit(split.train)
-    if "engine" in TwoTower._param_names():
-        dist = TwoTower(**params, engine="ray", workers=workers)
-    else:
-
-        class RayTwoTower(TwoTower):
-            def _fit(self, data):  # type: ignore[no-untyped-def]
-                fit_torch_ray(self, data, workers=workers)
-
-        dist = RayTwoTower(**params)
+    dist = TwoTower(**params, engine="ray", workers=workers)
     with timer() as t_dist:
         dist.fit(split.train)
     examples = len(split.train) * params["epochs"]

@@ -15,7 +15,7 @@ from tastebud.data.splits import holdout
 from tastebud.data.synthetic import generate
 from tastebud.dist.commands import check_supported, engine_params
 from tastebud.dist.parquet import fragments, read_interactions, write_interactions
-from tastebud.dist.ray_ials import _slice_csr, fit_ials_ray, row_blocks, solve_block
+from tastebud.dist.ray_ials import _slice_csr, row_blocks, solve_block
 from tastebud.eval.evaluate import evaluate_fitted
 from tastebud.kernels import als as K
 from tastebud.models.als import ImplicitALS
@@ -140,24 +140,12 @@ def ray_local():
         ray.shutdown()
 
 
-def _ray_ials(**params):
-    """An iALS that fits on Ray: the registered model with ``engine="ray"`` where it has the hook."""
-    if "engine" in ImplicitALS._param_names():
-        return ImplicitALS(engine="ray", workers=2, **params)
-
-    class RayALS(ImplicitALS):
-        def _fit(self, data):
-            fit_ials_ray(self, data, workers=2)
-
-    return RayALS(**params)
-
-
 @pytest.mark.slow
 def test_ray_ials_equals_single_process(ray_local, implicit_data):
     split = holdout(implicit_data, fraction=0.2, random_state=0)
     params = {"factors": 8, "epochs": 4, "reg": 0.1, "alpha": 4.0, "random_state": 7}
     local = ImplicitALS(**params).fit(split.train)
-    dist = _ray_ials(**params).fit(split.train)
+    dist = ImplicitALS(**params, engine="ray", workers=2).fit(split.train)
     assert dist._dist_info["user_blocks"] == 2
     assert np.abs(dist.user_factors_ - local.user_factors_).max() < 1e-4
     assert np.abs(dist.item_factors_ - local.item_factors_).max() < 1e-4
@@ -199,21 +187,12 @@ def test_batch_scoring_equals_recommend_and_index_from_exported_vectors(ray_loca
 
 @pytest.mark.slow
 def test_two_tower_on_two_ray_workers_trains_and_evaluates(ray_local):
-    from tastebud.dist.ray_train import fit_torch_ray
     from tastebud.models.two_tower import TwoTower
 
     data = generate(n_users=200, n_items=80, n_interactions=4000, explicit=False, features=False, random_state=5)
     split = holdout(data, fraction=0.2, random_state=0)
     params = dict(TwoTower.fast_params, epochs=3, random_state=0, device="cpu")
-    if "engine" in TwoTower._param_names():
-        dist = TwoTower(**params, engine="ray", workers=2)
-    else:
-
-        class RayTwoTower(TwoTower):
-            def _fit(self, data):
-                fit_torch_ray(self, data, workers=2)
-
-        dist = RayTwoTower(**params)
+    dist = TwoTower(**params, engine="ray", workers=2)
     dist.fit(split.train)
     assert dist._dist_info == {"engine": "ray", "workers": 2, "backend": "gloo"}
     local = TwoTower(**params).fit(split.train)
@@ -235,8 +214,6 @@ def test_engine_hyper_parameters_are_checked_and_saved_as_json():
 
     for name in ("ials", "two_tower", "neumf", "sasrec"):
         cls = get_model(name)
-        if "engine" not in cls._param_names():
-            continue  # the hook is added to this model's file by its owner
         with pytest.raises(ConfigError, match="engine"):
             cls(engine="spark")._check_params()
         with pytest.raises(ConfigError, match="workers"):

@@ -182,13 +182,19 @@ def train(
     item_col: str = ItemCol,
     rating_col: Optional[str] = RatingCol,
     time_col: Optional[str] = TimeCol,
+    engine: str = typer.Option("local", "--engine", help="local, or ray (see docs/scaling.md)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address; default starts Ray locally."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray workers (default 2)."),
 ) -> None:
     """Fit a model on a data set and save it."""
     import tastebud as tb
+    from tastebud.dist.commands import check_supported, engine_params
 
     cls = tb.get_model(model)
+    extra = engine_params(engine, address, workers)
+    check_supported(model, extra)
     try:
-        estimator = cls(**parse_params(param))
+        estimator = cls(**{**parse_params(param), **extra})
     except TypeError as exc:
         fail(f"{model}: {exc}")
     inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)

@@ -30,6 +30,7 @@ from tastebud.core.registry import register
 from tastebud.core.results import Explanation
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
+from tastebud.dist.session import check_engine_params
 from tastebud.kernels import als as K
 
 
@@ -124,6 +125,9 @@ class ImplicitALS(FactorTopK, Recommender):
         reg_exponent: float = 0.0,
         threads: int = 0,
         random_state: int = 0,
+        engine: Literal["local", "ray"] = "local",
+        workers: int = 2,
+        address: str | None = None,
     ) -> None:
         self.factors = factors
         self.reg = reg
@@ -135,6 +139,9 @@ class ImplicitALS(FactorTopK, Recommender):
         self.reg_exponent = reg_exponent
         self.threads = threads
         self.random_state = random_state
+        self.engine = engine
+        self.workers = workers
+        self.address = address
 
     def _validate_params(self) -> None:
         positive("ImplicitALS", factors=self.factors, epochs=self.epochs, eps=self.eps)
@@ -142,6 +149,7 @@ class ImplicitALS(FactorTopK, Recommender):
             "ImplicitALS", reg=self.reg, alpha=self.alpha, cg_steps=self.cg_steps, threads=self.threads,
             reg_exponent=self.reg_exponent,
         )  # fmt: skip
+        check_engine_params("ImplicitALS", self.engine, self.workers, self.address)
 
     # ------------------------------------------------------------------ confidence
     def _cm1(self, values: np.ndarray) -> np.ndarray:
@@ -165,6 +173,10 @@ class ImplicitALS(FactorTopK, Recommender):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: Interactions) -> None:
+        if self.engine == "ray":  # on Ray: tastebud.dist.ray_ials (same factors as the local fit)
+            from tastebud.dist.ray_ials import fit_ials_ray
+
+            return fit_ials_ray(self, data)
         m = self.user_items_
         check_values(m.data, "interaction values")
         check_values(data.values, "interaction values")

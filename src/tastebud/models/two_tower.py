@@ -4,11 +4,13 @@ Covington, Adams, Sargin. "Deep Neural Networks for YouTube Recommendations." Re
 Yi, Yang, Hong, Cheng, Heldt, Kumthekar, Zhao, Wei, Chi. "Sampling-Bias-Corrected Neural
 Modeling for Large Corpus Item Recommendations." RecSys 2019.
 
-* **User tower**: the pooled id embeddings of the person's recent items (mean, or additive
-  attention pooling), the id embedding table being the item tower's own; an optional user-id
-  embedding; demographics from ``data.user_features`` (age in bins, gender, occupation, ...);
-  the request context (hour of day, day of week) when the data has timestamps. An MLP maps the
-  concatenation to a unit vector.
+* **User tower**: the pooled item-tower vectors of the person's recent items (mean, or additive
+  attention pooling; the item tower is shared, so history and candidates live in one space); an
+  optional user-id embedding; demographics from ``data.user_features`` (age in bins, gender,
+  occupation, ...); the request context (hour of day, day of week) when the data has timestamps.
+  An MLP maps the concatenation to a correction that is added to the pooled vector (a residual
+  that starts near zero), then the sum is L2-normalised: a person with a handful of items starts
+  from "the mean of your items' vectors", which needs no training row.
 * **Item tower**: the item-id embedding plus the item's feature vector from
   :class:`tastebud.data.features.ItemFeatureEncoder` (genres multi-hot, year in bins, TF-IDF of
   the title or description, or sentence embeddings with ``text="embedding"``), projected and
@@ -631,7 +633,9 @@ class TwoTower(Recommender):
                 users,
                 b["keep_user"],
                 ufi[users],
-                ufv[users],
+                # an anonymous example (keep_user 0) has neither id nor demographics, exactly
+                # like a person served from a live history without a training row
+                ufv[users] * b["keep_user"].unsqueeze(-1),
                 b["ctx"],
             )
             v = it(items, b["keep_id"], ifi[items], ifv[items])

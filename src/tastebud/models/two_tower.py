@@ -795,9 +795,7 @@ class TwoTower(Recommender):
         for s in range(0, len(users), 1024):
             sel = np.asarray(users[s : s + 1024], np.int64)
             hist, mask = self._inference_history(sel, matrix)
-            out.append(
-                self._run_user_tower(net, device, hist, mask, sel, np.ones(len(sel), np.float32), ctx, table)
-            )
+            out.append(self._run_user_tower(net, device, hist, mask, sel, np.ones(len(sel), np.float32), ctx, table))
         return np.vstack(out) if out else np.empty((0, self._layers("user")[-1]), np.float32)
 
     def _run_user_tower(

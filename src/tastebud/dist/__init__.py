@@ -1,0 +1,21 @@
+"""Running tastebud beyond one process, on Ray (https://docs.ray.io), an existing distributed engine.
+
+Same models, same files, same results; no home-made cluster code:
+
+* :mod:`tastebud.dist.ray_ials`: iALS sweeps as parallel Ray tasks over row blocks of the
+  interaction matrix, factors shared through the object store;
+* :mod:`tastebud.dist.ray_train`: the neural models (two-tower, NCF, SASRec) on Ray Train,
+  data-parallel with gradients all-reduced over ``torch.distributed`` (gloo on CPU, nccl on GPU);
+* :mod:`tastebud.dist.batch`: top-k for every user with Ray Data, written as Parquet partitions,
+  item vectors exported the same way and a FAISS index built from them;
+* :mod:`tastebud.dist.parquet`: interactions read from Parquet partitions on any filesystem
+  pyarrow reads.
+
+Ray is optional (``pip install tastebud[dist]``) and imported lazily.
+"""
+
+from __future__ import annotations
+
+from tastebud.dist.session import ray_session, require_ray
+
+__all__ = ["ray_session", "require_ray"]

@@ -1,0 +1,165 @@
+"""Interactions from Parquet partitions, on local disk or any filesystem pyarrow reads.
+
+A data lake holds events as many Parquet files (``events/date=2026-11-30/part-0.parquet``...).
+:func:`read_interactions` never materialises the whole table: it reads one fragment at a time,
+only the needed columns, and keeps 4-byte indices per event (the ids live once in the
+vocabularies), so memory is about ``n_events x 12-20 bytes`` instead of a DataFrame of strings.
+Two passes: the first builds the sorted user and item vocabularies from each fragment's distinct
+ids, the second encodes each fragment against them. ``shard=(i, n)`` reads every ``n``-th
+fragment only, so ``n`` workers can each load a share of a data set no process could hold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tastebud.core.errors import DataError
+from tastebud.data.idmap import IdMap
+from tastebud.data.interactions import Interactions
+
+
+def _dataset(path: str | Path, filesystem: Any = None, partitioning: Any = "hive") -> Any:
+    import pyarrow.dataset as pads
+
+    try:
+        return pads.dataset(str(path), format="parquet", filesystem=filesystem, partitioning=partitioning)
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(f"{path}: cannot open Parquet data ({exc})") from None
+
+
+def fragments(path: str | Path, filesystem: Any = None, shard: tuple[int, int] | None = None) -> list[Any]:
+    """The Parquet fragments (files) under ``path``, or every ``n``-th from ``i`` with ``shard=(i, n)``."""
+    frags = sorted(_dataset(path, filesystem).get_fragments(), key=lambda f: f.path)
+    if shard is not None:
+        i, n = shard
+        if not (isinstance(n, int) and n >= 1 and isinstance(i, int) and 0 <= i < n):
+            raise DataError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+        frags = frags[i::n]
+    if not frags:
+        raise DataError(f"{path}: no Parquet files found")
+    return frags
+
+
+def _column(table: Any, name: str, source: str) -> np.ndarray:
+    if name not in table.column_names:
+        raise DataError(f"{source}: missing column '{name}'; columns present: {', '.join(table.column_names)}")
+    col = table.column(name)
+    if col.null_count:
+        raise DataError(f"{source}: column '{name}' has {col.null_count} empty value(s)")
+    arr = col.to_numpy(zero_copy_only=False)
+    return arr.astype(str) if arr.dtype.kind in "OUS" else arr
+
+
+def read_interactions(
+    path: str | Path,
+    user: str = "user",
+    item: str = "item",
+    rating: str | None = None,
+    time: str | None = None,
+    *,
+    filesystem: Any = None,
+    shard: tuple[int, int] | None = None,
+    users: IdMap | None = None,
+    items: IdMap | None = None,
+    scale: tuple[float, float] | None = None,
+    duplicates: str = "last",
+) -> Interactions:
+    """Interactions from every Parquet file under ``path`` (a directory, file or ``s3://`` URI).
+
+    ``filesystem`` is any ``pyarrow.fs.FileSystem`` (S3, GCS, HDFS; None infers it from the
+    path). Without ``rating`` the data are implicit (value 1 per event). ``users`` / ``items``
+    reuse existing vocabularies (then one pass suffices and unknown ids are an error).
+    """
+    frags = fragments(path, filesystem, shard)
+    wanted = [c for c in (user, item, rating, time) if c is not None]
+    for frag in frags:
+        missing = [c for c in wanted if c not in frag.physical_schema.names]
+        if missing:
+            raise DataError(
+                f"{frag.path}: missing column(s) {', '.join(map(repr, missing))}; "
+                f"columns present: {', '.join(frag.physical_schema.names)}"
+            )
+    if users is None or items is None:
+        u_parts, i_parts = [], []
+        for frag in frags:
+            t = frag.to_table(columns=[user, item])
+            u_parts.append(np.unique(_column(t, user, frag.path)))
+            i_parts.append(np.unique(_column(t, item, frag.path)))
+        users = users or IdMap(np.unique(np.concatenate(u_parts)), "user")
+        items = items or IdMap(np.unique(np.concatenate(i_parts)), "item")
+    uidx, iidx, vals, stamps = [], [], [], []
+    for frag in frags:
+        t = frag.to_table(columns=wanted)
+        u = users.lookup(_column(t, user, frag.path))
+        i = items.lookup(_column(t, item, frag.path))
+        for what, idx, name in (("user", u, user), ("item", i, item)):
+            if (idx < 0).any():
+                bad = _column(t, name, frag.path)[np.argmax(idx < 0)]
+                raise DataError(f"{frag.path}: {what} id {bad!r} is not in the given vocabulary")
+        uidx.append(u.astype(np.int32))
+        iidx.append(i.astype(np.int32))
+        if rating is not None:
+            v = np.asarray(_column(t, rating, frag.path), np.float64)
+            if not np.isfinite(v).all():
+                raise DataError(
+                    f"{frag.path}: column '{rating}' has a non-finite value at row {int(np.argmax(~np.isfinite(v)))}"
+                )
+            vals.append(v.astype(np.float32))
+        if time is not None:
+            ts = _column(t, time, frag.path)
+            if ts.dtype.kind == "M":
+                ts = ts.astype("datetime64[s]").astype(np.int64)
+            stamps.append(np.asarray(ts, np.int64))
+    values = np.concatenate(vals) if rating is not None else None
+    if values is not None and scale is None and len(values):
+        scale = (float(values.min()), float(values.max()))
+    return Interactions(
+        users,
+        items,
+        np.concatenate(uidx),
+        np.concatenate(iidx),
+        values,
+        np.concatenate(stamps) if time is not None else None,
+        explicit=rating is not None,
+        rating_scale=scale if rating is not None else None,
+        duplicates=duplicates,  # type: ignore[arg-type]
+    )
+
+
+def write_interactions(data: Interactions, path: str | Path, partitions: int = 4, filesystem: Any = None) -> list[str]:
+    """Write ``data`` as ``partitions`` Parquet files (user, item, value[, timestamp]), split by event position."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+        raise DataError(f"partitions must be a positive integer, got {partitions!r}")
+    if filesystem is None:
+        Path(str(path)).mkdir(parents=True, exist_ok=True)
+    else:
+        filesystem.create_dir(str(path), recursive=True)
+    n = len(data)
+    cuts = np.linspace(0, n, partitions + 1).astype(np.int64)
+    written = []
+    for p in range(partitions):
+        s = slice(cuts[p], cuts[p + 1])
+        cols = {
+            "user": _arrow_ids(data.users.ids[data.user_idx[s]]),
+            "item": _arrow_ids(data.items.ids[data.item_idx[s]]),
+            "value": data.values[s],
+        }
+        if data.timestamps is not None:
+            cols["timestamp"] = data.timestamps[s]
+        target = f"{path}/part-{p:05d}.parquet"
+        pq.write_table(pa.table(cols), target, filesystem=filesystem)
+        written.append(target)
+    return written
+
+
+def _arrow_ids(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(str)
+
+
+__all__ = ["fragments", "read_interactions", "write_interactions"]

@@ -526,3 +526,14 @@ def test_a_model_that_cannot_train_shows_its_error_beside_the_others():
     assert bias["items"] == [] and "epochs" in bias["error"]
     ev = c.post("/lab/api/evaluate", json={"models": ["bias"]}).json()["results"][0]
     assert "epochs" in ev["error"]
+
+
+def test_matrix_fit_refuses_extreme_ratings_with_a_4xx():
+    # found by the schemathesis fuzzer: a huge rating made the ridge system singular (a 500)
+    from fastapi.testclient import TestClient
+
+    from tastebud.lab.routes import create_lab_app
+
+    client = TestClient(create_lab_app())
+    res = client.post("/lab/api/matrix/fit", json={"ratings": [[370243673.0]], "biases": False})
+    assert res.status_code == 400 and "between" in res.json()["detail"]

@@ -29,6 +29,7 @@ import numpy as np
 from tastebud.core.errors import ConfigError, DataError
 
 MAX_FACTORS = 16
+MAX_ABS_RATING = 1000.0  # the lab shows rating scales, not arbitrary magnitudes
 MAX_CELLS = 200_000
 
 
@@ -87,7 +88,10 @@ def _solve_side(R: np.ndarray, mask: np.ndarray, Z: np.ndarray, target_shift: np
     A += reg * np.eye(d)[None, :, :]
     b = np.einsum("uj,jd->ud", t, Z)
     if reg > 0:
-        return np.linalg.solve(A, b[:, :, None])[:, :, 0]
+        try:
+            return np.linalg.solve(A, b[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:  # numerically singular (extreme inputs): fall back to pinv
+            pass
     return np.einsum("ude,ue->ud", np.linalg.pinv(A, hermitian=True), b)
 
 
@@ -173,4 +177,6 @@ def _as_matrix(ratings: np.ndarray | list[list[float | None]]) -> np.ndarray:
         raise DataError(f"ratings has {R.size} cells; the lab fits at most {MAX_CELLS}")
     if np.isinf(R).any():
         raise DataError("ratings cells must be finite numbers or null")
+    if (np.abs(np.nan_to_num(R)) > MAX_ABS_RATING).any():
+        raise DataError(f"ratings cells must lie between -{MAX_ABS_RATING:g} and {MAX_ABS_RATING:g}")
     return R

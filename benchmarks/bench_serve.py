@@ -243,6 +243,7 @@ def main() -> None:
     parser.add_argument("--target", type=int, default=500, help="paced request rate")
     parser.add_argument("--server", nargs=2, metavar=("REGISTRY", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     if args.server:
         serve(args.server[0], int(args.server[1]))
         return
@@ -336,8 +337,8 @@ from send to response. Target: >= 500 req/s with p99 <= 25 ms, zero errors.
 Registry publish (2 versions, index built once and cached by bench_index) {build_s:.0f}s; server start
 (loading the model and index) {start_s:.0f}s.
 
-Reproduce: `python benchmarks/bench_serve.py --seconds {args.seconds}` (needs wrk). The CPU was
-shared with other jobs when this ran; the CI machine is idle, so expect better numbers there."""
+Reproduce: `python benchmarks/bench_serve.py --seconds {args.seconds}` (needs wrk). The load average
+before the run was {load_before:.1f}; wrk and the server compete for the same 2 cores."""
     write_section("serve", body)
     print(body)
     shutil.rmtree(work, ignore_errors=True)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from common import DATA, markdown_table, timer, write_section
 
 import tastebud as tb
+from common import DATA, markdown_table, timer, write_section
 from tastebud.data.movielens import fixed_split, ml100k_folds
 from tastebud.eval.evaluate import evaluate_fitted
 from tastebud.eval.metrics import mae, rmse

@@ -12,9 +12,9 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from tastebud.eval.report import markdown_table  # noqa: F401  (re-exported for the scripts)
 

@@ -6,8 +6,9 @@ import functools
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -49,7 +50,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------------- data sources
-def load_data(dataset: Optional[str], data: Optional[Path], path: Optional[Path], **columns: Any):  # type: ignore[no-untyped-def]
+def load_data(dataset: str | None, data: Path | None, path: Path | None, **columns: Any):  # type: ignore[no-untyped-def]
     """Interactions from ``--data FILE`` or ``--dataset NAME`` (MovieLens from ``--path``/$TASTEBUD_DATA)."""
     from tastebud.data import movielens
     from tastebud.data.interactions import Interactions
@@ -105,13 +106,13 @@ TimeCol = typer.Option(None, "--time-col", help="Timestamp column of --data.")
 @data_app.command("info")
 @friendly
 def data_info(
-    dataset: Optional[str] = DataOpt,
-    data: Optional[Path] = FileOpt,
-    path: Optional[Path] = PathOpt,
+    dataset: str | None = DataOpt,
+    data: Path | None = FileOpt,
+    path: Path | None = PathOpt,
     user_col: str = UserCol,
     item_col: str = ItemCol,
-    rating_col: Optional[str] = RatingCol,
-    time_col: Optional[str] = TimeCol,
+    rating_col: str | None = RatingCol,
+    time_col: str | None = TimeCol,
 ) -> None:
     """Counts, density, rating scale and features of a data set."""
     inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
@@ -174,17 +175,17 @@ def models_cmd() -> None:
 def train(
     model: str = typer.Argument(..., help="Registry name, e.g. itemknn, ials, svd."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to save the fitted model to."),
-    dataset: Optional[str] = DataOpt,
-    data: Optional[Path] = FileOpt,
-    path: Optional[Path] = PathOpt,
+    dataset: str | None = DataOpt,
+    data: Path | None = FileOpt,
+    path: Path | None = PathOpt,
     param: list[str] = typer.Option([], "--param", "-p", help="Hyper-parameter key=value (repeatable)."),
     user_col: str = UserCol,
     item_col: str = ItemCol,
-    rating_col: Optional[str] = RatingCol,
-    time_col: Optional[str] = TimeCol,
+    rating_col: str | None = RatingCol,
+    time_col: str | None = TimeCol,
     engine: str = typer.Option("local", "--engine", help="local, or ray (see docs/scaling.md)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address; default starts Ray locally."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray workers (default 2)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address; default starts Ray locally."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Ray workers (default 2)."),
 ) -> None:
     """Fit a model on a data set and save it."""
     import tastebud as tb
@@ -209,7 +210,7 @@ def train(
 def recommend(
     model_dir: Path = typer.Option(..., "--model", "-m", help="Saved model folder."),
     user: list[str] = typer.Option([], "--user", "-u", help="User id (repeatable)."),
-    history: Optional[str] = typer.Option(None, "--history", help="Comma-separated item ids of a new person."),
+    history: str | None = typer.Option(None, "--history", help="Comma-separated item ids of a new person."),
     k: int = typer.Option(10, "--k", min=1, max=1000),
     explain: bool = typer.Option(False, help="Say why each item is recommended."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -241,7 +242,7 @@ def recommend(
 def evaluate(
     models: str = typer.Option("popular,bias", "--models", help="Comma-separated registry names."),
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help="synthetic, ml-100k (u1..u5 folds), ml-100k-fixed, ml-latest-small-fixed, or any data set (random 80/20 holdout)."),
-    path: Optional[Path] = PathOpt,
+    path: Path | None = PathOpt,
     k: int = typer.Option(10, "--k", min=1, max=1000),
     out: list[Path] = typer.Option([], "--out", "-o", help="Write results (.csv, .json or .md); repeatable."),
     param: list[str] = typer.Option([], "--param", "-p", help="model.key=value for one model's hyper-parameter."),
@@ -271,7 +272,7 @@ def evaluate(
         write_results(table_frame, target)
 
 
-def protocol_splits(dataset: str, path: Optional[Path]) -> list[Any]:
+def protocol_splits(dataset: str, path: Path | None) -> list[Any]:
     from tastebud.data import movielens, splits
 
     if dataset == "ml-100k":

@@ -96,7 +96,7 @@ def run_demo(console: Console, serve: bool = False, port: int = 8000, quick: boo
         liked_titles = [_title(titles, data.items.ids[i]) for i in liked]
         recs = model.recommend([user], k=5)
         console.print(f"   user [bold]{user}[/] liked: {'; '.join(liked_titles)}")
-        for rank, (item, score) in enumerate(zip(recs.items_of(0), recs.scores_of(0)), start=1):
+        for rank, (item, score) in enumerate(zip(recs.items_of(0), recs.scores_of(0), strict=True), start=1):
             console.print(f"      {rank}. {_title(titles, item)}  [dim]({score:.3f})[/]")
     console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f}s")
     if serve:

@@ -24,8 +24,9 @@ import inspect
 import json
 import time
 import typing
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,7 +39,6 @@ from tastebud.core.errors import (
     ModelFormatError,
     NotFittedError,
     NotSupportedError,
-    UnknownIdError,
 )
 from tastebud.core.results import Explanation, Recommendations, as_list
 from tastebud.core.topk import topk
@@ -187,7 +187,7 @@ class Recommender:
         if explain:
             explanations = [
                 self._explain(int(u), row[row >= 0], self.user_items_[int(u)]) + [Explanation("")] * int((row < 0).sum())
-                for u, row in zip(uidx, idx)
+                for u, row in zip(uidx, idx, strict=True)
             ]
         return Recommendations(list(users), self.items_.to_ids(idx), scores, explanations)
 

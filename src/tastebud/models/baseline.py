@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from tastebud.core.base import Recommender, RatingModel, non_negative, positive
+from tastebud.core.base import RatingModel, Recommender, non_negative, positive
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
 from tastebud.data.interactions import Interactions

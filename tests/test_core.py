@@ -164,3 +164,29 @@ def test_recommendations_frame_and_records():
     assert frame[frame.user == "a"].item.tolist() == [3]
     assert frame[frame.user == "b"].item.tolist() == [2]
     assert recs.to_records()[0]["items"][0]["rank"] == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 80)), elements=st.sampled_from([-np.inf, np.nan, 0.0, 0.5, 1.0, 2.0])),
+    st.integers(1, 12),
+    st.integers(0, 2**31 - 1),
+)
+def test_fused_masked_topk_equals_mask_then_topk(scores, k, seed):
+    import scipy.sparse as sp
+
+    from tastebud.core.base import _mask_seen
+    from tastebud.kernels.topk import topk_masked
+
+    rng = np.random.default_rng(seed)
+    seen = sp.csr_matrix(rng.random(scores.shape) < 0.3, dtype=np.float32)
+    seen.sort_indices()
+    rows = np.arange(scores.shape[0], dtype=np.int64)
+    out_idx = np.empty((len(rows), k), np.int64)
+    out_val = np.empty((len(rows), k), np.float32)
+    topk_masked(scores.copy(), rows, seen.indptr.astype(np.int64), seen.indices, k, out_idx, out_val)
+    masked = scores.copy()
+    _mask_seen(masked, seen, None)
+    ref_idx, ref_val = topk(masked, k)
+    assert (out_idx == ref_idx).all()
+    np.testing.assert_array_equal(out_val, ref_val)

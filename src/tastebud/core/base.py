@@ -78,7 +78,9 @@ class Recommender:
         valid = set(self._param_names())
         for key, value in params.items():
             if key not in valid:
-                raise ConfigError(f"{type(self).__name__} has no hyper-parameter '{key}'; valid: {', '.join(sorted(valid))}")
+                raise ConfigError(
+                    f"{type(self).__name__} has no hyper-parameter '{key}'; valid: {', '.join(sorted(valid))}"
+                )
             setattr(self, key, value)
         return self
 
@@ -124,7 +126,9 @@ class Recommender:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "user_items_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(data) or tastebud.load_model(dir) first")
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted; call fit(data) or tastebud.load_model(dir) first"
+            )
 
     @property
     def n_users(self) -> int:
@@ -186,7 +190,8 @@ class Recommender:
         explanations = None
         if explain:
             explanations = [
-                self._explain(int(u), row[row >= 0], self.user_items_[int(u)]) + [Explanation("")] * int((row < 0).sum())
+                self._explain(int(u), row[row >= 0], self.user_items_[int(u)])
+                + [Explanation("")] * int((row < 0).sum())
                 for u, row in zip(uidx, idx, strict=True)
             ]
         return Recommendations(list(users), self.items_.to_ids(idx), scores, explanations)
@@ -194,23 +199,43 @@ class Recommender:
     def _recommend_idx(
         self, uidx: np.ndarray, k: int, exclude_seen: bool = True, cand: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Index-level batch top-k (the evaluation loop calls this directly)."""
+        """Index-level batch top-k (the evaluation loop calls this directly).
+
+        Over the whole catalogue the seen-item mask and the selection run fused in one compiled
+        pass per score block (``kernels.topk``); a candidate list takes the plain NumPy path.
+        """
+        from tastebud.kernels.topk import topk_masked  # numba: imported on first use, not with tastebud
+
+        uidx = np.asarray(uidx, np.int64)
         width = self.n_items if cand is None else len(cand)
         rows = max(1, SCORE_BLOCK // max(1, width))
-        out_idx, out_val = [], []
+        out_idx = np.empty((len(uidx), k), np.int64)
+        out_val = np.empty((len(uidx), k), np.float32)
+        seen = self.user_items_
+        if cand is None and not seen.has_sorted_indices:
+            seen = seen.sorted_indices()
         for s in range(0, len(uidx), rows):
             block = uidx[s : s + rows]
+            if cand is None:
+                scores = np.ascontiguousarray(self._score(block, None), dtype=np.float32)
+                which = block if exclude_seen else np.full(len(block), -1, np.int64)
+                topk_masked(
+                    scores,
+                    which,
+                    seen.indptr.astype(np.int64, copy=False),
+                    seen.indices,
+                    k,
+                    out_idx[s : s + rows],
+                    out_val[s : s + rows],
+                )
+                continue
             scores = np.array(self._score(block, cand), dtype=np.float32, copy=True)
             if exclude_seen:
-                _mask_seen(scores, self.user_items_[block], cand)
+                _mask_seen(scores, seen[block], cand)
             i, v = topk(scores, k)
-            if cand is not None:
-                i = np.where(i >= 0, cand[np.clip(i, 0, None)], -1)
-            out_idx.append(i)
-            out_val.append(v)
-        if not out_idx:
-            return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
-        return np.vstack(out_idx), np.vstack(out_val)
+            out_idx[s : s + rows] = np.where(i >= 0, cand[np.clip(i, 0, None)], -1)
+            out_val[s : s + rows] = v
+        return out_idx, out_val
 
     def recommend_for_history(
         self,
@@ -242,7 +267,10 @@ class Recommender:
             warnings.append(f"ignored {len(unknown)} unknown item(s): {', '.join(map(repr, unknown[:10]))}")
         iidx, vals = iidx[known], vals[known]
         scores = np.array(self._score_history(iidx, vals), dtype=np.float32, copy=True).reshape(1, -1)
-        history = sp.csr_matrix((np.ones(len(iidx), np.float32) if len(iidx) else [], (np.zeros(len(iidx), int), iidx)), shape=(1, self.n_items))
+        history = sp.csr_matrix(
+            (np.ones(len(iidx), np.float32) if len(iidx) else [], (np.zeros(len(iidx), int), iidx)),
+            shape=(1, self.n_items),
+        )
         history.sum_duplicates()
         cand = None if candidates is None else self.items_.index(as_list(candidates), "item")
         if cand is not None:
@@ -458,7 +486,11 @@ def _check_type(owner: str, name: str, value: Any, hint: Any) -> None:
             raise ConfigError(f"{owner}: {name} must be an integer, got {value!r}")
         return
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.integer, np.floating))
+            or not np.isfinite(value)
+        ):
             raise ConfigError(f"{owner}: {name} must be a finite number, got {value!r}")
         return
     if hint is str:

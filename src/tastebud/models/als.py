@@ -24,7 +24,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from tastebud.core.base import SCORE_BLOCK, Recommender, non_negative, positive
+from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
@@ -70,38 +70,8 @@ def cosine_rows(factors: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return unit[rows] @ unit.T
 
 
-class FactorTopK:
-    """Mixin for factor models: batch top-k by BLAS score blocks and a fused mask + select kernel.
-
-    Same answers as the base class's ``_recommend_idx`` (same tie rule), several times faster on
-    large catalogues; restricted candidate lists take the base path.
-    """
-
-    def _recommend_idx(
-        self, uidx: np.ndarray, k: int, exclude_seen: bool = True, cand: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if cand is not None:
-            return Recommender._recommend_idx(self, uidx, k, exclude_seen, cand)  # type: ignore[arg-type]
-        seen = self.user_items_  # type: ignore[attr-defined]
-        if not seen.has_sorted_indices:
-            seen = seen.sorted_indices()
-        n_items = seen.shape[1]
-        rows = max(1, SCORE_BLOCK // max(1, n_items))
-        uidx = np.asarray(uidx, np.int64)
-        out_idx = np.empty((len(uidx), k), np.int64)
-        out_val = np.empty((len(uidx), k), np.float32)
-        indptr = seen.indptr.astype(np.int64, copy=False)
-        with numba_threads(getattr(self, "threads", 0)):
-            for s in range(0, len(uidx), rows):
-                block = uidx[s : s + rows]
-                scores = np.ascontiguousarray(self._score(block, None), dtype=np.float32)  # type: ignore[attr-defined]
-                which = block if exclude_seen else np.full(len(block), -1, np.int64)
-                K.topk_masked(scores, which, indptr, seen.indices, k, out_idx[s : s + rows], out_val[s : s + rows])
-        return out_idx, out_val
-
-
 @register("ials")
-class ImplicitALS(FactorTopK, Recommender):
+class ImplicitALS(Recommender):
     """Weighted matrix factorisation for implicit feedback, fitted by conjugate-gradient ALS.
 
     ``factors``: latent dimensions; ``reg``: L2 penalty added to every row's normal equations;
@@ -380,4 +350,4 @@ def _grow(factors: np.ndarray, n: int, k: int) -> np.ndarray:
     return np.vstack([factors, np.zeros((n - factors.shape[0], k), factors.dtype)])
 
 
-__all__ = ["FactorTopK", "ImplicitALS", "check_values", "cosine_rows", "numba_threads"]
+__all__ = ["ImplicitALS", "check_values", "cosine_rows", "numba_threads"]

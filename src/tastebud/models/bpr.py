@@ -23,14 +23,14 @@ from tastebud.core.registry import register
 from tastebud.core.results import Explanation
 from tastebud.data.interactions import Interactions
 from tastebud.kernels import bpr as K
-from tastebud.models.als import FactorTopK, check_values, cosine_rows, numba_threads
+from tastebud.models.als import check_values, cosine_rows, numba_threads
 
 # samples of an epoch are cut into this many chunks whatever the thread count (reproducibility)
 _CHUNKS = 256
 
 
 @register("bpr")
-class BPR(FactorTopK, Recommender):
+class BPR(Recommender):
     """Matrix factorisation trained for pairwise ranking by SGD on sampled (u, i, j) triples.
 
     ``epochs`` passes, each of as many samples as there are training entries;

@@ -212,3 +212,24 @@ def test_frequency_scaled_regularisation_matches_the_dense_solution():
         np.testing.assert_allclose(model.fold_in(model.user_items_[u]), model.user_factors_[u], rtol=1e-4, atol=1e-5)
     cg = ImplicitALS(factors=4, reg=0.5, alpha=2.0, epochs=8, cg_steps=4, reg_exponent=1.0).fit(data)
     assert np.isfinite(cg.user_factors_).all()
+
+
+def test_history_vector_is_the_fold_in_and_follows_changed_item_factors():
+    """The index path queries with ``history_vector``; its cached Gramian must not outlive the
+    item factors it was computed from (partial_fit re-solves item rows in place)."""
+    data = tiny(15, 12, seed=3)
+    model = ImplicitALS(factors=4, reg=0.3, alpha=2.0, epochs=4, cg_steps=0).fit(data)
+    items, values = np.array([0, 3, 5]), np.array([1.0, 2.0, 1.0], np.float32)
+    row = model._history_row(items, values)
+    np.testing.assert_allclose(model.history_vector(items, values), model.fold_in(row), rtol=1e-6)
+    np.testing.assert_allclose(model._score_history(items, values), model.item_factors_ @ model.fold_in(row), rtol=1e-5)
+    before = model.item_factors_.copy()
+    old = Interactions.from_frame(
+        pd.DataFrame({"user": [data.users.ids[0]] * 2, "item": data.items.ids[[1, 2]]}), "user", "item"
+    )
+    model.partial_fit_items(old)  # same shape: item rows re-solved in place
+    assert not np.array_equal(before, model.item_factors_)
+    R = np.zeros((1, model.n_items))
+    R[0, items] = values
+    want = dense_solution(R, model.item_factors_.astype(np.float64), 0.3, 2.0)[0]
+    np.testing.assert_allclose(model.history_vector(items, values), want, rtol=1e-4, atol=1e-5)

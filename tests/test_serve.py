@@ -3,6 +3,7 @@ a real uvicorn server, and the serve / retrain commands."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -382,3 +383,64 @@ def test_serve_single_model_folder(tmp_path, data):
         body = c.get("/users/4/recommendations?k=2").json()
         assert body["version"] == "model:bias" and len(body["items"]) == 2
     assert (tmp_path / "bias.events.db").is_file()
+
+
+@pytest.mark.slow
+def test_worker_fleet_follows_a_reload(registry, data):
+    """`tastebud serve --workers 2`: two processes answer; a reload sent to one reaches both,
+    one loading at a time, and no request fails meanwhile."""
+    import subprocess
+    import sys
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tastebud", "serve", "--model", str(registry), "--port", str(port), "--workers", "2"],
+        env={**os.environ, "TASTEBUD_TOKEN": TOKEN},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            deadline, seen = time.time() + 60, {}
+            while len(seen) < 2 and time.time() < deadline:  # both workers up and answering
+                try:
+                    h = http.get("/health", headers={"Connection": "close"}).json()
+                    seen[h["worker"]] = h["version"]
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            assert len(seen) == 2 and set(seen.values()) == {"v0001"}, seen
+            assert publish_version(registry, {"bias": tb.get_model("bias")(reg_item=10.0).fit(data)}, data) == "v0002"
+            statuses: list[int] = []
+            stop = threading.Event()
+
+            def hammer() -> None:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+                    while not stop.is_set():
+                        statuses.append(
+                            c.get("/users/5/recommendations?k=3", headers={"Connection": "close"}).status_code
+                        )
+
+            t = threading.Thread(target=hammer)
+            t.start()
+            try:
+                while not statuses:
+                    time.sleep(0.05)
+                r = http.post("/admin/reload", headers=AUTH)
+                assert r.status_code == 200 and r.json()["version"] == "v0002"
+                deadline, seen = time.time() + 20, {}
+                while time.time() < deadline:  # the other worker follows within its poll interval
+                    h = http.get("/health", headers={"Connection": "close"}).json()
+                    seen[h["worker"]] = h["version"]
+                    if len(seen) == 2 and set(seen.values()) == {"v0002"}:
+                        break
+                    time.sleep(0.05)
+                time.sleep(0.5)
+            finally:
+                stop.set()
+                t.join()
+            assert len(seen) == 2 and set(seen.values()) == {"v0002"}, seen
+            assert statuses and set(statuses) == {200}
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()[-2000:]

@@ -204,7 +204,7 @@ class Recommender:
         Over the whole catalogue the seen-item mask and the selection run fused in one compiled
         pass per score block (``kernels.topk``); a candidate list takes the plain NumPy path.
         """
-        from tastebud.kernels.topk import topk_masked  # numba: imported on first use, not with tastebud
+        from tastebud.kernels.topk import topk_masked, topk_masked_serial  # numba: on first use, not with tastebud
 
         uidx = np.asarray(uidx, np.int64)
         width = self.n_items if cand is None else len(cand)
@@ -219,7 +219,7 @@ class Recommender:
             if cand is None:
                 scores = np.ascontiguousarray(self._score(block, None), dtype=np.float32)
                 which = block if exclude_seen else np.full(len(block), -1, np.int64)
-                topk_masked(
+                (topk_masked if len(block) > 4 else topk_masked_serial)(
                     scores,
                     which,
                     seen.indptr.astype(np.int64, copy=False),

@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from tastebud.kernels._serial import serial_twin
+
 # rows per parallel task: enough to amortise the scratch buffers, small enough to balance
 _CHUNK = 64
 
@@ -172,6 +174,9 @@ def exact_rows(indptr, indices, cm1, rows, X, Y, A0, extra_reg):  # pragma: no c
             _solve_one(indptr, indices, cm1, u, Y, A0, A, b, x, lam)
             for f in range(k):
                 X[j, f] = x[f]
+
+
+exact_rows_serial = serial_twin(exact_rows)  # one fold-in per request
 
 
 def gramian(Y: np.ndarray, reg: float) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from tastebud.kernels._serial import serial_twin
+
 
 @njit(inline="always", cache=True)
 def _block_max(row, lo, hi):  # pragma: no cover - compiled
@@ -64,3 +66,6 @@ def topk_masked(scores, rows, indptr, indices, k, out_idx, out_val):  # pragma: 
                 out_idx[r, pos] = c
                 if filled < k:
                     filled += 1
+
+
+topk_masked_serial = serial_twin(topk_masked)  # a request for one person

@@ -162,6 +162,7 @@ class ImplicitALS(Recommender):
                 self._sweep(ciu, self.item_factors_, self.user_factors_)
                 self._sweep(cui, self.user_factors_, self.item_factors_)
                 self._check_finite(epoch)
+        self._gram_cache = None
 
     def _row_reg(self, conf: sp.csr_matrix, n_cols: int) -> np.ndarray:
         """Per-row penalty on top of ``reg``: frequency-scaled regularisation (Rendle, Krichene,
@@ -209,18 +210,35 @@ class ImplicitALS(Recommender):
         row.sum_duplicates()
         return row
 
+    def _item_gramian(self) -> np.ndarray:
+        """``Y^T Y + reg I``, kept while the item factors stay the same array (a fold-in per
+        request would otherwise cost ``n_items x k^2``; fit and partial_fit drop it)."""
+        cached = getattr(self, "_gram_cache", None)
+        if cached is None or cached[0] is not self.item_factors_ or cached[1] != float(self.reg):
+            cached = self._gram_cache = (
+                self.item_factors_,
+                float(self.reg),
+                K.gramian(self.item_factors_, float(self.reg)),
+            )
+        return cached[2]
+
     def fold_in(self, row: sp.csr_matrix) -> np.ndarray:
         """The exact least-squares user vector for one raw history row, item factors fixed."""
         conf = self._conf_matrix(row)
         out = np.zeros((1, self.item_factors_.shape[1]), np.float32)
-        A0 = K.gramian(self.item_factors_, float(self.reg))
+        A0 = self._item_gramian()
         extra = self._row_reg(conf, self.n_items)
-        K.exact_rows(conf.indptr, conf.indices, conf.data, np.zeros(1, np.int64), out, self.item_factors_, A0, extra)
+        K.exact_rows_serial(
+            conf.indptr, conf.indices, conf.data, np.zeros(1, np.int64), out, self.item_factors_, A0, extra
+        )
         return out[0]
 
+    def history_vector(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The folded-in vector of a new person: the query a vector index is searched with."""
+        return self.fold_in(self._history_row(item_idx, values))
+
     def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
-        x = self.fold_in(self._history_row(item_idx, values))
-        return self.item_factors_ @ x
+        return self.item_factors_ @ self.history_vector(item_idx, values)
 
     def _similar(self, item_idx: np.ndarray) -> np.ndarray:
         return cosine_rows(self.item_factors_, item_idx)
@@ -317,6 +335,7 @@ class ImplicitALS(Recommender):
                     self._solve_rows(ciu, touched_items, self.item_factors_, self.user_factors_)
                     self._solve_rows(cui, touched_users, self.user_factors_, self.item_factors_)
         self._check_finite(0)
+        self._gram_cache = None  # the item factors changed in place
         return self
 
     def partial_fit_users(self, new: Interactions) -> ImplicitALS:

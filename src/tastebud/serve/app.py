@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,6 +43,7 @@ from tastebud.core.errors import (
 )
 from tastebud.serve.engine import Engine
 from tastebud.serve.events import Event, StoreUnavailableError, open_store
+from tastebud.serve.fleet import POLL_SECONDS, FleetControl
 from tastebud.serve.metrics import Metrics
 from tastebud.serve.registry import ModelRegistry, is_model_folder
 
@@ -64,6 +65,7 @@ class ServeConfig:
     max_events: int = 1000
     max_history: int = 10_000
     omp_threads: int = 1
+    control: str | None = None  # fleet control file when several workers serve (serve/fleet.py)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServeConfig:
@@ -71,7 +73,10 @@ class ServeConfig:
             token=os.environ.get("TASTEBUD_TOKEN") or None,
             read_token=os.environ.get("TASTEBUD_READ_TOKEN") or None,
             events=os.environ.get("TASTEBUD_EVENTS") or None,
+            control=os.environ.get("TASTEBUD_SERVE_CONTROL") or None,
         )
+        if os.environ.get("TASTEBUD_MAX_BODY"):
+            cfg.max_body_bytes = int(os.environ["TASTEBUD_MAX_BODY"])
         for key, value in overrides.items():
             if value is not None:
                 setattr(cfg, key, value)
@@ -129,7 +134,10 @@ class PredictRequest(BaseModel):
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: str | None = Field(
-        None, pattern=r"^v[0-9]{4,}$", max_length=32, description="Version name (v0001); default: the registry's CURRENT."
+        None,
+        pattern=r"^v[0-9]{4,}$",
+        max_length=32,
+        description="Version name (v0001); default: the registry's CURRENT.",
     )
 
 
@@ -138,11 +146,54 @@ class State:
     def __init__(self, source: Path, config: ServeConfig) -> None:
         self.source = source
         self.config = config
-        self.engine = Engine.load(source)
+        self.fleet = FleetControl(config.control) if config.control else None
+        self.generation = 0
+        if self.fleet is not None:  # every worker of a fleet starts on the fleet's version
+            version, self.generation = self.fleet.read()
+            self.fleet.changed()
+            self.engine = Engine.load(source, version)
+        else:
+            self.engine = Engine.load(source)
         self.reload_lock = threading.Lock()
         self.metrics = Metrics()
         self.store = open_store(config.events or default_events_url(source))
         self.started = time.time()
+
+    def reload(self, version: str | None = None) -> Engine:
+        """Load ``version`` (None: the registry's CURRENT) beside the served one, then swap.
+
+        In a fleet the load holds the fleet lock (one worker loads at a time) and then tells the
+        other workers to follow.
+        """
+        with self.reload_lock, self.fleet.loading() if self.fleet is not None else nullcontext():
+            engine = Engine.load(self.source, version)
+            self.engine = engine
+            if self.fleet is not None:
+                _, generation = self.fleet.read()
+                self.generation = generation + 1
+                self.fleet.write(None if is_model_folder(self.source) else engine.version, self.generation)
+                self.fleet.changed()
+        return engine
+
+    def follow(self) -> None:
+        """Fleet worker: load the fleet's version if another worker moved it (called by the poller)."""
+        if self.fleet is None or not self.fleet.changed():
+            return
+        version, generation = self.fleet.read()
+        if generation <= self.generation:
+            return
+        with self.reload_lock, self.fleet.loading():
+            version, generation = self.fleet.read()
+            if generation <= self.generation:
+                return
+            try:
+                self.engine = Engine.load(self.source, version)
+            except (TastebudError, OSError) as exc:
+                log.error("worker %d could not follow the fleet to %s: %s", os.getpid(), version, exc)
+                self.metrics.inc("tastebud_reloads_total", outcome="failed")
+            else:
+                self.metrics.inc("tastebud_reloads_total", outcome="ok")
+            self.generation = generation
 
 
 def default_events_url(source: Path) -> str:
@@ -173,7 +224,19 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        if state.fleet is not None:
+
+            def poll() -> None:
+                while not stop.wait(POLL_SECONDS):
+                    try:
+                        state.follow()
+                    except Exception:  # noqa: BLE001 - the poller must outlive a bad control file
+                        log.exception("fleet poll failed")
+
+            threading.Thread(target=poll, name="tastebud-fleet", daemon=True).start()
         yield
+        stop.set()
         state.store.close()
 
     app = FastAPI(
@@ -218,10 +281,10 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         return JSONResponse({"error": f"internal error ({type(exc).__name__}); this is a bug"}, status_code=500)
 
     # -------------------------------------------------------------- auth
-    def require_write(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
+    async def require_write(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
         _check_token(authorization, [config.token or ""])
 
-    def require_read(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
+    async def require_read(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
         if config.read_token:
             _check_token(authorization, [config.read_token, config.token or ""])
 
@@ -237,6 +300,7 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
             "n_items": len(eng.items),
             "n_users": len(eng.users),
             "tastebud": __version__,
+            "worker": os.getpid(),
         }
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
@@ -245,7 +309,7 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         return PlainTextResponse(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/users/{user_id}/recommendations", tags=["recommend"], dependencies=[Depends(require_read)])
-    def user_recommendations(
+    async def user_recommendations(
         user_id: Annotated[str, PathParam(max_length=256)],
         k: Annotated[int, Query(ge=1, le=1000)] = 10,
         model: Annotated[str | None, Query(max_length=64)] = None,
@@ -267,7 +331,7 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         return JSONResponse(body)
 
     @app.post("/recommendations", tags=["recommend"], dependencies=[Depends(require_read)])
-    def history_recommendations(req: HistoryRequest) -> JSONResponse:
+    async def history_recommendations(req: HistoryRequest) -> JSONResponse:
         """Top-k for a person not in the model, from a history of item ids (oldest first)."""
         eng = state.engine
         items, values = list(req.items), req.values
@@ -350,14 +414,12 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
     @app.post("/admin/reload", tags=["admin"], dependencies=[Depends(require_write)])
     def reload(req: Annotated[ReloadRequest | None, Body()] = None) -> JSONResponse:
         """Load the registry's current (or a named) version and swap it in; no request fails."""
-        with state.reload_lock:
-            old = state.engine.version
-            try:
-                engine = Engine.load(state.source, req.version if req else None)
-            except (TastebudError, OSError) as exc:
-                m.inc("tastebud_reloads_total", outcome="failed")
-                raise HTTPException(409, f"reload failed, still serving {old}: {exc}") from None
-            state.engine = engine
+        old = state.engine.version
+        try:
+            engine = state.reload(req.version if req else None)
+        except (TastebudError, OSError) as exc:
+            m.inc("tastebud_reloads_total", outcome="failed")
+            raise HTTPException(409, f"reload failed, still serving {old}: {exc}") from None
         m.inc("tastebud_reloads_total", outcome="ok")
         return JSONResponse({"previous": old, **engine.describe()})
 
@@ -383,6 +445,18 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
     app.add_middleware(_Guard, metrics=m, max_body=config.max_body_bytes)
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one fleet worker (``uvicorn --factory``): source and settings from the environment.
+
+    ``tastebud serve --workers N`` sets ``TASTEBUD_SERVE_SOURCE``, ``TASTEBUD_SERVE_CONTROL`` and the
+    token variables before uvicorn starts the workers.
+    """
+    source = os.environ.get("TASTEBUD_SERVE_SOURCE")
+    if not source:
+        raise ConfigError("TASTEBUD_SERVE_SOURCE is not set (start workers with `tastebud serve --workers N`)")
+    return create_app(source, ServeConfig.from_env())
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -521,4 +595,4 @@ class _Guard:
         self.metrics.observe("tastebud_request_seconds", elapsed, route=label)
 
 
-__all__ = ["ServeConfig", "create_app", "ConfigError", "NotSupportedError"]
+__all__ = ["ServeConfig", "app_from_env", "create_app", "ConfigError", "NotSupportedError"]

@@ -31,6 +31,14 @@ def register(app: typer.Typer) -> None:
         ),
         max_body: int = typer.Option(1_048_576, "--max-body", min=1024, help="Largest request body in bytes."),
         log_level: str = typer.Option("warning", "--log-level"),
+        workers: int = typer.Option(
+            1,
+            "--workers",
+            "-w",
+            min=1,
+            max=64,
+            help="Worker processes (about one core each); they follow reloads together.",
+        ),
     ) -> None:
         """Serve recommendations over HTTP (OpenAPI docs at /docs)."""
         import uvicorn
@@ -41,6 +49,9 @@ def register(app: typer.Typer) -> None:
         if not model.exists():
             _fail(f"{model}: no such folder")
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        if workers > 1:
+            _serve_fleet(model, host, port, workers, token, read_token, events, max_body, log_level)
+            return
         config = ServeConfig(token=token, read_token=read_token, events=events, max_body_bytes=max_body)
         try:
             application = create_app(model, config)
@@ -104,6 +115,68 @@ def register(app: typer.Typer) -> None:
         except (TastebudError, OSError) as exc:
             _fail(str(exc))
         typer.echo(f"published {version} in {registry}; POST /admin/reload to serve it")
+
+
+def _serve_fleet(
+    model: Path,
+    host: str,
+    port: int,
+    workers: int,
+    token: str | None,
+    read_token: str | None,
+    events: str | None,
+    max_body: int,
+    log_level: str,
+) -> None:
+    """``workers`` uvicorn processes on one socket, pinned to one version through a control file."""
+    import gc
+    import os
+    import secrets
+    import shutil
+    import tempfile
+
+    import uvicorn
+
+    from tastebud.core.errors import TastebudError
+    from tastebud.serve.engine import Engine
+    from tastebud.serve.fleet import FleetControl
+    from tastebud.serve.registry import is_model_folder
+
+    try:  # fail here, once, with one line, rather than in every worker
+        engine = Engine.load(model)
+    except (TastebudError, OSError) as exc:
+        _fail(str(exc))
+    version = engine.version
+    del engine
+    gc.collect()
+    control_dir = Path(tempfile.mkdtemp(prefix="tastebud-fleet-"))
+    control = control_dir / "control.json"
+    FleetControl(control).write(None if is_model_folder(model) else version, 0)
+    if token is None:
+        token = secrets.token_urlsafe(24)
+        typer.echo(f"no write token configured (TASTEBUD_TOKEN); generated one for this run: {token}", err=True)
+    env = {
+        "TASTEBUD_SERVE_SOURCE": str(model),
+        "TASTEBUD_SERVE_CONTROL": str(control),
+        "TASTEBUD_TOKEN": token,
+        "TASTEBUD_READ_TOKEN": read_token or "",
+        "TASTEBUD_EVENTS": events or "",
+        "TASTEBUD_MAX_BODY": str(max_body),
+    }
+    os.environ.update(env)  # the spawned workers inherit them
+    typer.echo(f"serving {version} on http://{host}:{port} with {workers} workers (docs at /docs)", err=True)
+    try:
+        uvicorn.run(
+            "tastebud.serve.app:app_from_env",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+        )
+    finally:
+        shutil.rmtree(control_dir, ignore_errors=True)
 
 
 def _load_base(base: dict[str, Any]) -> Any:

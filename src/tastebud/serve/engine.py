@@ -214,6 +214,17 @@ class Engine:
         self.blend = self._make_blend()
         self.history = self._pick_history()
         self._user_pos: pd.Index | None = None
+        self._warm()
+
+    def _warm(self) -> None:
+        """Pay one-off costs (compiled kernels, cached Gramians) at load time, before the swap,
+        not in the first requests a new version answers."""
+        for served in self.served.values():
+            if served.view is not None and served.view.history_vector is not None and len(self.items):
+                try:
+                    served.view.history_vector(np.zeros(1, np.int64), np.ones(1, np.float32))
+                except Exception as exc:  # noqa: BLE001 - a failed warm-up only costs the first request
+                    log.warning("warming '%s' failed: %s", served.name, exc)
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -1,14 +1,17 @@
-"""Distributed iALS and batch scoring on Ray vs one process (section "dist" of BENCHMARKS.md).
+"""Distributed training and batch scoring on Ray vs one process (section "dist" of BENCHMARKS.md).
 
 iALS on the synthetic 200,000 x 50,000 set with 10 million implicit interactions: the local fit
 (numba threads on every core) and the Ray fit (2 local workers, one core each, the same kernels)
-with the same seed and epochs, time and NDCG@10 side by side; then top-10 batch scoring of every
-user, the model's own batch path in one process vs Ray Data with 2 actors writing Parquet; then
-two-tower training throughput, 1 local process vs 2 Ray Train workers. Per-worker figures go to
-``benchmarks/dist_measured.json`` for ``scripts/scaling_arithmetic.py``.
+with the same seed and epochs, time and NDCG@10 side by side; the same fit from Parquet files
+with each Ray actor reading and holding only its share of the events; then top-10 batch scoring
+of every user, the model's own batch path in one process vs Ray Data with 2 actors writing
+Parquet; two-tower training throughput, 1 local process vs 2 Ray Train workers; and the quality
+parity of the neural models on Ray Train (two-tower, SASRec, NeuMF on the fixed ML-100K split,
+1 process vs 2 workers, several seeds). Per-worker figures go to ``benchmarks/dist_measured.json``
+for ``scripts/scaling_arithmetic.py``.
 
-    .venv/bin/python benchmarks/bench_dist.py                  # about 15-30 minutes on 2 loaded cores
-    .venv/bin/python benchmarks/bench_dist.py --interactions 1000000 --no-write   # a quick look
+    .venv/bin/python benchmarks/bench_dist.py                  # about 30-45 minutes on 2 loaded cores
+    .venv/bin/python benchmarks/bench_dist.py --parts parity --seeds 1   # a quick look (prints only)
 
 On 2 cores the Ray run cannot be faster: both runs use the same 2 cores, and Ray adds task
 scheduling, object-store copies of the factors each half-sweep and its own processes.
@@ -27,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import timer, write_section  # noqa: E402
+from tastebud.data.interactions import Interactions  # noqa: E402
 from tastebud.data.splits import Split, holdout  # noqa: E402
 from tastebud.data.synthetic import generate  # noqa: E402
 from tastebud.eval.evaluate import evaluate_fitted  # noqa: E402
@@ -40,6 +44,43 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+PARTS = ("ials", "parquet", "batch", "throughput", "parity")
+
+#: Ray Train parity on ML-100K: 1 process vs W workers, same hyper-parameters. Split per model:
+#: "fixed" = the fixed 80/20 top-N split; "last" = leave-last-out by timestamp (SASRec is a
+#: sequence model: the fixed split's files carry no timestamps, so its order would be arbitrary).
+#: SASRec uses bench_sasrec.py's paper settings with a fixed number of epochs.
+PARITY = {
+    "two-tower": (
+        "two_tower",
+        "fixed",
+        {"factors": 32, "batch_size": 512, "epochs": 3, "temperature": 0.05, "learning_rate": 0.002, "validation": 0.0},
+    ),
+    "SASRec": (
+        "sasrec",
+        "last",
+        {"factors": 50, "maxlen": 50, "dropout": 0.2, "batch_size": 32, "learning_rate": 0.002, "epochs": 20},
+    ),
+    "NeuMF": (
+        "neumf",
+        "fixed",
+        {
+            "factors": 32,
+            "layers": 3,
+            "negatives": 4,
+            "batch_size": 1024,
+            "epochs": 4,
+            "learning_rate": 0.002,
+            "validation": 0.0,
+        },
+    ),
+}
+SPLIT_NAMES = {
+    "fixed": 'the fixed 80/20 top-N split `fixed_split("ml-100k")`, all test users',
+    "last": "leave-last-out by timestamp on `load_ml100k()`, each user's last item",
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=200_000)
@@ -49,12 +90,76 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--eval-users", type=int, default=20_000)
-    ap.add_argument("--no-two-tower", action="store_true")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per model in the parity table")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    ap.add_argument("--models", default=",".join(PARITY), help="parity: comma-separated subset of the models")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        ap.error(f"unknown part(s) {sorted(unknown)}; choose from {','.join(PARTS)}")
 
     import ray
 
+    measured: dict = json.loads(OUT_JSON.read_text()) if OUT_JSON.exists() else {}
+    with timer() as t_init:
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    measured["ray_init_seconds"] = t_init["s"]
+    # each part's text is kept in the JSON, so a run of some parts rewrites the section with the
+    # stored text of the others (their own measurement date is in the text)
+    stored: dict = measured.setdefault("sections", {})
+    if {"ials", "parquet", "batch"} & set(parts):
+        stored["ials"] = (
+            ials_and_batch(args, parts, measured, t_init["s"]) + f"\n_(measured {time.strftime('%Y-%m-%d %H:%M')})_\n"
+        )
+    if "throughput" in parts:
+        tt = two_tower_throughput(args.workers)
+        measured.update({f"two_tower_{k}": v for k, v in tt.items()})
+        stored["throughput"] = throughput_text(tt, args.workers)
+    if "parity" in parts:
+        parity(args.workers, args.seeds, [m for m in args.models.split(",") if m], measured)
+    ray.shutdown()
+    if "parity" in measured:
+        stored["parity"] = parity_text(measured["parity"], args.workers)
+
+    body = "## Distributed: iALS, batch scoring and Ray Train on Ray\n\n" + "\n".join(
+        stored[k] for k in ("ials", "throughput", "parity") if k in stored
+    )
+    body += (
+        "\nReproduce: `.venv/bin/python benchmarks/bench_dist.py` (`--parts parity --models SASRec` reruns one part; "
+        "the others' text is kept in `benchmarks/dist_measured.json`); arithmetic beyond one machine: "
+        "`scripts/scaling_arithmetic.py` (docs/scaling.md).\n"
+    )
+    print(body)
+    if args.no_write:
+        return
+    OUT_JSON.write_text(json.dumps(measured, indent=1))
+    if all(k in stored for k in ("ials", "throughput", "parity")):
+        write_section("dist", body)
+    else:
+        print("(some parts never ran: BENCHMARKS.md left as it is)")
+
+
+def throughput_text(tt: dict, workers: int) -> str:
+    rows = [
+        ["two-tower, 1 process", f"{tt['local_ex_s']:,.0f}", f"{tt['local_s']:.1f}", f"{tt['local_ndcg']:.4f}"],
+        [
+            f"two-tower, Ray Train {workers} workers (gloo)",
+            f"{tt['ray_ex_s']:,.0f}",
+            f"{tt['ray_s']:.1f}",
+            f"{tt['ray_ndcg']:.4f}",
+        ],
+    ]
+    return (
+        f"Two-tower training throughput ({tt['interactions']:,} interactions, {tt['epochs']} epochs, global batch "
+        f"{tt['batch_size']}: each Ray worker computes half of every batch; measured {time.strftime('%Y-%m-%d %H:%M')}):\n\n"
+        + markdown_table(["run", "examples / s", "fit s", "NDCG@10"], rows)
+        + "\n"
+    )
+
+
+def ials_and_batch(args: argparse.Namespace, parts: list[str], measured: dict, init_s: float) -> str:
     with timer() as t_gen:
         data = generate(
             n_users=args.users, n_items=args.items, n_interactions=args.interactions, explicit=False, features=False
@@ -73,122 +178,224 @@ def main() -> None:
     local = ImplicitALS(**params)
     with timer() as t_local:
         local.fit(split.train)
-    print(f"local fit {t_local['s']:.1f}s", flush=True)
-
-    with timer() as t_init:
-        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    dist = ImplicitALS(**params, engine="ray", workers=args.workers)
-    with timer() as t_dist:
-        dist.fit(split.train)
-    info = dist._dist_info
-    print(f"ray fit {t_dist['s']:.1f}s {info}", flush=True)
-    diff = float(
-        max(
-            np.abs(dist.user_factors_ - local.user_factors_).max(),
-            np.abs(dist.item_factors_ - local.item_factors_).max(),
-        )
-    )
     n_local = evaluate_fitted(local, esplit, 10)["ndcg@10"]
-    n_dist = evaluate_fitted(dist, esplit, 10)["ndcg@10"]
-    steady = float(np.median(info["epoch_seconds"][1:])) if len(info["epoch_seconds"]) > 1 else info["epoch_seconds"][0]
-
-    # batch scoring: every user's top-10
-    from tastebud.dist.batch import recommend_all
-
-    n_users = local.n_users
-    with timer() as t_batch_local:
-        local._recommend_idx(np.arange(n_users), 10)
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = recommend_all(local, Path(tmp) / "topk", k=10, workers=args.workers, batch_size=8192)
-    print(f"batch local {t_batch_local['s']:.1f}s ray {summary}", flush=True)
-
-    tt_rows = []
-    tt = {}
-    if not args.no_two_tower:
-        tt = two_tower_throughput(args.workers)
-        tt_rows = [
-            ["two-tower, 1 process", f"{tt['local_ex_s']:,.0f}", f"{tt['local_s']:.1f}", f"{tt['local_ndcg']:.4f}"],
-            [
-                f"two-tower, Ray Train {args.workers} workers (gloo)",
-                f"{tt['ray_ex_s']:,.0f}",
-                f"{tt['ray_s']:.1f}",
-                f"{tt['ray_ndcg']:.4f}",
-            ],
-        ]
-    ray.shutdown()
-
+    print(f"local fit {t_local['s']:.1f}s", flush=True)
     per_epoch_local = t_local["s"] / args.epochs
-    measured = {
-        "interactions": len(split.train),
-        "users": int(split.train.n_users),
-        "items": int(split.train.n_items),
-        "factors": args.factors,
-        "epochs": args.epochs,
-        "workers": args.workers,
-        "ials_local_seconds_per_epoch": per_epoch_local,
-        "ials_ray_seconds_per_epoch_steady": steady,
-        "ials_ray_fit_seconds": t_dist["s"],
-        "ray_init_seconds": t_init["s"],
-        "batch_local_users_per_s": n_users / t_batch_local["s"],
-        "batch_ray_users_per_s": summary["users_per_s"],
-        **{f"two_tower_{k}": v for k, v in tt.items()},
-    }
-    OUT_JSON.write_text(json.dumps(measured, indent=1))
     rows = [
-        ["iALS, 1 process (numba, 2 threads)", f"{t_local['s']:.1f}", f"{per_epoch_local:.2f}", f"{n_local:.4f}", "-"],
         [
-            f"iALS, Ray {args.workers} local workers",
-            f"{t_dist['s']:.1f}",
-            f"{steady:.2f}",
-            f"{n_dist:.4f}",
-            f"{diff:.1e}",
-        ],
+            "iALS, 1 process (numba, 2 threads)",
+            f"{t_local['s']:.1f}",
+            f"{per_epoch_local:.2f}",
+            f"{n_local:.4f}",
+            "-",
+            "all",
+        ]
     ]
-    body = f"""## Distributed: iALS and batch scoring on Ray
+    measured.update(
+        interactions=len(split.train),
+        users=int(split.train.n_users),
+        items=int(split.train.n_items),
+        factors=args.factors,
+        epochs=args.epochs,
+        workers=args.workers,
+        ials_local_seconds_per_epoch=per_epoch_local,
+    )
+    if "ials" in parts:
+        dist = ImplicitALS(**params, engine="ray", workers=args.workers)
+        with timer() as t_dist:
+            dist.fit(split.train)
+        info = dist._dist_info
+        print(f"ray fit {t_dist['s']:.1f}s {info}", flush=True)
+        diff = float(
+            max(
+                np.abs(dist.user_factors_ - local.user_factors_).max(),
+                np.abs(dist.item_factors_ - local.item_factors_).max(),
+            )
+        )
+        n_dist = evaluate_fitted(dist, esplit, 10)["ndcg@10"]
+        steady = _steady(info["epoch_seconds"])
+        rows.append(
+            [
+                f"iALS, Ray {args.workers} local workers",
+                f"{t_dist['s']:.1f}",
+                f"{steady:.2f}",
+                f"{n_dist:.4f}",
+                f"{diff:.1e}",
+                "all (driver)",
+            ]
+        )
+        measured.update(ials_ray_seconds_per_epoch_steady=steady, ials_ray_fit_seconds=t_dist["s"])
+        del dist
+    if "parquet" in parts:
+        rows.append(parquet_row(args, params, split, keep_users, measured))
 
-Synthetic implicit set: {split.train.n_users:,} users x {split.train.n_items:,} items, {len(split.train):,} training
-interactions (80/20 holdout of `generate(n_users={args.users}, n_items={args.items}, n_interactions={
-        args.interactions
-    }, explicit=False)`);
-iALS `factors={args.factors}, epochs={args.epochs}, reg=0.1, alpha=4, cg_steps=3`, same seed. NDCG@10 on {
-        len(keep_users):,} sampled test users.
-Ray: local instance with {args.workers} CPUs (started in {
-        t_init["s"]:.1f}s, not counted); the machine has 2 cores shared with other jobs,
+    text = f"""Synthetic implicit set: {split.train.n_users:,} users x {split.train.n_items:,} items, {len(split.train):,} training
+interactions (80/20 holdout of `generate(n_users={args.users}, n_items={args.items}, n_interactions={args.interactions}, explicit=False)`);
+iALS `factors={args.factors}, epochs={args.epochs}, reg=0.1, alpha=4, cg_steps=3`, same seed. NDCG@10 on {len(keep_users):,} sampled test users.
+Ray: local instance with {args.workers} CPUs (started in {init_s:.1f}s, not counted); the machine has 2 cores shared with other jobs,
 so the Ray run pays its overhead (scheduling, object-store copies of the factors every half-sweep, first-epoch worker warm-up) and
-cannot gain from parallelism the local run does not already have.
+cannot gain from parallelism the local run does not already have. "Events held" is what one process holds of the training events:
+the in-memory runs hold all of them (the Ray driver puts the whole matrix in the object store); the Parquet run's actors each read
+the files themselves and keep only their user block and item block (counted by the actors), and its driver holds none while training.
 
-{markdown_table(["run", "fit s", "s / epoch (Ray: steady)", "NDCG@10", "max factor diff"], rows)}
+{markdown_table(["run", "fit s", "s / epoch (Ray: steady)", "NDCG@10", "max factor diff", "events held per process"], rows)}
+"""
+    if "batch" in parts:
+        from tastebud.dist.batch import recommend_all
 
+        n_users = local.n_users
+        with timer() as t_batch_local:
+            local._recommend_idx(np.arange(n_users), 10)
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = recommend_all(local, Path(tmp) / "topk", k=10, workers=args.workers, batch_size=8192)
+        print(f"batch local {t_batch_local['s']:.1f}s ray {summary}", flush=True)
+        measured.update(
+            batch_local_users_per_s=n_users / t_batch_local["s"], batch_ray_users_per_s=summary["users_per_s"]
+        )
+        text += f"""
 Top-10 for every user ({n_users:,} users):
 
 {
-        markdown_table(
-            ["run", "seconds", "users / s"],
-            [
+            markdown_table(
+                ["run", "seconds", "users / s"],
                 [
-                    "1 process, `_recommend_idx` in memory",
-                    f"{t_batch_local['s']:.1f}",
-                    f"{n_users / t_batch_local['s']:,.0f}",
+                    [
+                        "1 process, `_recommend_idx` in memory",
+                        f"{t_batch_local['s']:.1f}",
+                        f"{n_users / t_batch_local['s']:,.0f}",
+                    ],
+                    [
+                        f"Ray Data, {args.workers} actors, written as Parquet ({summary['files']} files)",
+                        f"{summary['seconds']:.1f}",
+                        f"{summary['users_per_s']:,.0f}",
+                    ],
                 ],
-                [
-                    f"Ray Data, {args.workers} actors, written as Parquet ({summary['files']} files)",
-                    f"{summary['seconds']:.1f}",
-                    f"{summary['users_per_s']:,.0f}",
-                ],
-            ],
-        )
-    }
+            )
+        }
 """
-    if tt_rows:
-        body += f"""
-Two-tower training throughput ({tt["interactions"]:,} interactions, {tt["epochs"]} epochs, batch {tt["batch_size"]} per worker):
+    return text
 
-{markdown_table(["run", "examples / s", "fit s", "NDCG@10"], tt_rows)}
+
+def _steady(epoch_seconds: list[float]) -> float:
+    return float(np.median(epoch_seconds[1:])) if len(epoch_seconds) > 1 else float(epoch_seconds[0])
+
+
+def parquet_row(
+    args: argparse.Namespace, params: dict, split: Split, keep_users: np.ndarray, measured: dict
+) -> list[str]:
+    """iALS from Parquet partitions, each Ray actor holding its share; NDCG on the files' vocabularies."""
+    from tastebud.dist.parquet import read_interactions, write_interactions
+    from tastebud.dist.sharded import fit_parquet
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with timer() as t_write:
+            write_interactions(split.train, f"{tmp}/train", partitions=16)
+            # test events of the sampled users whose user and item occur in training (the files'
+            # vocabularies are those of the training files)
+            test = split.test.subset(
+                np.isin(split.test.user_idx, keep_users)
+                & np.isin(split.test.item_idx, np.unique(split.train.item_idx))
+                & np.isin(split.test.user_idx, np.unique(split.train.user_idx))
+            )
+            write_interactions(test, f"{tmp}/test", partitions=1)
+        print(f"parquet written in {t_write['s']:.0f}s", flush=True)
+        model = ImplicitALS(**params, engine="ray", workers=args.workers)
+        with timer() as t_fit:
+            fit_parquet(model, f"{tmp}/train")
+        info = model._dist_info
+        print(f"parquet fit {t_fit['s']:.1f}s {info}", flush=True)
+        test_pq = read_interactions(f"{tmp}/test", users=model.users_, items=model.items_)
+        # the reference: the same files read into one process (their vocabulary is sorted, so
+        # the random start differs from the in-memory rows above) and fitted locally
+        reference = ImplicitALS(**params).fit(read_interactions(f"{tmp}/train"))
+    diff = float(
+        max(
+            np.abs(model.user_factors_ - reference.user_factors_).max(),
+            np.abs(model.item_factors_ - reference.item_factors_).max(),
+        )
+    )
+    esplit = Split(_as_train(model), test_pq, name="synthetic-10M-parquet")
+    ndcg = evaluate_fitted(model, esplit, 10)["ndcg@10"]
+    ndcg_ref = evaluate_fitted(reference, esplit, 10)["ndcg@10"]
+    biggest = max(info["held_events"], key=lambda h: h["user_events"] + h["item_events"])
+    measured.update(
+        ials_parquet_fit_seconds=t_fit["s"],
+        ials_parquet_seconds_per_epoch_steady=_steady(info["epoch_seconds"]),
+        ials_parquet_held_events=info["held_events"],
+        ials_parquet_factor_diff=diff,
+    )
+    return [
+        f"iALS from Parquet (16 files), Ray {args.workers} actors, each reading its share",
+        f"{t_fit['s']:.1f}",
+        f"{_steady(info['epoch_seconds']):.2f}",
+        f"{ndcg:.4f} (1 process, same files: {ndcg_ref:.4f})",
+        f"{diff:.1e} (vs 1 process, same files)",
+        f"actor: {biggest['user_events']:,} + {biggest['item_events']:,} of {info['events']:,} "
+        f"(user block + item block); driver: 0",
+    ]
+
+
+def _as_train(model: ImplicitALS) -> Interactions:
+    """The fitted model's seen matrix as Interactions (evaluation needs the training side of a split)."""
+    coo = model.user_items_.tocoo()
+    return Interactions(
+        model.users_, model.items_, coo.row.astype(np.int32), coo.col.astype(np.int32), None, None, explicit=False
+    )
+
+
+def parity(workers: int, seeds: int, models: list[str], measured: dict) -> None:
+    """NDCG@10 of the neural models on ML-100K: 1 process vs Ray Train, several seeds (into ``measured``)."""
+    from tastebud.core.registry import get_model
+    from tastebud.data.movielens import fixed_split, load_ml100k
+    from tastebud.data.splits import leave_last_out
+
+    splits = {"fixed": fixed_split("ml-100k"), "last": leave_last_out(load_ml100k())}
+    raw = measured.setdefault("parity", {})
+    for label in models:
+        name, split_name, params = PARITY[label]
+        split = splits[split_name]
+        res: dict = {"local": [], "ray": [], "local_s": [], "ray_s": [], "split": split_name, "params": params}
+        for seed in range(seeds):
+            p = dict(params, device="cpu", random_state=seed)
+            for engine in ("local", "ray"):
+                extra = {"engine": "ray", "workers": workers} if engine == "ray" else {}
+                model = get_model(name)(**p, **extra)
+                with timer() as t:
+                    model.fit(split.train)
+                res[engine].append(evaluate_fitted(model, split, 10)["ndcg@10"])
+                res[f"{engine}_s"].append(t["s"])
+                print(f"parity {label} seed {seed} {engine}: {res[engine][-1]:.4f} in {t['s']:.0f}s", flush=True)
+        res["measured"] = time.strftime("%Y-%m-%d %H:%M")
+        raw[label] = res
+
+
+def parity_text(raw: dict, workers: int) -> str:
+    rows = []
+    for label, res in raw.items():
+        lo, ra = np.array(res["local"]), np.array(res["ray"])
+        rows.append(
+            [
+                label,
+                res.get("split", "fixed"),
+                ", ".join(f"{x:.4f}" for x in lo),
+                ", ".join(f"{x:.4f}" for x in ra),
+                f"{lo.mean():.4f} ± {lo.std():.4f}",
+                f"{ra.mean():.4f} ± {ra.std():.4f}",
+                f"{ra.mean() / lo.mean():.3f}",
+                f"{np.mean(res['local_s']):.0f} / {np.mean(res['ray_s']):.0f}",
+            ]
+        )
+    settings = "; ".join(f"{label}: `{json.dumps(res.get('params', {}))[1:-1]}`" for label, res in raw.items())
+    splits = "; ".join(f"`{k}` = {v}" for k, v in SPLIT_NAMES.items())
+    return f"""
+Ray Train quality parity on ML-100K: 1 process vs Ray Train with {workers} workers (gloo), the same hyper-parameters and seed.
+Each worker computes its share of every global batch (the single-process batch), gradients are summed, and the two-tower's
+in-batch softmax all-gathers the item vectors of the whole batch, so the runs follow the same trajectory up to float rounding
+(two-tower, NeuMF) or up to the dropout masks (SASRec). One value per seed (0, 1, ...); ± is the standard deviation over seeds.
+Splits: {splits}. Settings: {settings}; `device="cpu"`.
+
+{markdown_table(["model", "split", "NDCG@10, 1 process", f"NDCG@10, Ray {workers} workers", "mean ± sd, 1 process", "mean ± sd, Ray", "Ray / 1 process", "fit s (1 proc / Ray)"], rows)}
 """
-    body += "\nReproduce: `.venv/bin/python benchmarks/bench_dist.py`; arithmetic beyond one machine: `scripts/scaling_arithmetic.py` (docs/scaling.md).\n"
-    print(body)
-    if not args.no_write:
-        write_section("dist", body)
 
 
 def two_tower_throughput(workers: int) -> dict:

@@ -198,9 +198,12 @@ def test_two_tower_on_two_ray_workers_trains_and_evaluates(ray_local):
     local = TwoTower(**params).fit(split.train)
     n_dist = evaluate_fitted(dist, split, 10)["ndcg@10"]
     n_local = evaluate_fitted(local, split, 10)["ndcg@10"]
-    assert np.isfinite(n_dist) and n_dist > 0
-    # same data, half the optimizer steps at twice the global batch: close to the local run
-    assert n_dist >= 0.6 * n_local
+    assert np.isfinite(n_dist) and n_local > 0.05
+    # the same global batch (each worker half of it, in-batch negatives gathered from both) and
+    # summed gradients: the single-process trajectory up to float rounding, so the same quality
+    assert abs(n_dist - n_local) <= 0.01 * n_local
+    scale = np.abs(local.item_vectors_).max()
+    np.testing.assert_allclose(dist.item_vectors_, local.item_vectors_, atol=1e-3 * scale)
     recs = dist.recommend(list(split.train.users.ids[:3]), k=5)
     assert all(len([i for i in row if i is not None]) == 5 for row in recs.items)
 

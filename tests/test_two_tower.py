@@ -80,6 +80,20 @@ def test_history_sampler_leaves_the_target_out():
             assert len(set(got)) == len(got)  # a short row is sampled without replacement
 
 
+def test_history_sampler_short_share_sets_the_lengths():
+    rng = np.random.default_rng(1)
+    indptr = np.array([0, 301])
+    users = np.zeros(4000, np.int64)
+    target = rng.integers(0, 301, size=4000)
+    _, full = tt.TwoTower._sample_history(rng, indptr, np.arange(301), users, target, 20, short_share=0.0)
+    assert (full.sum(1) == 20).all()  # a long row fills the history
+    _, short = tt.TwoTower._sample_history(rng, indptr, np.arange(301), users, target, 20, short_share=1.0)
+    n = short.sum(1)
+    assert n.min() == 1 and n.max() <= 20
+    # log-uniform on [1, 21): P(length <= 4) = log(5) / log(21)
+    assert np.mean(n <= 4) == pytest.approx(np.log(5) / np.log(21), abs=0.03)
+
+
 def test_dimension_mismatch_is_caught_at_construction(synth):
     nets = tt._nets()
     user = nets["UserTower"](5, 8, 0, [16, 8], "mean", False, False)
@@ -225,3 +239,33 @@ def test_saved_model_serves_new_items_and_empty_histories(synth, tmp_path):
     np.testing.assert_allclose(loaded.encode_history([1, 2, 3]), model.encode_history([1, 2, 3]), rtol=1e-5, atol=1e-6)
     recs = loaded.recommend_for_history(["nobody-knows-this"], k=3)
     assert len(recs.items_of(0)) == 3 and "nobody-knows-this" in recs.warnings[0]
+
+
+def test_validation_history_scores_anonymous_short_histories(synth, monkeypatch):
+    seen_calls = []
+    real = tt.hit_rate
+
+    def spy(scores, seen, target, k=20):
+        seen_calls.append((np.array(scores), seen.copy()))
+        return real(scores, seen, target, k)
+
+    monkeypatch.setattr(tt, "hit_rate", spy)
+    model = tb.get_model("two_tower")(**dict(FAST, epochs=1, validation=0.25, validation_history=2)).fit(synth)
+    scores, seen = seen_calls[-1]
+    assert scores.shape[0] == seen.shape[0] > 0
+    for r in range(seen.shape[0]):
+        row = seen.indices[seen.indptr[r] : seen.indptr[r + 1]]
+        pairs = np.array([(a, b) for j, a in enumerate(row) for b in row[j + 1 :]], np.int64)
+        # each validation row is the user tower of an anonymous person with two of their items
+        # (as encode_history computes it, checked on the first row)
+        anon = np.full(len(pairs), -1)
+        vecs = model._run_user_tower(
+            model._net, torch.device("cpu"), pairs, np.ones(pairs.shape, bool), anon, np.zeros(len(pairs)), None,
+            model.item_vectors_,
+        )  # fmt: skip
+        close = np.abs(vecs @ model.item_vectors_.T - scores[r]).max(axis=1) < 1e-5
+        assert close.any()
+        if r == 0:
+            np.testing.assert_allclose(vecs[close][0], model.encode_history(pairs[close][0]), atol=1e-6)
+    with pytest.raises(ConfigError, match="validation_history"):
+        tb.get_model("two_tower")(validation_history=0).fit(synth)

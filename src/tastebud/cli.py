@@ -198,9 +198,18 @@ def train(
         estimator = cls(**{**parse_params(param), **extra})
     except TypeError as exc:
         fail(f"{model}: {exc}")
-    inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
-    with console.status(f"fitting {model} on {inter}"):
-        estimator.fit(inter)
+    from tastebud.dist.commands import sharded_source
+
+    source = sharded_source(model, extra, data, user=user_col, item=item_col, rating=rating_col, time=time_col)
+    if source is not None:  # a Parquet directory on Ray: each worker reads its own share
+        from tastebud.dist.sharded import fit_parquet
+
+        with console.status(f"fitting {model} on Ray from {data}"):
+            fit_parquet(estimator, source)
+    else:
+        inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
+        with console.status(f"fitting {model} on {inter}"):
+            estimator.fit(inter)
     estimator.save(out)
     console.print(f"fitted {model} in {estimator.fit_seconds_:.2f}s; saved to {out}")
 

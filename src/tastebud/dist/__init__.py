@@ -9,7 +9,10 @@ Same models, same files, same results; no home-made cluster code:
 * :mod:`tastebud.dist.batch`: top-k for every user with Ray Data, written as Parquet partitions,
   item vectors exported the same way and a FAISS index built from them;
 * :mod:`tastebud.dist.parquet`: interactions read from Parquet partitions on any filesystem
-  pyarrow reads.
+  pyarrow reads;
+* :mod:`tastebud.dist.sharded`: iALS and NCF trained on Ray straight from Parquet files, each
+  worker reading and holding only its own block of users (and items), so no process ever holds
+  all events.
 
 Ray is optional (``pip install tastebud[dist]``) and imported lazily.
 """

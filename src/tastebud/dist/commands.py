@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tastebud.core.errors import ConfigError
@@ -34,4 +35,26 @@ def check_supported(model_name: str, params: dict[str, Any]) -> None:
         raise ConfigError(f"model '{model_name}' has no Ray engine; --engine ray works with: {', '.join(RAY_MODELS)}")
 
 
-__all__ = ["RAY_MODELS", "check_supported", "engine_params"]
+#: Models that train from a Parquet directory with each Ray worker reading its own share.
+PARQUET_MODELS = ("ials", "gmf", "mlp", "neumf")
+
+
+def sharded_source(model_name: str, params: dict[str, Any], data: Path | None, **columns: Any) -> Any:
+    """A :class:`~tastebud.dist.sharded.ParquetSource` when ``--data`` is a directory and ``--engine ray``, else None.
+
+    Then ``tastebud train`` fits with :func:`tastebud.dist.sharded.fit_parquet` (no process holds
+    all events) instead of loading the data into the CLI's process. ``columns``: user, item,
+    rating, time column names.
+    """
+    if params.get("engine") != "ray" or data is None or not Path(data).is_dir():
+        return None
+    if model_name not in PARQUET_MODELS:
+        raise ConfigError(
+            f"model '{model_name}' cannot train from a Parquet directory on Ray; use one of: {', '.join(PARQUET_MODELS)}"
+        )
+    from tastebud.dist.sharded import ParquetSource
+
+    return ParquetSource(str(data), **{k: v for k, v in columns.items() if v is not None})
+
+
+__all__ = ["PARQUET_MODELS", "RAY_MODELS", "check_supported", "engine_params", "sharded_source"]

@@ -7,10 +7,16 @@ vocabularies), so memory is about ``n_events x 12-20 bytes`` instead of a DataFr
 Two passes: the first builds the sorted user and item vocabularies from each fragment's distinct
 ids, the second encodes each fragment against them. ``shard=(i, n)`` reads every ``n``-th
 fragment only, so ``n`` workers can each load a share of a data set no process could hold.
+
+For training on Ray (:mod:`tastebud.dist.sharded`) the driver makes only the first pass
+(:func:`scan`: vocabularies and events per user and per item, no events kept), and each worker
+reads the events of *its* block of users (or items) with ``user_range`` / ``item_range``,
+filtering every fragment as it streams, so a worker holds about ``1/W`` of the events.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +72,17 @@ def read_interactions(
     items: IdMap | None = None,
     scale: tuple[float, float] | None = None,
     duplicates: str = "last",
+    user_range: tuple[int, int] | None = None,
+    item_range: tuple[int, int] | None = None,
 ) -> Interactions:
     """Interactions from every Parquet file under ``path`` (a directory, file or ``s3://`` URI).
 
     ``filesystem`` is any ``pyarrow.fs.FileSystem`` (S3, GCS, HDFS; None infers it from the
     path). Without ``rating`` the data are implicit (value 1 per event). ``users`` / ``items``
     reuse existing vocabularies (then one pass suffices and unknown ids are an error).
+    ``user_range=(lo, hi)`` / ``item_range``: keep only the events whose user (item) index is in
+    ``[lo, hi)`` (needs ``users`` and ``items``); the vocabularies stay whole, so the matrix has
+    the full shape with only those rows (columns) filled.
     """
     frags = fragments(path, filesystem, shard)
     wanted = [c for c in (user, item, rating, time) if c is not None]
@@ -82,14 +93,12 @@ def read_interactions(
                 f"{frag.path}: missing column(s) {', '.join(map(repr, missing))}; "
                 f"columns present: {', '.join(frag.physical_schema.names)}"
             )
+    if (user_range is not None or item_range is not None) and (users is None or items is None):
+        raise DataError("user_range / item_range need the vocabularies: pass users= and items= (see scan())")
     if users is None or items is None:
-        u_parts, i_parts = [], []
-        for frag in frags:
-            t = frag.to_table(columns=[user, item])
-            u_parts.append(np.unique(_column(t, user, frag.path)))
-            i_parts.append(np.unique(_column(t, item, frag.path)))
-        users = users or IdMap(np.unique(np.concatenate(u_parts)), "user")
-        items = items or IdMap(np.unique(np.concatenate(i_parts)), "item")
+        found = _vocabularies(frags, user, item)
+        users = users or found[0]
+        items = items or found[1]
     uidx, iidx, vals, stamps = [], [], [], []
     for frag in frags:
         t = frag.to_table(columns=wanted)
@@ -99,6 +108,14 @@ def read_interactions(
             if (idx < 0).any():
                 bad = _column(t, name, frag.path)[np.argmax(idx < 0)]
                 raise DataError(f"{frag.path}: {what} id {bad!r} is not in the given vocabulary")
+        keep = None
+        for rng_, idx in ((user_range, u), (item_range, i)):
+            if rng_ is not None:
+                inside = (idx >= rng_[0]) & (idx < rng_[1])
+                keep = inside if keep is None else keep & inside
+        if keep is not None:  # only this worker's block: the rest of the fragment is dropped now
+            rows = np.nonzero(keep)[0]
+            t, u, i = t.take(rows), u[rows], i[rows]
         uidx.append(u.astype(np.int32))
         iidx.append(i.astype(np.int32))
         if rating is not None:
@@ -127,6 +144,76 @@ def read_interactions(
         rating_scale=scale if rating is not None else None,
         duplicates=duplicates,  # type: ignore[arg-type]
     )
+
+
+def _vocabularies(frags: list[Any], user: str, item: str) -> tuple[IdMap, IdMap]:
+    u_parts, i_parts = [], []
+    for frag in frags:
+        t = frag.to_table(columns=[user, item])
+        u_parts.append(np.unique(_column(t, user, frag.path)))
+        i_parts.append(np.unique(_column(t, item, frag.path)))
+    return IdMap(np.unique(np.concatenate(u_parts)), "user"), IdMap(np.unique(np.concatenate(i_parts)), "item")
+
+
+@dataclass
+class Scan:
+    """What the driver learns from one pass over the files, without keeping any event."""
+
+    users: IdMap
+    items: IdMap
+    user_events: np.ndarray  # events per user index (before duplicates are resolved)
+    item_events: np.ndarray
+    events: int
+    rating_scale: tuple[float, float] | None
+    files: list[tuple[str, int]]  # (path, rows): identifies the data
+
+    def fingerprint(self) -> str:
+        """Short SHA-256 of the file list, row counts and vocabulary sizes (names the training data)."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256(json.dumps([self.files, len(self.users), len(self.items)]).encode())
+        return "parquet-" + h.hexdigest()[:16]
+
+
+def scan(
+    path: str | Path,
+    user: str = "user",
+    item: str = "item",
+    rating: str | None = None,
+    *,
+    filesystem: Any = None,
+) -> Scan:
+    """Vocabularies, events per user and per item, and the rating range, streaming fragment by fragment.
+
+    Memory is the distinct ids of one fragment plus the vocabularies: the events are counted,
+    never kept, so a driver can plan a job on data it could not load.
+    """
+    frags = fragments(path, filesystem)
+    users, items = _vocabularies(frags, user, item)
+    u_count = np.zeros(len(users), np.int64)
+    i_count = np.zeros(len(items), np.int64)
+    lo, hi = np.inf, -np.inf
+    files = []
+    for frag in frags:
+        cols = [user, item] + ([rating] if rating is not None else [])
+        for c in cols:
+            if c not in frag.physical_schema.names:
+                raise DataError(
+                    f"{frag.path}: missing column '{c}'; columns present: {', '.join(frag.physical_schema.names)}"
+                )
+        t = frag.to_table(columns=cols)
+        for vocab, counts, name in ((users, u_count, user), (items, i_count, item)):
+            ids, n = np.unique(_column(t, name, frag.path), return_counts=True)
+            counts[vocab.lookup(ids)] += n
+        if rating is not None and len(t):
+            v = np.asarray(_column(t, rating, frag.path), np.float64)
+            if not np.isfinite(v).all():
+                raise DataError(f"{frag.path}: column '{rating}' has a non-finite value")
+            lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+        files.append((str(frag.path), len(t)))
+    scale = (lo, hi) if rating is not None and np.isfinite(lo) else None
+    return Scan(users, items, u_count, i_count, int(u_count.sum()), scale, files)
 
 
 def write_interactions(data: Interactions, path: str | Path, partitions: int = 4, filesystem: Any = None) -> list[str]:
@@ -162,4 +249,4 @@ def _arrow_ids(values: np.ndarray) -> np.ndarray:
     return values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(str)
 
 
-__all__ = ["fragments", "read_interactions", "write_interactions"]
+__all__ = ["Scan", "fragments", "read_interactions", "scan", "write_interactions"]

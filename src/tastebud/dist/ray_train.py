@@ -2,20 +2,40 @@
 
 Each of ``workers`` Ray Train workers builds the same model from the same hyper-parameters and
 seed and runs the model's own training loop (:class:`tastebud.models._torch.TrainLoop`), with
-two changes installed for the duration of the fit (:func:`data_parallel`), the algorithm of
-PyTorch DDP (Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel
-Training"):
+changes installed for the duration of the fit (:func:`data_parallel`), the algorithm of PyTorch
+DDP (Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training"):
 
 * at the start, every parameter is broadcast from rank 0, so all replicas start identical;
-* each epoch's batches are dealt out round-robin (rank ``r`` takes batches ``r, r + W, ...``;
-  a last incomplete round is dropped so every rank takes the same number of steps), and before
-  every optimizer step the gradients are averaged across workers with one all-reduce of a flat
-  buffer (``torch.distributed``: gloo on CPU, nccl on GPU).
+* **the global batch stays the single-process batch.** Every rank draws the same stream of
+  batches (same seed), cuts each batch into ``W`` contiguous shares of about ``batch_size / W``
+  examples and trains on its own share. Its loss is weighted by its share of the batch's loss
+  terms (``c_r / C``), and the gradients are *summed* over workers by one all-reduce of a flat
+  buffer before every optimizer step (``torch.distributed``: gloo on CPU, nccl on GPU). A mean
+  over ``C`` terms is the sum of the ``W`` weighted share means, so the summed gradient is the
+  single-process gradient of that batch up to float rounding: the same number of optimizer
+  steps per epoch, the same learning rate, the same trajectory. (The usual alternative, dealing
+  whole batches round-robin, makes the global batch ``W x batch_size`` with ``1/W`` of the steps;
+  with 2 workers it measured 4-18% lower NDCG@10 here at equal epochs (two-tower, NeuMF,
+  SASRec), and LR/epoch rescaling recovers that only approximately and per model.)
+* **in-batch negatives see the whole global batch.** The two-tower's sampled softmax uses the
+  other examples' items of the batch as negatives. With a split batch each share would see only
+  ``1/W`` of them, a different (easier) loss; instead its loss function is replaced, in the
+  worker only, by one that all-gathers the item-tower outputs with autograd
+  (``torch.distributed.nn.functional.all_gather``), so each rank's rows are scored against every
+  column of the global batch and gradients flow back to the rank that computed each column.
+* the loss each rank reports is the global batch's loss (one scalar all-reduce), so the loss
+  history, the divergence check and early stopping agree on every rank; gradient clipping, if a
+  loop asks for it, is applied to the summed gradient as in one process.
 
-The replicas therefore stay bit-identical, validation and early stopping agree on every rank,
-and rank 0's weights are the result: it saves the model with tastebud's own format into a Ray
-Train checkpoint, which the driver loads into the caller's model. The global batch is
-``W x batch_size`` with ``1/W`` of the steps per epoch, the usual DDP recipe.
+The replicas therefore stay identical (up to float rounding of the sums), and rank 0's weights
+are the result: it saves the model with tastebud's own format into a Ray Train checkpoint, which
+the driver loads into the caller's model. A model without torch randomness in training
+(two-tower, NCF) follows the single-process trajectory to float rounding; one with dropout
+(SASRec) draws different masks, so it matches in distribution.
+
+Every rank builds the whole batch stream (cheap numpy next to the forward/backward pass) and
+computes only its share; :mod:`tastebud.dist.sharded` is the variant where each worker reads and
+holds only its own share of the data.
 
 The models are used as they are: the loop is not rewritten, only wrapped, so a model that
 trains locally trains the same way here.
@@ -23,27 +43,107 @@ trains locally trains the same way here.
 
 from __future__ import annotations
 
-import itertools
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from tastebud.core.errors import ConfigError
 from tastebud.dist.session import ray_session
 
-
-def _round_robin(batches: Any, rank: int, world: int) -> Iterator[Any]:
-    it = iter(batches)
-    while True:
-        group = list(itertools.islice(it, world))
-        if len(group) < world:
-            return  # every rank sees the same stream, so every rank stops here
-        yield group[rank]
+#: Models whose batches this module knows how to cut into shares.
+NCF_MODELS = ("ncf", "gmf", "mlp", "neumf")
 
 
-def _all_reduce_grads(params: list[Any], world: int) -> None:
-    """Average gradients over workers with one all-reduce (params without a gradient anywhere stay None)."""
+@dataclass
+class Shares:
+    """How the current global batch is cut: loss terms per rank and this rank's place."""
+
+    rank: int
+    world: int
+    counts: list[int] = field(default_factory=list)  # loss terms (rows / positions) per rank
+    rows: list[int] = field(default_factory=list)  # examples (batch rows) per rank
+
+    @property
+    def weight(self) -> float:
+        """This rank's share of the batch's loss terms: the factor on its mean loss."""
+        total = sum(self.counts)
+        return self.counts[self.rank] / total if total else 0.0
+
+    @property
+    def offset(self) -> int:
+        return int(sum(self.rows[: self.rank]))
+
+
+def _cuts(n: int, world: int) -> np.ndarray:
+    """Boundaries of ``world`` contiguous shares of ``n`` rows, sizes differing by at most one."""
+    return np.linspace(0, n, world + 1).round().astype(np.int64)
+
+
+def split_batch(name: str, params: dict[str, Any]) -> Callable[[Any, Shares], Any | None]:
+    """The function that cuts one of model ``name``'s batches into this rank's share.
+
+    It fills ``shares.counts`` / ``shares.rows`` for every rank and returns this rank's share,
+    or None when the batch has fewer rows than workers (every rank then skips it alike).
+    """
+    if name == "two_tower":
+        shared = {"neg", "logq_neg"}  # the batch's extra negatives: every rank scores all of them
+
+        def two_tower(batch: dict[str, Any], shares: Shares) -> dict[str, Any] | None:
+            n = len(batch["items"])
+            if n < shares.world:
+                return None
+            cuts = _cuts(n, shares.world)
+            shares.rows = shares.counts = [int(b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+            lo, hi = int(cuts[shares.rank]), int(cuts[shares.rank + 1])
+            return {k: (v if k in shared else v[lo:hi]) for k, v in batch.items()}
+
+        return two_tower
+    if name in NCF_MODELS:
+
+        def ncf(batch: tuple[Any, ...], shares: Shares) -> tuple[Any, ...] | None:
+            # (users, items, labels) or (users, positives, negatives[B, n]): every row the same weight
+            n = len(batch[0])
+            if n < shares.world:
+                return None
+            cuts = _cuts(n, shares.world)
+            shares.rows = shares.counts = [int(b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+            lo, hi = int(cuts[shares.rank]), int(cuts[shares.rank + 1])
+            return tuple(t[lo:hi] for t in batch)
+
+        return ncf
+    if name == "sasrec":
+        per_position_neg = params.get("loss", "ce") == "bce"
+
+        def sasrec(batch: tuple[Any, ...], shares: Shares) -> tuple[Any, ...] | None:
+            # (inputs[B, L], targets[N], mask[B, L], negatives): targets (and bce negatives) are
+            # one per real position, row-major, so a block of rows owns a contiguous segment;
+            # the loss is a mean over the N positions
+            inp, tgt, mask, neg = batch
+            n = int(inp.shape[0])
+            if n < shares.world:
+                return None
+            cuts = _cuts(n, shares.world)
+            ends = np.concatenate([[0], np.cumsum(mask.sum(dim=1).cpu().numpy())]).astype(np.int64)
+            shares.rows = [int(b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+            shares.counts = [int(ends[b] - ends[a]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+            lo, hi = int(cuts[shares.rank]), int(cuts[shares.rank + 1])
+            plo, phi = int(ends[lo]), int(ends[hi])
+            if neg is not None and per_position_neg:
+                neg = neg[plo:phi]
+            # the columns are not re-trimmed: every row is computed exactly as in the whole batch
+            return inp[lo:hi], tgt[plo:phi], mask[lo:hi], neg
+
+        return sasrec
+    raise ConfigError(f"model '{name}' has no data-parallel batch split; Ray Train runs: two_tower, sasrec, ncf")
+
+
+def _sum_grads(params: list[Any]) -> None:
+    """Sum gradients over workers with one all-reduce (params without a gradient anywhere stay None)."""
     import torch
     import torch.distributed as dist
 
@@ -51,7 +151,8 @@ def _all_reduce_grads(params: list[Any], world: int) -> None:
         return
     device = params[0].device
     sizes = [p.numel() for p in params]
-    flat = torch.zeros(sum(sizes) + len(params), dtype=torch.float32, device=device)
+    total = sum(sizes)
+    flat = torch.zeros(total + len(params), dtype=torch.float32, device=device)
     offset = 0
     for j, p in enumerate(params):
         g = p.grad
@@ -59,49 +160,184 @@ def _all_reduce_grads(params: list[Any], world: int) -> None:
             if g.is_sparse:
                 g = g.to_dense()
             flat[offset : offset + sizes[j]] = g.reshape(-1).to(torch.float32)
-            flat[sum(sizes) + j] = 1.0
+            flat[total + j] = 1.0
         offset += sizes[j]
     dist.all_reduce(flat)
     offset = 0
     for j, p in enumerate(params):
-        if flat[sum(sizes) + j] > 0:
-            p.grad = (flat[offset : offset + sizes[j]] / world).reshape(p.shape).to(p.dtype)
+        if flat[total + j] > 0:
+            p.grad = flat[offset : offset + sizes[j]].reshape(p.shape).to(p.dtype)
         offset += sizes[j]
 
 
-@contextmanager
-def data_parallel(rank: int, world: int) -> Iterator[None]:
-    """Within this block, every :class:`TrainLoop` run is one replica of a data-parallel job.
+def gathered_softmax_loss(shares: Shares) -> Callable[..., Any]:
+    """The two-tower's in-batch sampled softmax over the *global* batch, for one rank's rows.
 
-    Needs an initialised ``torch.distributed`` process group (Ray Train sets it up).
+    Same signature and value as :func:`tastebud.models.two_tower.sampled_softmax_loss` on the
+    whole batch when the ranks' results are weighted by ``shares.weight`` and summed: each rank
+    all-gathers the item vectors ``v`` (with autograd, padded to equal sizes as gloo needs), the
+    items and their log-probabilities, and scores its rows against every column; its row ``i``'s
+    positive is column ``offset + i``.
     """
+
+    def loss(
+        u: Any,
+        v: Any,
+        items: Any,
+        logq: Any,
+        temperature: float,
+        neg_v: Any = None,
+        neg_items: Any = None,
+        logq_neg: Any = None,
+    ) -> Any:
+        import torch
+        import torch.distributed as dist
+        import torch.distributed.nn.functional as dnn
+
+        from tastebud.models.two_tower import softmax_rows
+
+        width = max(shares.rows)
+        pad = width - len(items)
+
+        def padded(t: Any) -> Any:
+            return torch.cat([t, t.new_zeros((pad, *t.shape[1:]))]) if pad else t
+
+        with warnings.catch_warnings():  # deprecated in favour of a private API; the autograd is what we need
+            warnings.simplefilter("ignore", FutureWarning)
+            parts = dnn.all_gather(padded(v))
+        v_all = torch.cat([p[:n] for p, n in zip(parts, shares.rows, strict=True)])
+        plain = []
+        for t in (items, logq):
+            out = [torch.empty_like(padded(t)) for _ in range(shares.world)]
+            dist.all_gather(out, padded(t).contiguous())
+            plain.append(torch.cat([p[:n] for p, n in zip(out, shares.rows, strict=True)]))
+        items_all, logq_all = plain
+        return softmax_rows(
+            u, v_all, items, items_all, logq_all, shares.offset, temperature, neg_v, neg_items, logq_neg
+        )
+
+    return loss
+
+
+def _local_counts(name: str, batch: Any) -> tuple[int, int]:
+    """(rows, loss terms) of one of model ``name``'s batches."""
+    if name == "two_tower":
+        return len(batch["items"]), len(batch["items"])
+    if name == "sasrec":
+        return int(batch[0].shape[0]), int(batch[2].sum())
+    return len(batch[0]), len(batch[0])
+
+
+@contextmanager
+def data_parallel(
+    rank: int, world: int, name: str, params: dict[str, Any] | None = None, local_data: bool = False
+) -> Iterator[Shares]:
+    """Within this block, every :class:`TrainLoop` run of model ``name`` is one rank of a data-parallel job.
+
+    Needs an initialised ``torch.distributed`` process group (Ray Train sets it up). Yields the
+    :class:`Shares` of the current batch (for inspection).
+
+    ``local_data=False``: every rank fits on the same data and takes its share of each global
+    batch. ``local_data=True``: every rank fits on its *own* data (its block of users, see
+    :mod:`tastebud.dist.sharded`) with its own batches; each step the ranks exchange their
+    batch sizes (one all-reduce of ``W`` integers), stop the epoch together when any rank has
+    run out, weight their losses by their share of the step's examples, and average their
+    validation metrics, so every rank takes the same steps and early stopping agrees.
+    """
+    import torch
     import torch.distributed as dist
 
     from tastebud.models import _torch
 
+    split = split_batch(name, dict(params or {}))
+    shares = Shares(rank, world)
     original = _torch.TrainLoop.run
 
     def run(self: Any, module: Any, optimizer: Any, batches: Any, step: Any, *args: Any, **kwargs: Any) -> Any:
         for tensor in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(tensor.data, src=0)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
+        params_ = [p for group in optimizer.param_groups for p in group["params"]]
+        clip, self.clip_grad_norm = self.clip_grad_norm, None  # clip the summed gradient instead
 
         def pre_step(opt: Any, a: Any, kw: Any) -> None:
-            _all_reduce_grads(params, world)
+            _sum_grads(params_)
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+
+        def my_batches(epoch: int) -> Iterator[Any]:
+            if not local_data:
+                for batch in batches(epoch):
+                    share = split(batch, shares)
+                    if share is not None:
+                        yield share
+                return
+            it = iter(batches(epoch))
+            while True:
+                batch = next(it, None)
+                sizes = torch.zeros(2 * world, dtype=torch.int64)
+                if batch is not None:
+                    sizes[rank], sizes[world + rank] = _local_counts(name, batch)
+                dist.all_reduce(sizes)
+                if bool((sizes[:world] == 0).any()):
+                    return  # one rank has run out: all stop here, so all take the same steps
+                shares.rows = [int(x) for x in sizes[:world]]
+                shares.counts = [int(x) for x in sizes[world:]]
+                yield batch
+
+        if local_data:
+            args, kwargs = _averaged_validation(args, kwargs, world)
+
+        def my_step(share: Any) -> Any:
+            loss = step(share) * shares.weight
+            total = loss.detach().clone()
+            dist.all_reduce(total)
+            # the value is the whole batch's loss; the gradient is this rank's weighted share
+            return loss + (total - loss.detach())
 
         handle = optimizer.register_step_pre_hook(pre_step)
         try:
-            return original(
-                self, module, optimizer, lambda epoch: _round_robin(batches(epoch), rank, world), step, *args, **kwargs
-            )
+            return original(self, module, optimizer, my_batches, my_step, *args, **kwargs)
         finally:
             handle.remove()
+            self.clip_grad_norm = clip
 
-    _torch.TrainLoop.run = run  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        _torch.TrainLoop.run = original  # type: ignore[method-assign]
+    with ExitStack() as stack:
+        _torch.TrainLoop.run = run  # type: ignore[method-assign]
+        stack.callback(setattr, _torch.TrainLoop, "run", original)
+        if name == "two_tower":
+            from tastebud.models import two_tower
+
+            local_loss = two_tower.sampled_softmax_loss
+            two_tower.sampled_softmax_loss = gathered_softmax_loss(shares)  # type: ignore[assignment]
+            stack.callback(setattr, two_tower, "sampled_softmax_loss", local_loss)
+        yield shares
+
+
+def _averaged_validation(
+    args: tuple[Any, ...], kwargs: dict[str, Any], world: int
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Replace ``TrainLoop.run``'s ``validate`` by the mean of the ranks' metrics (ranks without one count 0 weight)."""
+    import torch
+    import torch.distributed as dist
+
+    validate = args[0] if args else kwargs.get("validate")
+    flag = torch.tensor([1.0 if validate is not None else 0.0], dtype=torch.float64)
+    dist.all_reduce(flag)
+    if float(flag) == 0:
+        wrapped = None
+    else:
+
+        def wrapped() -> float:
+            both = torch.tensor(
+                [float(validate()) if validate is not None else 0.0, 1.0 if validate is not None else 0.0],
+                dtype=torch.float64,
+            )
+            dist.all_reduce(both)
+            return float(both[0] / both[1])
+
+    if args:
+        return (wrapped, *args[1:]), kwargs
+    return args, dict(kwargs, validate=wrapped)
 
 
 def _worker_loop(config: dict[str, Any]) -> None:
@@ -120,16 +356,49 @@ def _worker_loop(config: dict[str, Any]) -> None:
                 params[key] = quiet
     model = get_model(config["name"])(**params)
     data = ray.get(config["data"][0])
-    with data_parallel(rank, world):
+    with data_parallel(rank, world, config["name"], params):
         model.fit(data)
     history = getattr(model, "history_", None) or []
     metrics = {"rank": rank, "epochs": len(history), "loss": float(history[-1]["loss"]) if history else float("nan")}
+    report(model, rank, metrics)
+
+
+def report(model: Any, rank: int, metrics: dict[str, Any]) -> None:
+    """End of a worker: every rank reports its metrics, rank 0 with the fitted model as checkpoint."""
+    import ray.train
+
     if rank == 0:
         with tempfile.TemporaryDirectory() as tmp:
             model.save(f"{tmp}/model")
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     else:
         ray.train.report(metrics)
+
+
+def run_trainer(
+    loop: Callable[[dict[str, Any]], None], config: dict[str, Any], workers: int, use_gpu: bool
+) -> tuple[Any, dict[str, Any]]:
+    """Run ``loop`` on ``workers`` Ray Train workers; returns the model rank 0 checkpointed and its last metrics."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from tastebud.core.base import Recommender
+
+    with tempfile.TemporaryDirectory() as storage:
+        trainer = TorchTrainer(
+            loop,
+            train_loop_config=config,
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(use_gpu)),
+            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+            run_config=RunConfig(storage_path=storage, name="tastebud"),
+        )
+        result = trainer.fit()
+        if result.error is not None:  # pragma: no cover - fit() raises first in current Ray
+            raise result.error
+        if result.checkpoint is None:
+            raise ConfigError("Ray Train finished without a checkpoint from rank 0")
+        with result.checkpoint.as_directory() as path:
+            return Recommender.load(f"{path}/model"), dict(result.metrics or {})
 
 
 def fit_torch_ray(
@@ -141,41 +410,29 @@ def fit_torch_ray(
     the data and set the vocabularies). ``use_gpu`` None: one GPU per worker when the cluster has
     enough, else CPU.
     """
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from tastebud.core.base import Recommender
-
     workers = int(workers if workers is not None else getattr(model, "workers", 2))
     address = address if address is not None else getattr(model, "address", None)
     params = model.get_params()
     if "engine" in params:
         params["engine"] = "local"
+    split_batch(model.name, params)  # a model without a split fails here, before Ray starts workers
     with ray_session(address, workers) as ray:
         if use_gpu is None:
             use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
         if use_gpu and params.get("device") == "cpu":
             use_gpu = False
-        with tempfile.TemporaryDirectory() as storage:
-            trainer = TorchTrainer(
-                _worker_loop,
-                train_loop_config={"name": model.name, "params": params, "data": [ray.put(data)]},
-                scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(use_gpu)),
-                torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-                run_config=RunConfig(storage_path=storage, name="tastebud"),
-            )
-            result = trainer.fit()
-            if result.error is not None:  # pragma: no cover - fit() raises first in current Ray
-                raise result.error
-            if result.checkpoint is None:
-                raise ConfigError("Ray Train finished without a checkpoint from rank 0")
-            with result.checkpoint.as_directory() as path:
-                fitted = Recommender.load(f"{path}/model")
+        config = {"name": model.name, "params": params, "data": [ray.put(data)]}
+        fitted, _ = run_trainer(_worker_loop, config, workers, bool(use_gpu))
+    adopt(model, fitted)
+    model._dist_info = {"engine": "ray", "workers": workers, "backend": "nccl" if use_gpu else "gloo"}
+
+
+def adopt(model: Any, fitted: Any) -> None:
+    """Copy ``fitted``'s learned state into ``model`` (its hyper-parameters stay the caller's)."""
     names = set(model._param_names())
     for key, value in vars(fitted).items():
         if key not in names:
             setattr(model, key, value)
-    model._dist_info = {"engine": "ray", "workers": workers, "backend": "nccl" if use_gpu else "gloo"}
 
 
-__all__ = ["data_parallel", "fit_torch_ray"]
+__all__ = ["Shares", "data_parallel", "fit_torch_ray", "gathered_softmax_loss", "split_batch"]

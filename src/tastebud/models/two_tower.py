@@ -120,17 +120,37 @@ def sampled_softmax_loss(
     holding row i's own item anywhere but on the diagonal (an accidental hit) is masked out, as
     is an extra negative equal to it. Pass ``logq`` zeros to switch the correction off.
     """
+    return softmax_rows(u, v, items, items, logq, 0, temperature, neg_v, neg_items, logq_neg)
+
+
+def softmax_rows(
+    u: Any,
+    v_all: Any,
+    items: Any,
+    items_all: Any,
+    logq_all: Any,
+    offset: int,
+    temperature: float,
+    neg_v: Any = None,
+    neg_items: Any = None,
+    logq_neg: Any = None,
+) -> Any:
+    """Rows ``offset .. offset + len(u)`` of the in-batch sampled softmax (Yi et al. 2019, eq. 3-4).
+
+    Row ``i``'s positive is column ``offset + i``; any other column holding the same item is
+    masked out, as is an extra negative equal to it; the mean is over these rows.
+    """
     torch = require_torch()
-    logits = u @ v.T / temperature - logq[None, :]
-    same = items[:, None] == items[None, :]
-    same.fill_diagonal_(False)
+    logits = u @ v_all.T / temperature - logq_all[None, :]
+    same = items[:, None] == items_all[None, :]
+    own = torch.arange(len(items), device=items.device) + offset
+    same[torch.arange(len(items), device=items.device), own] = False
     logits = logits.masked_fill(same, float("-inf"))
     if neg_v is not None and len(neg_items):
         ln = u @ neg_v.T / temperature - logq_neg[None, :]
         ln = ln.masked_fill(items[:, None] == neg_items[None, :], float("-inf"))
         logits = torch.cat([logits, ln], dim=1)
-    target = torch.arange(len(items), device=items.device)
-    return torch.nn.functional.cross_entropy(logits, target)
+    return torch.nn.functional.cross_entropy(logits, own)
 
 
 # ---------------------------------------------------------------------- feature encoding
@@ -334,6 +354,7 @@ class TwoTower(Recommender):
         batch_size: int = 512,
         reg: float = 0.0,
         validation: float = 0.2,
+        validation_history: int | None = None,
         patience: int | None = 3,
         checkpoint_dir: str | None = None,
         resume: bool = False,
@@ -369,6 +390,7 @@ class TwoTower(Recommender):
         self.batch_size = batch_size
         self.reg = reg
         self.validation = validation
+        self.validation_history = validation_history
         self.patience = patience
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
@@ -420,6 +442,8 @@ class TwoTower(Recommender):
             raise ConfigError(f"{name}: validation must be in [0, 1), got {self.validation!r}")
         if self.patience is not None:
             positive(name, patience=self.patience)
+        if self.validation_history is not None:
+            positive(name, validation_history=self.validation_history)
         for which in ("item_columns", "user_columns"):
             value = getattr(self, which)
             if value is not None and (isinstance(value, (str, bytes)) or not all(isinstance(c, str) for c in value)):
@@ -653,6 +677,25 @@ class TwoTower(Recommender):
                 iv = self._item_vectors(net, device)
                 uv = self._user_vectors(net, device, val_users, train, table=iv)
                 return hit_rate(uv @ iv.T, seen, val_items)
+
+            if self.validation_history is not None:
+                # select the epoch for people served from a few items: each validation user is
+                # anonymous (no id, demographics or request time) with a fixed random sub-history
+                vrng = np.random.default_rng([seed, 6007])
+                short_rows = [
+                    vrng.permutation(seen.indices[seen.indptr[r] : seen.indptr[r + 1]]) for r in range(len(val_users))
+                ]
+                short_rows = [r[: int(self.validation_history)] for r in short_rows]
+                vh = np.zeros((len(val_users), max(1, max(map(len, short_rows)))), np.int64)
+                vm = np.zeros(vh.shape, bool)
+                for r, items in enumerate(short_rows):
+                    vh[r, : len(items)], vm[r, : len(items)] = items, True
+                anon = np.full(len(val_users), -1, np.int64)
+
+                def validate() -> float:
+                    iv = self._item_vectors(net, device)
+                    uv = self._run_user_tower(net, device, vh, vm, anon, np.zeros(len(anon), np.float32), None, iv)
+                    return hit_rate(uv @ iv.T, seen, val_items)
 
         params = [p for p in net.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=float(self.learning_rate), weight_decay=float(self.reg))

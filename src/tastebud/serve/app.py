@@ -12,6 +12,7 @@ Errors are 4xx with a one-line ``error`` message for anything the caller can fix
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import math
@@ -168,6 +169,7 @@ class State:
         with self.reload_lock, self.fleet.loading() if self.fleet is not None else nullcontext():
             engine = Engine.load(self.source, version)
             self.engine = engine
+            _settle()
             if self.fleet is not None:
                 _, generation = self.fleet.read()
                 self.generation = generation + 1
@@ -188,6 +190,7 @@ class State:
                 return
             try:
                 self.engine = Engine.load(self.source, version)
+                _settle()
             except (TastebudError, OSError) as exc:
                 log.error("worker %d could not follow the fleet to %s: %s", os.getpid(), version, exc)
                 self.metrics.inc("tastebud_reloads_total", outcome="failed")
@@ -210,6 +213,7 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         log.warning("no write token configured (TASTEBUD_TOKEN); generated one for this run: %s", config.token)
     _limit_threads(config.omp_threads)
     state = State(Path(source), config)
+    _settle()
     m = state.metrics
     m.counter("tastebud_requests_total", "HTTP requests by route and status.")
     m.histogram("tastebud_request_seconds", "Request latency in seconds by route.")
@@ -288,6 +292,9 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         if config.read_token:
             _check_token(authorization, [config.read_token, config.token or ""])
 
+    # open reads (no read token) skip the dependency machinery altogether: it is per request
+    read_guard = [Depends(require_read)] if config.read_token else []
+
     # -------------------------------------------------------------- endpoints
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, Any]:
@@ -308,7 +315,7 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         """Prometheus text format."""
         return PlainTextResponse(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/users/{user_id}/recommendations", tags=["recommend"], dependencies=[Depends(require_read)])
+    @app.get("/users/{user_id}/recommendations", tags=["recommend"], dependencies=read_guard)
     async def user_recommendations(
         user_id: Annotated[str, PathParam(max_length=256)],
         k: Annotated[int, Query(ge=1, le=1000)] = 10,
@@ -330,7 +337,7 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         body["version"] = eng.version
         return JSONResponse(body)
 
-    @app.post("/recommendations", tags=["recommend"], dependencies=[Depends(require_read)])
+    @app.post("/recommendations", tags=["recommend"], dependencies=read_guard)
     async def history_recommendations(req: HistoryRequest) -> JSONResponse:
         """Top-k for a person not in the model, from a history of item ids (oldest first)."""
         eng = state.engine
@@ -351,7 +358,7 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         body["version"] = eng.version
         return JSONResponse(body)
 
-    @app.get("/items/{item_id}/similar", tags=["recommend"], dependencies=[Depends(require_read)])
+    @app.get("/items/{item_id}/similar", tags=["recommend"], dependencies=read_guard)
     def similar_items(
         item_id: Annotated[str, PathParam(max_length=256)],
         k: Annotated[int, Query(ge=1, le=1000)] = 10,
@@ -365,7 +372,7 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         body["version"] = eng.version
         return JSONResponse(body)
 
-    @app.post("/predict", tags=["recommend"], dependencies=[Depends(require_read)])
+    @app.post("/predict", tags=["recommend"], dependencies=read_guard)
     def predict(req: PredictRequest) -> JSONResponse:
         """Predicted ratings for (user, item) pairs; unknown ids fall back to the model's biases."""
         eng = state.engine
@@ -515,6 +522,15 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def _settle() -> None:
+    """After a load: collect the garbage once, then freeze what survives (the served version),
+    so the collector's full passes stop re-scanning it between requests (fewer latency spikes).
+    Unfreezing first lets the collection free a replaced version's reference cycles."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _limit_threads(n: int) -> None:

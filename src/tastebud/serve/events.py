@@ -19,7 +19,9 @@ integer and a string as a string.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -262,11 +264,29 @@ class SQLiteEventStore(EventStore):
 
     def _open_writer(self) -> None:
         self._wcon = self._connect()
+        # Writers in other processes (`tastebud serve --workers N`) queue on this lock, which
+        # wakes the next one the moment it is released; SQLite's own busy handler would poll
+        # with sleeps of up to 100 ms and turn contention into seconds of latency.
+        try:
+            self._wlock: int | None = os.open(f"{self.path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:  # a read-only folder: writes fail with their own clear error later
+            self._wlock = None
 
     def _close_writer(self) -> None:
         self._wcon.close()
+        if self._wlock is not None:
+            os.close(self._wlock)
 
     def _write(self, rows: list[_Row]) -> set[str]:
+        if self._wlock is None:
+            return self._write_locked(rows)
+        fcntl.flock(self._wlock, fcntl.LOCK_EX)
+        try:
+            return self._write_locked(rows)
+        finally:
+            fcntl.flock(self._wlock, fcntl.LOCK_UN)
+
+    def _write_locked(self, rows: list[_Row]) -> set[str]:
         con = self._wcon
         inserted: set[str] = set()
         try:

@@ -1,0 +1,359 @@
+"""Training on Ray from Parquet partitions, each worker holding only its share of the events.
+
+:func:`fit_parquet` is ``model.fit`` for data that does not fit one process. The driver makes one
+streaming pass over the files (:func:`tastebud.dist.parquet.scan`): the id vocabularies and the
+number of events per user and per item, never the events themselves. It cuts the users (and the
+items) into ``W`` contiguous blocks with about equal events (:func:`~tastebud.dist.ray_ials.row_blocks`
+on the counts), and every worker reads the files itself, keeping only the rows of its block as
+each fragment streams by (``read_interactions(user_range=...)``). No process ever holds all
+events; each holds about ``1/W`` of them (counted, see ``_dist_info["held_events"]``).
+
+* **iALS** (:func:`fit_ials_parquet`): ``W`` Ray actors each hold one user block (user x item
+  CSR rows) and one item block (item x user rows), the same blocks the in-memory Ray fit
+  (:mod:`tastebud.dist.ray_ials`) cuts from the whole matrix, and solve them with the same
+  :func:`~tastebud.dist.ray_ials.solve_block`: the factors equal the in-memory fit's up to float
+  rounding of the summed Gramians. The driver holds the factors (as in the in-memory Ray fit)
+  and, once training is done, assembles the fitted model's seen-item matrix from the actors'
+  blocks (the model needs it to exclude seen items; it is the saved model, not training data).
+* **NCF** (GMF, MLP, NeuMF; :func:`fit_ncf_parquet`): ``W`` Ray Train workers each read the events
+  of their user block and train data-parallel (:func:`tastebud.dist.ray_train.data_parallel` in
+  ``local_data`` mode): every step each worker takes ``batch_size / W`` examples of its own
+  shuffled share, the weighted gradients are summed, so the global batch is still about
+  ``batch_size``; negatives are sampled from each user's own unseen items, exact because a
+  worker holds all events of its users. Validation hit rates are averaged across workers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from tastebud.core.errors import ConfigError, NotSupportedError
+from tastebud.dist.parquet import Scan, read_interactions, scan
+from tastebud.dist.ray_ials import row_blocks, solve_block
+from tastebud.dist.session import ray_session
+from tastebud.kernels import als as K
+
+
+@dataclass(frozen=True)
+class ParquetSource:
+    """Where the events are: a directory, file or URI of Parquet files, and its column names."""
+
+    path: str
+    user: str = "user"
+    item: str = "item"
+    rating: str | None = None
+    time: str | None = None
+    filesystem: Any = None
+    duplicates: str = "last"
+
+    def scan(self) -> Scan:
+        return scan(self.path, self.user, self.item, self.rating, filesystem=self.filesystem)
+
+    def read(
+        self,
+        plan: Scan,
+        user_range: tuple[int, int] | None = None,
+        item_range: tuple[int, int] | None = None,
+    ) -> Any:
+        """The events of one block (whole vocabularies, only the block's rows filled)."""
+        return read_interactions(
+            self.path,
+            self.user,
+            self.item,
+            self.rating,
+            self.time,
+            filesystem=self.filesystem,
+            users=plan.users,
+            items=plan.items,
+            scale=plan.rating_scale,
+            duplicates=self.duplicates,
+            user_range=user_range,
+            item_range=item_range,
+        )
+
+
+def blocks(counts: np.ndarray, n_blocks: int) -> list[tuple[int, int]]:
+    """Contiguous index ranges with about equal events (the in-memory Ray fit's cut)."""
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return row_blocks(indptr, n_blocks)
+
+
+def _source(source: ParquetSource | str | Path) -> ParquetSource:
+    if isinstance(source, ParquetSource):
+        return source
+    if isinstance(source, (str, Path)):
+        return ParquetSource(str(source))
+    raise ConfigError(f"source must be a ParquetSource or a path, got {type(source).__name__}")
+
+
+def fit_parquet(
+    model: Any, source: ParquetSource | str | Path, workers: int | None = None, address: str | None = None
+) -> Any:
+    """Fit ``model`` on Ray from Parquet files without any process holding all events; returns the model.
+
+    Supported: :class:`~tastebud.models.als.ImplicitALS` and the NCF family (GMF, MLP, NeuMF).
+    ``workers`` / ``address`` default to the model's hyper-parameters of the same names.
+    """
+    from tastebud.models.als import ImplicitALS
+    from tastebud.models.ncf import _NCF
+
+    if isinstance(model, ImplicitALS):
+        return fit_ials_parquet(model, source, workers, address)
+    if isinstance(model, _NCF):
+        return fit_ncf_parquet(model, source, workers, address)
+    raise NotSupportedError(
+        f"{type(model).__name__} cannot train from sharded Parquet yet; use ials, gmf, mlp or neumf, "
+        "or read the data with tastebud.dist.parquet.read_interactions and call fit"
+    )
+
+
+def _prepare(model: Any, source: Any, workers: int | None, address: str | None) -> tuple[ParquetSource, Scan, int, Any]:
+    model._check_params()
+    src = _source(source)
+    workers = int(workers if workers is not None else getattr(model, "workers", 2))
+    if workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    address = address if address is not None else getattr(model, "address", None)
+    plan = src.scan()
+    if plan.events == 0:
+        from tastebud.core.errors import DataError
+
+        raise DataError(f"{src.path}: the Parquet files hold no interactions")
+    return src, plan, workers, address
+
+
+def _finish(model: Any, plan: Scan, seen: sp.csr_matrix, src: ParquetSource, started: float) -> None:
+    """What ``Recommender.fit`` sets besides the learned state."""
+    model.users_ = plan.users
+    model.items_ = plan.items
+    model.user_items_ = seen.astype(np.float32)
+    model.fingerprint_ = plan.fingerprint()
+    model.rating_scale_ = tuple(plan.rating_scale) if (plan.rating_scale and src.rating is not None) else None
+    model.fit_seconds_ = time.perf_counter() - started
+
+
+# ------------------------------------------------------------------------------------ iALS
+class IALSShard:
+    """A Ray actor's state: one user block and one item block of the confidence matrix, read from Parquet."""
+
+    def __init__(
+        self,
+        source: ParquetSource,
+        plan: Scan,
+        user_range: tuple[int, int] | None,
+        item_range: tuple[int, int] | None,
+        params: dict[str, Any],
+    ) -> None:
+        from tastebud.models.als import ImplicitALS, check_values
+
+        model = ImplicitALS(**params)
+        self.cg_steps = int(model.cg_steps)
+        self.threads = int(model.threads) or 1
+        self.held = {"user_events": 0, "item_events": 0}
+        self.user_range, self.item_range = user_range, item_range
+        self.user_block: tuple[np.ndarray, ...] | None = None
+        self.item_block: tuple[np.ndarray, ...] | None = None
+        self.seen: sp.csr_matrix | None = None
+        n_users, n_items = len(plan.users), len(plan.items)
+        if user_range is not None:
+            share = source.read(plan, user_range=user_range)
+            self.held["user_events"] = len(share)
+            check_values(share.values, "interaction values")
+            lo, hi = user_range
+            self.seen = share.matrix[lo:hi]
+            self.user_block = _block(model, self.seen, n_items)
+            del share
+        if item_range is not None:
+            share = source.read(plan, item_range=item_range)
+            self.held["item_events"] = len(share)
+            check_values(share.values, "interaction values")
+            lo, hi = item_range
+            # the item x user rows exactly as the in-memory fit gets them: conf(M)^T, then its rows
+            ciu = model._conf_matrix(share.matrix).T.tocsr()[lo:hi]
+            ciu.sort_indices()
+            extra = model._row_reg(ciu, n_users)
+            self.item_block = (ciu.indptr, ciu.indices, ciu.data, np.ascontiguousarray(extra))
+            del share
+        self.user_x: np.ndarray | None = None
+        self.item_x: np.ndarray | None = None
+
+    def start(self, user_x: np.ndarray | None, item_x: np.ndarray | None) -> dict[str, int]:
+        self.user_x, self.item_x = user_x, item_x
+        return self.held
+
+    def solve(self, side: str, Y: np.ndarray, A0: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Re-solve this actor's ``side`` block ("users" or "items") given the other side's factors."""
+        block = self.user_block if side == "users" else self.item_block
+        X = self.user_x if side == "users" else self.item_x
+        if block is None or X is None:
+            return None
+        X, gram = solve_block(block, X, Y, A0, self.cg_steps, self.threads)  # type: ignore[arg-type]
+        if side == "users":
+            self.user_x = X
+        else:
+            self.item_x = X
+        return X, gram
+
+    def seen_rows(self) -> sp.csr_matrix | None:
+        return self.seen
+
+
+def _block(model: Any, rows: sp.csr_matrix, n_cols: int) -> tuple[np.ndarray, ...]:
+    conf = model._conf_matrix(rows)
+    conf.sort_indices()
+    extra = model._row_reg(conf, n_cols)
+    return conf.indptr, conf.indices, conf.data, np.ascontiguousarray(extra)
+
+
+def fit_ials_parquet(
+    model: Any, source: ParquetSource | str | Path, workers: int | None = None, address: str | None = None
+) -> Any:
+    """iALS on Ray from Parquet: each of ``workers`` actors reads and holds one user block and one item block.
+
+    The factors equal an in-memory fit's (local or Ray) for the same seed and epochs up to float
+    rounding: the same blocks, the same kernels, the same random start.
+    """
+    from tastebud.core.errors import TrainingError
+
+    started = time.perf_counter()
+    src, plan, workers, address = _prepare(model, source, workers, address)
+    n_users, n_items = len(plan.users), len(plan.items)
+    k, reg = int(model.factors), float(model.reg)
+    user_ranges = blocks(plan.user_events, workers)
+    item_ranges = blocks(plan.item_events, workers)
+    n_actors = max(len(user_ranges), len(item_ranges))
+    rng = np.random.default_rng(model.random_state)  # the local fit's start, drawn in the same order
+    user_factors = (rng.random((n_users, k), dtype=np.float32) * 0.01).astype(np.float32)
+    item_factors = (rng.random((n_items, k), dtype=np.float32) * 0.01).astype(np.float32)
+    params = dict(model.get_params(), engine="local")
+
+    with ray_session(address, workers) as ray:
+        Actor = ray.remote(num_cpus=1)(IALSShard)
+        ur = [user_ranges[b] if b < len(user_ranges) else None for b in range(n_actors)]
+        ir = [item_ranges[b] if b < len(item_ranges) else None for b in range(n_actors)]
+        plan_ref = ray.put(plan)
+        shards = [Actor.remote(src, plan_ref, ur[b], ir[b], params) for b in range(n_actors)]
+        held = ray.get(
+            [
+                s.start.remote(
+                    None if ur[b] is None else user_factors[ur[b][0] : ur[b][1]],
+                    None if ir[b] is None else item_factors[ir[b][0] : ir[b][1]],
+                )
+                for b, s in enumerate(shards)
+            ]
+        )
+
+        def sweep(side: str, Y: np.ndarray, gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            y_ref, a_ref = ray.put(Y), ray.put(gram + reg * np.eye(k))
+            out = [r for r in ray.get([s.solve.remote(side, y_ref, a_ref) for s in shards]) if r is not None]
+            return np.concatenate([x for x, _ in out], axis=0), np.sum([g for _, g in out], axis=0)
+
+        gram_users = K.gramian(user_factors, 0.0)
+        epoch_seconds = []
+        for epoch in range(int(model.epochs)):
+            t0 = time.perf_counter()
+            item_factors, gram_items = sweep("items", user_factors, gram_users)
+            user_factors, gram_users = sweep("users", item_factors, gram_items)
+            if not (np.isfinite(user_factors).all() and np.isfinite(item_factors).all()):
+                raise TrainingError(
+                    f"ImplicitALS (ray, parquet) diverged in epoch {epoch + 1} (non-finite factors): lower alpha "
+                    f"(now {model.alpha}) or raise reg (now {model.reg})"
+                )
+            epoch_seconds.append(time.perf_counter() - t0)
+        seen = sp.vstack([m for m in ray.get([s.seen_rows.remote() for s in shards]) if m is not None], format="csr")
+        user_factors = np.array(user_factors, copy=True)
+        item_factors = np.array(item_factors, copy=True)
+
+    model.user_factors_ = user_factors
+    model.item_factors_ = item_factors
+    _finish(model, plan, seen, src, started)
+    model._dist_info = {
+        "engine": "ray",
+        "source": "parquet",
+        "workers": workers,
+        "events": plan.events,
+        "held_events": held,
+        "epoch_seconds": [round(s, 4) for s in epoch_seconds],
+    }
+    return model
+
+
+# ------------------------------------------------------------------------------------ NCF
+def _ncf_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker: read this rank's user block, train data-parallel on local data."""
+
+    import ray
+    import ray.train
+
+    from tastebud.core.registry import get_model
+    from tastebud.dist.ray_train import data_parallel, report
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    params = dict(config["params"])
+    if rank != 0:
+        params.update(checkpoint_dir=None, progress=False)
+    src: ParquetSource = config["source"]
+    plan: Scan = ray.get(config["plan"][0])
+    lo, hi = config["ranges"][rank] if rank < len(config["ranges"]) else (0, 0)
+    share = src.read(plan, user_range=(lo, hi))
+    held = len(share)
+    # each rank's batches are its own: batch_size / W examples a step, so the global batch stays about batch_size
+    params["batch_size"] = max(1, -(-int(params["batch_size"]) // world))
+    model = get_model(config["name"])(**params)
+    with data_parallel(rank, world, config["name"], params, local_data=True):
+        model.fit(share)
+    import torch.distributed as dist
+
+    everyone: list[Any] = [None] * world
+    dist.all_gather_object(everyone, held)
+    history = getattr(model, "history_", None) or []
+    report(model, rank, {"rank": rank, "held_events": everyone, "epochs": len(history)})
+
+
+def fit_ncf_parquet(
+    model: Any, source: ParquetSource | str | Path, workers: int | None = None, address: str | None = None
+) -> Any:
+    """GMF / MLP / NeuMF on Ray Train from Parquet: each worker reads and trains on its own user block.
+
+    The learned weights come from rank 0 (all ranks hold the same weights); the seen-item matrix
+    of the fitted model is read on the driver after training (:meth:`ParquetSource.read`), as the
+    saved model needs it to exclude seen items.
+    """
+    from tastebud.dist.ray_train import adopt, run_trainer
+
+    started = time.perf_counter()
+    src, plan, workers, address = _prepare(model, source, workers, address)
+    ranges = blocks(plan.user_events, workers)
+    if len(ranges) < workers:
+        raise ConfigError(f"workers={workers} but only {len(ranges)} user(s) to share out; use fewer workers")
+    params = dict(model.get_params(), engine="local")
+    with ray_session(address, workers) as ray:
+        config = {
+            "name": model.name,
+            "params": params,
+            "source": src,
+            "plan": [ray.put(plan)],
+            "ranges": ranges,
+        }
+        fitted, metrics = run_trainer(_ncf_worker, config, workers, use_gpu=False)
+    adopt(model, fitted)
+    _finish(model, plan, src.read(plan).matrix, src, started)
+    model._dist_info = {
+        "engine": "ray",
+        "source": "parquet",
+        "workers": workers,
+        "events": plan.events,
+        "user_blocks": ranges,
+        "held_events": metrics.get("held_events"),
+    }
+    return model
+
+
+__all__ = ["IALSShard", "ParquetSource", "blocks", "fit_ials_parquet", "fit_ncf_parquet", "fit_parquet"]

@@ -31,6 +31,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tastebud import __version__
@@ -330,7 +331,9 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         eng = state.engine
         ctx = _parse_context(context)
         cand = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
-        res = eng.recommend_user(user_id, k, model, exclude_seen, ctx, state.store, cand)
+        args = (user_id, k, model, exclude_seen, ctx, state.store, cand)
+        # about a millisecond of CPU runs on the loop; a database round trip must not hold it
+        res = await run_in_threadpool(eng.recommend_user, *args) if state.store.remote else eng.recommend_user(*args)
         m.inc("tastebud_recommendations_total", path=res.path)
         body = res.to_dict()
         body["user"] = _user_out(user_id, eng)

@@ -94,6 +94,8 @@ class EventStore(ABC):
     """Record interactions durably; read a person's events back; export everything for retraining."""
 
     url: str = ""
+    #: a read waits on the network (a database server), so callers keep it off the event loop
+    remote: bool = False
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -349,6 +351,7 @@ class PostgresEventStore(EventStore):
     """Events in a PostgreSQL table (``tastebud_events``), one group-committed transaction at a time."""
 
     TABLE = "tastebud_events"
+    remote = True
 
     def __init__(self, url: str) -> None:
         super().__init__()

@@ -168,7 +168,7 @@ class State:
         other workers to follow.
         """
         with self.reload_lock, self.fleet.loading() if self.fleet is not None else nullcontext():
-            engine = Engine.load(self.source, version)
+            engine = _load_politely(self.source, version)
             self.engine = engine
             _settle()
             if self.fleet is not None:
@@ -190,7 +190,7 @@ class State:
             if generation <= self.generation:
                 return
             try:
-                self.engine = Engine.load(self.source, version)
+                self.engine = _load_politely(self.source, version)
                 _settle()
             except (TastebudError, OSError) as exc:
                 log.error("worker %d could not follow the fleet to %s: %s", os.getpid(), version, exc)
@@ -525,6 +525,29 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def _load_politely(source: Path, version: str | None) -> Engine:
+    """``Engine.load`` in a thread of its own at a low scheduling priority (Linux: ``nice`` is per
+    thread), so the seconds of loading yield the cores to the requests being answered meanwhile."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (OSError, AttributeError):  # pragma: no cover - not Linux, or not permitted
+            pass
+        try:
+            out["engine"] = Engine.load(source, version)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            out["error"] = exc
+
+    loader = threading.Thread(target=run, name="tastebud-load")
+    loader.start()
+    loader.join()
+    if "error" in out:
+        raise out["error"]
+    return out["engine"]
 
 
 def _settle() -> None:

@@ -217,8 +217,13 @@ class Engine:
         self._warm()
 
     def _warm(self) -> None:
-        """Pay one-off costs (compiled kernels, cached Gramians) at load time, before the swap,
-        not in the first requests a new version answers."""
+        """Pay one-off costs (id hash tables, compiled kernels, cached Gramians) at load time,
+        before the swap, not in the first requests a new version answers."""
+        if len(self.users):
+            self._user_index(self.users.ids[0].item() if hasattr(self.users.ids[0], "item") else self.users.ids[0])
+            self.users.lookup(self.users.ids[:1].tolist())
+        if len(self.items):
+            self.items.lookup(self.items.ids[:1].tolist())
         for served in self.served.values():
             if served.view is not None and served.view.history_vector is not None and len(self.items):
                 try:

@@ -51,6 +51,9 @@ def test_idmap_types_and_unknown():
     with pytest.raises(tb.DataError, match="duplicate"):
         tb.IdMap(["a", "a"])
     assert strs.to_ids(np.array([2, -1])).tolist() == ["b", None]
+    # one typed id (the service's per-request path) agrees with lookup
+    assert [ints.position(v) for v in (10, 2, 7, 99)] == [0, 1, 2, -1]
+    assert [strs.position(v) for v in ("é", "zz", 3)] == [1, -1, -1]
 
 
 def _seed_frame():

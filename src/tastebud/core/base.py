@@ -222,7 +222,7 @@ class Recommender:
                 (topk_masked if len(block) > 4 else topk_masked_serial)(
                     scores,
                     which,
-                    seen.indptr.astype(np.int64, copy=False),
+                    seen.indptr,  # int32 or int64 as scipy chose: no copy per call
                     seen.indices,
                     k,
                     out_idx[s : s + rows],

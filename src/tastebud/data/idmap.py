@@ -38,7 +38,11 @@ class IdMap:
         return self.lookup([value])[0] >= 0
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, IdMap) and self.ids.dtype.kind == other.ids.dtype.kind and np.array_equal(self.ids, other.ids)
+        return (
+            isinstance(other, IdMap)
+            and self.ids.dtype.kind == other.ids.dtype.kind
+            and np.array_equal(self.ids, other.ids)
+        )
 
     def __repr__(self) -> str:
         return f"IdMap({self.name}, n={len(self)})"
@@ -67,6 +71,17 @@ class IdMap:
             return out, ok
         return np.asarray([str(v) for v in vals], dtype=object), None
 
+    def position(self, value: Any) -> int:
+        """Index of one already-typed id (``int`` for integer vocabularies), -1 if unknown.
+
+        A hash lookup without the array work of :meth:`lookup`: the per-request path of the service.
+        """
+        try:
+            pos = self._index.get_loc(value)
+        except (KeyError, TypeError):
+            return -1
+        return pos if isinstance(pos, int) else -1
+
     def lookup(self, values: Iterable[Any]) -> np.ndarray:
         """Indices of ``values``; ``-1`` where an id is unknown."""
         coerced, ok = self._coerce(values)
@@ -90,7 +105,11 @@ class IdMap:
     def to_ids(self, idx: np.ndarray) -> np.ndarray:
         """External ids for indices; ``-1`` maps to ``None``."""
         idx = np.asarray(idx)
-        out = self.ids[np.clip(idx, 0, max(len(self.ids) - 1, 0))].astype(object) if len(self.ids) else np.full(idx.shape, None, dtype=object)
+        out = (
+            self.ids[np.clip(idx, 0, max(len(self.ids) - 1, 0))].astype(object)
+            if len(self.ids)
+            else np.full(idx.shape, None, dtype=object)
+        )
         out[idx < 0] = None
         return out
 

@@ -249,6 +249,17 @@ class _SGDMixin:
         pick = lambda v: r if v is None else float(v)  # noqa: E731
         return pick(self.reg_bu), pick(self.reg_bi), pick(self.reg_pu), pick(self.reg_qi)
 
+    def _epoch_rmse(self, sse: float, n: int, epoch: int) -> float:
+        """The epoch's training RMSE; a non-finite or exploding loss stops training with a hint."""
+        if not np.isfinite(sse) or sse > 1e6 * n:
+            raise _diverged(
+                type(self).__name__,
+                epoch,
+                "the training loss",
+                f"lower learning_rate (now {self.learning_rate:g}) or raise reg",  # type: ignore[attr-defined]
+            )
+        return float(np.sqrt(sse / n))
+
 
 @register("svd")
 class SVD(_SGDMixin, _BiasedMF):
@@ -340,14 +351,7 @@ class SVD(_SGDMixin, _BiasedMF):
                     reg_pu,
                     reg_qi,
                 )
-                if not np.isfinite(sse) or sse > 1e6 * len(ratings):
-                    raise _diverged(
-                        type(self).__name__,
-                        epoch,
-                        "the training loss",
-                        f"lower learning_rate (now {self.learning_rate:g}) or raise reg",
-                    )
-                history.append(float(np.sqrt(sse / len(ratings))))
+                history.append(self._epoch_rmse(sse, len(ratings), epoch))
                 lr *= self.learning_rate_decay
         self.train_rmse_ = np.asarray(history)
         self._finish(mu, bu, bi, p, q, m)
@@ -437,14 +441,7 @@ class SVDpp(SVD):
                     reg_qi,
                     reg_yj,
                 )
-                if not np.isfinite(sse) or sse > 1e6 * len(ratings):
-                    raise _diverged(
-                        type(self).__name__,
-                        epoch,
-                        "the training loss",
-                        f"lower learning_rate (now {self.learning_rate:g}) or raise reg",
-                    )
-                history.append(float(np.sqrt(sse / len(ratings))))
+                history.append(self._epoch_rmse(sse, len(ratings), epoch))
                 lr *= self.learning_rate_decay
         if not np.isfinite(y).all():
             raise TrainingError(f"{type(self).__name__}: implicit factors became non-finite; lower learning_rate")

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from tastebud.core.base import Recommender
@@ -213,14 +212,12 @@ class Engine:
             self.served[name] = Served(m, index if view is not None else None, view)
         self.blend = self._make_blend()
         self.history = self._pick_history()
-        self._user_pos: pd.Index | None = None
         self._warm()
 
     def _warm(self) -> None:
         """Pay one-off costs (id hash tables, compiled kernels, cached Gramians) at load time,
         before the swap, not in the first requests a new version answers."""
         if len(self.users):
-            self._user_index(self.users.ids[0].item() if hasattr(self.users.ids[0], "item") else self.users.ids[0])
             self.users.lookup(self.users.ids[:1].tolist())
         if len(self.items):
             self.items.lookup(self.items.ids[:1].tolist())
@@ -287,16 +284,6 @@ class Engine:
         return self.blend if self.blend.supports_history else None
 
     # ------------------------------------------------------------------ ids
-    def _user_index(self, user: Any) -> int:
-        """Position of one (already coerced) user id, -1 if unknown: a hash lookup, no array work."""
-        if self._user_pos is None:
-            self._user_pos = pd.Index(self.users.ids)
-        try:
-            pos = self._user_pos.get_loc(user)
-        except (KeyError, TypeError):
-            return -1
-        return pos if isinstance(pos, int) else -1
-
     def user_key(self, raw: Any) -> str:
         return id_key(_coerce(raw, self.users))
 
@@ -352,7 +339,7 @@ class Engine:
         ukey = self.user_key(user)
         new = store.user_events(ukey, self.events_through_seq) if store is not None else []
         new_idx, new_vals = self._history_from_events(new)
-        uidx = self._user_index(key_id(ukey))
+        uidx = self.users.position(key_id(ukey))
         if uidx < 0:
             res = self._for_history(new_idx, new_vals, k, exclude_seen, context, forced, allowed)
             res.new_events = len(new)

@@ -19,7 +19,11 @@ from tastebud.core.topk import topk
 
 @settings(max_examples=60, deadline=None)
 @given(
-    arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 30)), elements=st.sampled_from([-np.inf, 0.0, 0.5, 1.0, 2.0, 3.5])),
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 6), st.integers(1, 30)),
+        elements=st.sampled_from([-np.inf, 0.0, 0.5, 1.0, 2.0, 3.5]),
+    ),
     st.integers(1, 40),
 )
 def test_topk_matches_stable_sort(scores, k):
@@ -30,7 +34,7 @@ def test_topk_matches_stable_sort(scores, k):
         expected = [c for c in order if np.isfinite(scores[row, c])][:k]
         got = [int(i) for i in idx[row] if i >= 0]
         assert got == expected
-        assert np.isnan(val[row][len(got):]).all()
+        assert np.isnan(val[row][len(got) :]).all()
 
 
 def test_topk_row_alone_equals_row_in_batch():
@@ -76,7 +80,9 @@ def test_bias_recovers_additive_ratings():
 
 
 def test_popular_known_answer_and_recency():
-    frame = pd.DataFrame({"user": [1, 2, 3, 1, 2, 3], "item": ["x", "x", "x", "y", "y", "z"], "t": [0, 0, 0, 10**7, 10**7, 10**7]})
+    frame = pd.DataFrame(
+        {"user": [1, 2, 3, 1, 2, 3], "item": ["x", "x", "x", "y", "y", "z"], "t": [0, 0, 0, 10**7, 10**7, 10**7]}
+    )
     data = tb.Interactions.from_frame(frame, time="t")
     plain = tb.get_model("popular")().fit(data)
     assert plain.recommend_for_history([], k=3).items_of(0) == ["x", "y", "z"]
@@ -171,7 +177,11 @@ def test_recommendations_frame_and_records():
 
 @settings(max_examples=60, deadline=None)
 @given(
-    arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 80)), elements=st.sampled_from([-np.inf, np.nan, 0.0, 0.5, 1.0, 2.0])),
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 5), st.integers(1, 80)),
+        elements=st.sampled_from([-np.inf, np.nan, 0.0, 0.5, 1.0, 2.0]),
+    ),
     st.integers(1, 12),
     st.integers(0, 2**31 - 1),
 )
@@ -194,3 +204,31 @@ def test_fused_masked_topk_equals_mask_then_topk(scores, k, seed):
         kernel(scores.copy(), rows, seen.indptr.astype(np.int64), seen.indices, k, out_idx, out_val)
         assert (out_idx == ref_idx).all()
         np.testing.assert_array_equal(out_val, ref_val)
+
+
+def test_bundle_arrays_read_back_exactly(tmp_path):
+    """read_bundle reads np.savez members at their offsets; every layout comes back as np.load reads it,
+    and a compressed archive (another writer) still reads through numpy's own path."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "f32": rng.standard_normal((7, 3)).astype(np.float32),
+        "fortran": np.asfortranarray(rng.standard_normal((4, 5))),
+        "empty": np.zeros((0, 3), np.int32),
+        "scalar": np.array(3.5),
+        "flags": rng.random(11) > 0.5,
+        "text": np.array(["a", "bé", ""]),
+        "big_endian": np.arange(6, dtype=">i4").reshape(2, 3),
+        "strided": rng.standard_normal((6, 6))[::2, 1::2],
+    }
+    folder = persist.write_bundle(tmp_path / "b", {"kind": "test"}, arrays)
+    _, got, _ = persist.read_bundle(folder)
+    with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+        for name, arr in arrays.items():
+            assert got[name].dtype == arr.dtype and got[name].shape == arr.shape, name
+            np.testing.assert_array_equal(got[name], arr)
+            np.testing.assert_array_equal(got[name], npz[name])
+    assert got["fortran"].flags.f_contiguous
+    np.savez_compressed(tmp_path / "c.npz", **arrays)
+    squeezed = persist._read_npz(tmp_path / "c.npz")
+    for name, arr in arrays.items():
+        np.testing.assert_array_equal(squeezed[name], arr)

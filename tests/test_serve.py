@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -385,13 +387,8 @@ def test_serve_single_model_folder(tmp_path, data):
     assert (tmp_path / "bias.events.db").is_file()
 
 
-@pytest.mark.slow
-def test_worker_fleet_follows_a_reload(registry, data):
-    """`tastebud serve --workers 2`: two processes answer; a reload sent to one reaches both,
-    one loading at a time, and no request fails meanwhile."""
-    import subprocess
-    import sys
-
+def _start_fleet(registry) -> tuple[int, subprocess.Popen]:
+    """`tastebud serve --workers 2` on a free port, returned once both workers answer."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tastebud", "serve", "--model", str(registry), "--port", str(port), "--workers", "2"],
@@ -399,16 +396,27 @@ def test_worker_fleet_follows_a_reload(registry, data):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        deadline, seen = time.time() + 60, {}
+        while len(seen) < 2 and time.time() < deadline:  # both workers up and answering
+            try:
+                h = http.get("/health", headers={"Connection": "close"}).json()
+                seen[h["worker"]] = h["version"]
+            except httpx.TransportError:
+                time.sleep(0.2)
+    if len(seen) != 2 or set(seen.values()) != {"v0001"}:
+        proc.kill()
+        raise AssertionError(f"fleet did not come up: {seen} {proc.communicate(timeout=30)[1][-2000:]!r}")
+    return port, proc
+
+
+@pytest.mark.slow
+def test_worker_fleet_follows_a_reload(registry, data):
+    """`tastebud serve --workers 2`: two processes answer; a reload sent to one reaches both,
+    one loading at a time, and no request fails meanwhile."""
+    port, proc = _start_fleet(registry)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            deadline, seen = time.time() + 60, {}
-            while len(seen) < 2 and time.time() < deadline:  # both workers up and answering
-                try:
-                    h = http.get("/health", headers={"Connection": "close"}).json()
-                    seen[h["worker"]] = h["version"]
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            assert len(seen) == 2 and set(seen.values()) == {"v0001"}, seen
             assert publish_version(registry, {"bias": tb.get_model("bias")(reg_item=10.0).fit(data)}, data) == "v0002"
             statuses: list[int] = []
             stop = threading.Event()
@@ -444,3 +452,68 @@ def test_worker_fleet_follows_a_reload(registry, data):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert b"Traceback" not in err, err.decode()[-2000:]
+
+
+@pytest.mark.slow
+def test_worker_fleet_deals_connections_evenly(registry):
+    """Eight keep-alive connections opened at once (as wrk opens them) end up four per worker:
+    workers racing on a shared socket split them unevenly (5/3, 6/2), and the busier worker's
+    queue sets the p99."""
+    port, proc = _start_fleet(registry)
+    try:
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
+        workers = []
+        for c in conns:  # every connection is still open while the next one is asked
+            c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while b"}" not in reply:
+                reply += c.recv(4096)
+            workers.append(reply.split(b'"worker":')[1].split(b",")[0].split(b"}")[0])
+        for c in conns:
+            c.close()
+        counts = sorted(workers.count(w) for w in set(workers))
+        assert counts == [4, 4], workers
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()[-2000:]
+
+
+def test_connection_shares_leave_out_silent_workers(tmp_path, monkeypatch):
+    from tastebud.serve import fleet
+
+    fleet.ConnectionShares.create(tmp_path / "shares", 3)
+    a, b, c = (fleet.ConnectionShares(tmp_path / "shares", slot) for slot in range(3))
+    assert a.fewest_elsewhere() == float("inf")  # nobody else has spoken yet
+    a.publish(4)
+    b.publish(2)
+    c.publish(3)
+    assert (a.fewest_elsewhere(), b.fewest_elsewhere(), c.fewest_elsewhere()) == (2, 3, 2)
+    now = time.monotonic()
+    monkeypatch.setattr(fleet.time, "monotonic", lambda: now + fleet.STALE_SECONDS + 0.5)
+    a.publish(4)  # b and c went silent (dead or loading): a no longer holds back for them
+    assert a.fewest_elsewhere() == float("inf")
+
+
+def test_a_replaced_version_goes_without_the_cycle_collector(tmp_path, data):
+    """The swap after a reload skips the full garbage collection (a pause with the GIL held while
+    requests wait) because a served version forms no reference cycle: it is freed by reference
+    counting the moment it is swapped out. Checked on the model families with serving paths of
+    their own (vector index, neighbours, torch towers, a blend)."""
+    import gc
+    import weakref
+
+    names = ("ials", "itemknn", "ease", "svd", "two_tower", "popular")
+    models = {n: tb.get_model(n)(**tb.get_model(n).fast_params).fit(data) for n in names}
+    publish_version(tmp_path / "reg", models, data, {"collaborative": ["ials", "itemknn"], "short_history": 5})
+    app = create_app(tmp_path / "reg", ServeConfig(token=TOKEN))
+    with TestClient(app) as c:
+        assert c.get("/users/4/recommendations?k=3").status_code == 200
+        assert c.post("/recommendations", json={"items": [100, 101, 102, 103, 104, 105], "k": 3}).status_code == 200
+        old = weakref.ref(app.state.tb.engine)
+        gc.disable()
+        try:
+            assert c.post("/admin/reload", headers=AUTH).status_code == 200
+            assert old() is None
+        finally:
+            gc.enable()

@@ -269,3 +269,107 @@ def test_validation_history_scores_anonymous_short_histories(synth, monkeypatch)
             np.testing.assert_allclose(vecs[close][0], model.encode_history(pairs[close][0]), atol=1e-6)
     with pytest.raises(ConfigError, match="validation_history"):
         tb.get_model("two_tower")(validation_history=0).fit(synth)
+
+
+def _popularity_only_data(seed: int = 0) -> tuple[tb.Interactions, np.ndarray]:
+    """Every person draws items from one Zipf law, independent of who they are: the best
+    ranking for anyone is by popularity, which a learned item bias must pick up."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, 41) ** 1.2
+    rows = [(f"u{u}", f"i{i}") for u in range(300) for i in rng.choice(40, size=8, replace=False, p=p / p.sum())]
+    data = tb.Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item"]))
+    return data, np.bincount(data.item_idx, minlength=data.n_items)
+
+
+def _rank_corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
+
+
+def test_item_bias_learns_popularity_and_is_served():
+    from tastebud.index.vectors import factor_view
+
+    data, counts = _popularity_only_data()
+    params = dict(factors=8, epochs=5, batch_size=128, learning_rate=0.02, validation=0.0, device="cpu")
+    model = tb.get_model("two_tower")(item_bias=True, **params).fit(data)
+    c = model.item_bias_
+    assert c.shape == (data.n_items,) and np.isfinite(c).all()
+    assert _rank_corr(c, counts) > 0.7  # the learned bias orders items by how often they were seen
+    # served scores are <u, v> + c, for known people and for live histories
+    np.testing.assert_allclose(
+        model._score(np.arange(5), None), model.user_vectors_[:5] @ model.item_vectors_.T + c, rtol=1e-5, atol=1e-6
+    )
+    rare = np.sort(np.argsort(counts)[:3])
+    scores = model._score_history(rare, np.ones(3))
+    np.testing.assert_allclose(scores, model.item_vectors_ @ model.encode_history(rare) + c, rtol=1e-5, atol=1e-6)
+    # a person with three rare items is still shown mostly popular ones (the law is shared)
+    scores[rare] = -np.inf
+    assert len(set(np.argsort(-counts)[:10]) & set(np.argsort(-scores)[:10])) >= 6
+    # the index serves it with the bias folded in as one extra dimension
+    view = factor_view(model)
+    assert view is not None and "item_bias_" in view.source
+    # without the option: no bias, plain cosine scores
+    plain = tb.get_model("two_tower")(**params).fit(data)
+    assert plain.item_bias_ is None and plain._net.item_tower.bias is None
+    np.testing.assert_allclose(
+        plain._score(np.arange(5), None), plain.user_vectors_[:5] @ plain.item_vectors_.T, rtol=1e-6
+    )
+
+
+def test_item_bias_enters_the_loss_as_cosine_plus_bias(synth, monkeypatch):
+    """The softmax sees (<u, v_j> + c_j) / temperature: u gains a 1, v (and extra negatives) their c."""
+    calls = []
+    real = tt.sampled_softmax_loss
+
+    def spy(u, v, items, logq, temperature, neg_v=None, neg_items=None, logq_neg=None):
+        calls.append((u.detach(), v.detach(), items, neg_v.detach(), neg_items))
+        return real(u, v, items, logq, temperature, neg_v, neg_items, logq_neg)
+
+    monkeypatch.setattr(tt, "sampled_softmax_loss", spy)
+    model = tb.get_model("two_tower")(item_bias=True, negatives=5, **dict(FAST, epochs=1)).fit(synth)
+    u, v, items, nv, neg = calls[-1]
+    c = model._net.item_tower.bias.weight.detach()[:, 0]
+    assert u.shape[1] == v.shape[1] == nv.shape[1] == 9  # 8 factors + the bias slot
+    np.testing.assert_allclose(u[:, -1].numpy(), 1.0)
+    np.testing.assert_allclose(torch.linalg.norm(u[:, :-1], dim=1).numpy(), 1.0, rtol=1e-5)
+    # the last step's bias was applied before the optimiser moved it: compare up to one Adam step
+    np.testing.assert_allclose(v[:, -1].numpy(), c[items].numpy(), atol=5 * model.learning_rate)
+    np.testing.assert_allclose(nv[:, -1].numpy(), c[neg].numpy(), atol=5 * model.learning_rate)
+    assert float(c.abs().max()) > 0  # it trained
+
+
+def test_item_bias_round_trips_and_unseen_items_get_the_lowest(synth, tmp_path):
+    model = tb.get_model("two_tower")(item_bias=True, **dict(FAST, validation=0.25)).fit(synth)
+    raw = model._net.item_tower.bias.weight.detach().numpy()[:, 0]
+    np.testing.assert_array_equal(model.item_bias_[model.item_counts_ > 0], raw[model.item_counts_ > 0])
+    model.item_counts_[[3, 7]] = 0  # as if items 3 and 7 had no training interactions
+    c = model._learned_bias(model._net)
+    assert c[3] == c[7] == np.delete(raw, [3, 7]).min()
+    model.item_counts_[[3, 7]] = 1
+    model.save(tmp_path / "tt")
+    loaded = tb.load_model(str(tmp_path / "tt"))
+    np.testing.assert_array_equal(loaded.item_bias_, model.item_bias_)
+    h = np.array([1, 2])
+    np.testing.assert_allclose(
+        loaded._score_history(h, np.ones(2)), model._score_history(h, np.ones(2)), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_cosine_schedule_anneals_the_learning_rate_step_by_step(synth, monkeypatch):
+    seen_lr: list[float] = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen_lr.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    params = dict(FAST, epochs=3, validation=0.0, learning_rate=0.01)
+    model = tb.get_model("two_tower")(lr_schedule="cosine", **params).fit(synth)
+    per_epoch = -(-model.user_items_.nnz // params["batch_size"])
+    t = np.arange(3 * per_epoch)
+    np.testing.assert_allclose(seen_lr, 0.005 * (1 + np.cos(np.pi * t / len(t))), rtol=1e-12)
+    seen_lr.clear()
+    tb.get_model("two_tower")(**params).fit(synth)
+    assert seen_lr == [0.01] * len(t)  # the default keeps it constant
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        tb.get_model("two_tower")(lr_schedule="step").fit(synth)

@@ -55,11 +55,51 @@ def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    with open(path, "rb") as fh:  # into one reused buffer: hashing and reading release the GIL
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (``allow_pickle=False``).
+
+    Members stored uncompressed, as :func:`write_bundle` writes them, are read by one
+    ``np.fromfile`` each at their offset in the file: a C read with the GIL released. Through
+    ``zipfile`` the same bytes are copied in 256 KB chunks by Python code holding the GIL, about
+    0.4 s of a 1M-item model's reload in a server that keeps answering meanwhile. The zip's own
+    CRCs are not checked here; the caller verified the whole file's SHA-256 first."""
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            arr = _stored_member(fh, info) if info.compress_type == zipfile.ZIP_STORED else None
+            if arr is None:  # compressed or an unusual header: numpy's own reader
+                with zf.open(info) as member:
+                    arr = np.lib.format.read_array(member, allow_pickle=False)
+            out[key] = arr
+    return out
+
+
+def _stored_member(fh: Any, info: zipfile.ZipInfo) -> np.ndarray | None:
+    fh.seek(info.header_offset)
+    local = fh.read(30)  # the local file header; name and extra field lengths at bytes 26-29
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise ValueError(f"bad zip member header for {info.filename}")
+    start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+    fh.seek(start)
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        return None
+    if dtype.hasobject:
+        raise ValueError(f"{info.filename} holds Python objects; refusing to unpickle")
+    count = int(np.prod(shape, dtype=np.int64))
+    if fh.tell() + count * dtype.itemsize > start + info.file_size:
+        raise ValueError(f"{info.filename} is shorter than its header says")
+    arr = np.fromfile(fh, dtype=dtype, count=count)
+    return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
 
 
 def write_bundle(
@@ -161,8 +201,7 @@ def read_bundle(
         if name != ARRAYS:
             extra[name] = fpath.read_bytes()
     try:
-        with np.load(directory / ARRAYS, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = _read_npz(directory / ARRAYS)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFormatError(f"{directory / ARRAYS}: cannot be read ({exc})") from None
     return manifest, arrays, extra

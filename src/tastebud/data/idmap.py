@@ -10,6 +10,8 @@ import pandas as pd
 
 from tastebud.core.errors import DataError, UnknownIdError
 
+_FEW = 16  # up to this many ids, lookup() asks the hash table one id at a time
+
 
 class IdMap:
     """An ordered vocabulary of external ids.
@@ -87,7 +89,10 @@ class IdMap:
         coerced, ok = self._coerce(values)
         if len(coerced) == 0:
             return np.empty(0, dtype=np.int64)
-        idx = self._index.get_indexer(coerced).astype(np.int64)
+        if len(coerced) <= _FEW:  # a request's handful of ids: hash lookups, no Index built
+            idx = np.fromiter((self.position(v) for v in coerced.tolist()), np.int64, len(coerced))
+        else:
+            idx = self._index.get_indexer(coerced).astype(np.int64)
         if ok is not None:
             idx[~ok] = -1  # not convertible (e.g. "x" or 2**70): unknown, whatever the sentinel hits
         return idx

@@ -10,7 +10,7 @@ Same models, same files, same results; no home-made cluster code:
   item vectors exported the same way and a FAISS index built from them;
 * :mod:`tastebud.dist.parquet`: interactions read from Parquet partitions on any filesystem
   pyarrow reads;
-* :mod:`tastebud.dist.sharded`: iALS and NCF trained on Ray straight from Parquet files, each
+* :mod:`tastebud.dist.sharded`: iALS, NCF, the two-tower and SASRec trained on Ray straight from Parquet files, each
   worker reading and holding only its own block of users (and items), so no process ever holds
   all events.
 

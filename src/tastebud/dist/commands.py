@@ -36,7 +36,7 @@ def check_supported(model_name: str, params: dict[str, Any]) -> None:
 
 
 #: Models that train from a Parquet directory with each Ray worker reading its own share.
-PARQUET_MODELS = ("ials", "gmf", "mlp", "neumf")
+PARQUET_MODELS = ("ials", "gmf", "mlp", "neumf", "two_tower", "sasrec")
 
 
 def sharded_source(model_name: str, params: dict[str, Any], data: Path | None, **columns: Any) -> Any:

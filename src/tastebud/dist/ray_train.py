@@ -170,7 +170,7 @@ def _sum_grads(params: list[Any]) -> None:
         offset += sizes[j]
 
 
-def gathered_softmax_loss(shares: Shares) -> Callable[..., Any]:
+def gathered_softmax_loss(shares: Shares, frequency: Any = None) -> Callable[..., Any]:
     """The two-tower's in-batch sampled softmax over the *global* batch, for one rank's rows.
 
     Same signature and value as :func:`tastebud.models.two_tower.sampled_softmax_loss` on the
@@ -178,6 +178,12 @@ def gathered_softmax_loss(shares: Shares) -> Callable[..., Any]:
     all-gathers the item vectors ``v`` (with autograd, padded to equal sizes as gloo needs), the
     items and their log-probabilities, and scores its rows against every column; its row ``i``'s
     positive is column ``offset + i``.
+
+    ``frequency`` (a :class:`~tastebud.models.two_tower.StreamingFrequency`): when every rank
+    trains on its own data, each rank's own estimator would only see its share of each batch;
+    then the log-probabilities are instead taken from this estimator, updated with the gathered
+    items of the *global* batch, the stream the single-process estimator sees (Yi et al. 2019,
+    Algorithm 2). Every rank updates its copy with the same items, so the copies stay equal.
     """
 
     def loss(
@@ -212,6 +218,10 @@ def gathered_softmax_loss(shares: Shares) -> Callable[..., Any]:
             dist.all_gather(out, padded(t).contiguous())
             plain.append(torch.cat([p[:n] for p, n in zip(out, shares.rows, strict=True)]))
         items_all, logq_all = plain
+        if frequency is not None:
+            seen = items_all.cpu().numpy()
+            frequency.update(seen)
+            logq_all = torch.as_tensor(np.log(frequency.probability(seen)), dtype=logq_all.dtype, device=u.device)
         return softmax_rows(
             u, v_all, items, items_all, logq_all, shares.offset, temperature, neg_v, neg_items, logq_neg
         )
@@ -230,7 +240,12 @@ def _local_counts(name: str, batch: Any) -> tuple[int, int]:
 
 @contextmanager
 def data_parallel(
-    rank: int, world: int, name: str, params: dict[str, Any] | None = None, local_data: bool = False
+    rank: int,
+    world: int,
+    name: str,
+    params: dict[str, Any] | None = None,
+    local_data: bool = False,
+    frequency: Any = None,
 ) -> Iterator[Shares]:
     """Within this block, every :class:`TrainLoop` run of model ``name`` is one rank of a data-parallel job.
 
@@ -243,6 +258,8 @@ def data_parallel(
     batch sizes (one all-reduce of ``W`` integers), stop the epoch together when any rank has
     run out, weight their losses by their share of the step's examples, and average their
     validation metrics, so every rank takes the same steps and early stopping agrees.
+    ``frequency``: the two-tower's logQ estimator over the global batches (see
+    :func:`gathered_softmax_loss`), for ``local_data``.
     """
     import torch
     import torch.distributed as dist
@@ -308,7 +325,7 @@ def data_parallel(
             from tastebud.models import two_tower
 
             local_loss = two_tower.sampled_softmax_loss
-            two_tower.sampled_softmax_loss = gathered_softmax_loss(shares)  # type: ignore[assignment]
+            two_tower.sampled_softmax_loss = gathered_softmax_loss(shares, frequency)  # type: ignore[assignment]
             stack.callback(setattr, two_tower, "sampled_softmax_loss", local_loss)
         yield shares
 

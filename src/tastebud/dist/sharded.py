@@ -15,26 +15,36 @@ events; each holds about ``1/W`` of them (counted, see ``_dist_info["held_events
   rounding of the summed Gramians. The driver holds the factors (as in the in-memory Ray fit)
   and, once training is done, assembles the fitted model's seen-item matrix from the actors'
   blocks (the model needs it to exclude seen items; it is the saved model, not training data).
-* **NCF** (GMF, MLP, NeuMF; :func:`fit_ncf_parquet`): ``W`` Ray Train workers each read the events
-  of their user block and train data-parallel (:func:`tastebud.dist.ray_train.data_parallel` in
-  ``local_data`` mode): every step each worker takes ``batch_size / W`` examples of its own
-  shuffled share, the weighted gradients are summed, so the global batch is still about
-  ``batch_size``; negatives are sampled from each user's own unseen items, exact because a
-  worker holds all events of its users. Validation hit rates are averaged across workers.
+* **Neural models** (NCF: GMF, MLP, NeuMF; the two-tower; SASRec; :func:`fit_neural_parquet`):
+  ``W`` Ray Train workers each read the events of their user block and train data-parallel
+  (:func:`tastebud.dist.ray_train.data_parallel` in ``local_data`` mode): every step each worker
+  takes ``batch_size / W`` examples of its own shuffled share, the weighted gradients are
+  summed, so the global batch is still about ``batch_size``; the two-tower's in-batch softmax
+  all-gathers the whole global batch. Whatever needs all users is merged, not gathered:
+  negatives (NCF, SASRec ``bce``) come from each user's own unseen items and SASRec sequences
+  are complete, both exact because a worker holds all events of its users; the two-tower's
+  logQ estimator streams over the item ids of every *global* batch (gathered in the loss);
+  item features are catalogue data, read whole by every worker; user features are read per
+  block with the encoder vocabularies united; item counts and popularity are summed;
+  validation metrics are averaged across workers. The per-user state the saved model needs is
+  computed by each block's worker and concatenated on rank 0.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
-from tastebud.core.errors import ConfigError, NotSupportedError
-from tastebud.dist.parquet import Scan, read_interactions, scan
+from tastebud.core.errors import ConfigError, DataError, NotSupportedError
+from tastebud.dist.parquet import Scan, fragments, read_interactions, scan
 from tastebud.dist.ray_ials import row_blocks, solve_block
 from tastebud.dist.session import ray_session
 from tastebud.kernels import als as K
@@ -51,6 +61,10 @@ class ParquetSource:
     time: str | None = None
     filesystem: Any = None
     duplicates: str = "last"
+    #: Catalogue tables (two-tower): a DataFrame indexed by id, or a Parquet file / directory with
+    #: an id column named like ``item`` (``user``) and one column per feature.
+    item_features: Any = None
+    user_features: Any = None
 
     def scan(self) -> Scan:
         return scan(self.path, self.user, self.item, self.rating, filesystem=self.filesystem)
@@ -77,6 +91,48 @@ class ParquetSource:
             item_range=item_range,
         )
 
+    def read_features(self, plan: Scan, user_range: tuple[int, int] | None = None) -> tuple[Any, Any]:
+        """(item features, user features) for a worker: the item table whole (catalogue data: items x
+        features, not events), the user table only for the users of ``user_range``."""
+        items = _feature_table(self.item_features, self.item, plan.items, None, self.filesystem)
+        users = _feature_table(self.user_features, self.user, plan.users, user_range, self.filesystem)
+        return items, users
+
+
+def _feature_table(
+    spec: Any, id_col: str, vocab: Any, index_range: tuple[int, int] | None, filesystem: Any
+) -> pd.DataFrame | None:
+    """A feature table indexed by external id, keeping only the ids whose index is in ``index_range``."""
+    if spec is None:
+        return None
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        if index_range is None:
+            return frame
+        pos = vocab.lookup(frame.index.to_numpy())
+        return frame[(pos >= index_range[0]) & (pos < index_range[1])]
+
+    if isinstance(spec, pd.DataFrame):
+        return keep(spec)
+    if not isinstance(spec, (str, Path)):
+        raise ConfigError(
+            f"feature tables must be a DataFrame indexed by id or a Parquet path, got {type(spec).__name__}"
+        )
+    parts = []
+    for frag in fragments(spec, filesystem):  # streamed: a worker keeps only its block's rows
+        if id_col not in frag.physical_schema.names:
+            raise DataError(
+                f"{frag.path}: missing id column '{id_col}'; columns present: {', '.join(frag.physical_schema.names)}"
+            )
+        frame = frag.to_table().to_pandas()
+        ids = frame.pop(id_col).to_numpy()
+        frame.index = pd.Index(ids.astype(str) if ids.dtype.kind in "OUS" else ids, name=id_col)
+        parts.append(keep(frame))
+    out = pd.concat(parts) if parts else pd.DataFrame()
+    if not out.index.is_unique:
+        raise DataError(f"{spec}: the feature table has duplicate '{id_col}' ids")
+    return out if len(out) else None
+
 
 def blocks(counts: np.ndarray, n_blocks: int) -> list[tuple[int, int]]:
     """Contiguous index ranges with about equal events (the in-memory Ray fit's cut)."""
@@ -97,19 +153,22 @@ def fit_parquet(
 ) -> Any:
     """Fit ``model`` on Ray from Parquet files without any process holding all events; returns the model.
 
-    Supported: :class:`~tastebud.models.als.ImplicitALS` and the NCF family (GMF, MLP, NeuMF).
+    Supported: :class:`~tastebud.models.als.ImplicitALS`, the NCF family (GMF, MLP, NeuMF),
+    :class:`~tastebud.models.two_tower.TwoTower` and :class:`~tastebud.models.sasrec.SASRec`.
     ``workers`` / ``address`` default to the model's hyper-parameters of the same names.
     """
     from tastebud.models.als import ImplicitALS
     from tastebud.models.ncf import _NCF
+    from tastebud.models.sasrec import SASRec
+    from tastebud.models.two_tower import TwoTower
 
     if isinstance(model, ImplicitALS):
         return fit_ials_parquet(model, source, workers, address)
-    if isinstance(model, _NCF):
-        return fit_ncf_parquet(model, source, workers, address)
+    if isinstance(model, (_NCF, TwoTower, SASRec)):
+        return fit_neural_parquet(model, source, workers, address)
     raise NotSupportedError(
-        f"{type(model).__name__} cannot train from sharded Parquet yet; use ials, gmf, mlp or neumf, "
-        "or read the data with tastebud.dist.parquet.read_interactions and call fit"
+        f"{type(model).__name__} cannot train from sharded Parquet yet; use ials, gmf, mlp, neumf, two_tower "
+        "or sasrec, or read the data with tastebud.dist.parquet.read_interactions and call fit"
     )
 
 
@@ -122,8 +181,6 @@ def _prepare(model: Any, source: Any, workers: int | None, address: str | None) 
     address = address if address is not None else getattr(model, "address", None)
     plan = src.scan()
     if plan.events == 0:
-        from tastebud.core.errors import DataError
-
         raise DataError(f"{src.path}: the Parquet files hold no interactions")
     return src, plan, workers, address
 
@@ -284,9 +341,130 @@ def fit_ials_parquet(
     return model
 
 
-# ------------------------------------------------------------------------------------ NCF
-def _ncf_worker(config: dict[str, Any]) -> None:
-    """Ray Train worker: read this rank's user block, train data-parallel on local data."""
+# ------------------------------------------------------------------------------------ neural
+def _gather(obj: Any, rank: int, world: int) -> list[Any] | None:
+    """``obj`` of every rank on rank 0 (None elsewhere)."""
+    import torch.distributed as dist
+
+    out: list[Any] | None = [None] * world if rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def _sum(values: np.ndarray) -> np.ndarray:
+    """Element-wise sum over the ranks (every rank gets it)."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.as_tensor(np.ascontiguousarray(values))
+    dist.all_reduce(t)
+    return t.numpy().astype(values.dtype)
+
+
+@contextmanager
+def _two_tower_hooks(model: Any, world: int) -> Iterator[None]:
+    """What a two-tower worker changes for the duration of its fit on one user block.
+
+    * the user-feature encoder's vocabularies are the union over the ranks' blocks (for the
+      categorical columns the two-tower uses, with ``min_df=1``, that is exactly the vocabulary
+      of the whole table), so every rank builds the same network;
+    * the end-of-fit vectors for *all* users are skipped: :func:`_merge_two_tower` computes
+      each block's user vectors on its own rank.
+    """
+    import torch.distributed as dist
+
+    from tastebud.data.features import ItemFeatureEncoder
+    from tastebud.models import two_tower
+
+    fit_features = model._fit_features
+
+    def merged_features(data: Any) -> None:
+        fit_features(data)
+        spec = model.user_feature_spec_
+        mine = None if spec is None else {k: v for k, v in model._user_enc_arrays.items() if k.endswith(".vocab")}
+        every: list[Any] = [None] * world
+        dist.all_gather_object(every, mine)
+        if spec is None and any(e is not None for e in every):
+            raise DataError(
+                "user_features: no row for any user of one worker's block while other blocks have some; "
+                "give every block users with features, or none"
+            )
+        if spec is None or mine is None:
+            return
+        arrays = dict(model._user_enc_arrays)
+        for key in mine:
+            arrays[key] = np.asarray(sorted(set().union(*(set(e.get(key, ()).tolist()) for e in every))), dtype=str)
+        enc = ItemFeatureEncoder.from_state(spec, arrays)
+        cols = [b["column"] for b in spec]
+        mat = enc.transform(two_tower._aligned(data.user_features[cols], model.users_, "user"))
+        model.user_feat_idx_, model.user_feat_val_ = two_tower._padded(mat)
+        model.n_user_features_ = int(mat.shape[1])
+        model.user_feature_spec_, model._user_enc_arrays = enc.state()
+
+    model._fit_features = merged_features
+    model._finish = lambda full: None
+    try:
+        yield
+    finally:
+        for name in ("_fit_features", "_finish"):
+            vars(model).pop(name, None)
+
+
+def _padded_rows(parts: list[np.ndarray]) -> np.ndarray:
+    """Row blocks of padded feature matrices (widths may differ) as one matrix, padded with 0."""
+    width = max(p.shape[1] for p in parts)
+    return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts], axis=0)
+
+
+def _merge_two_tower(model: Any, rank: int, world: int, lo: int, hi: int) -> None:
+    """Item counts summed; item vectors (identical on every rank); this block's user vectors; rows to rank 0."""
+    import torch
+
+    model.item_counts_ = _sum(model.item_counts_)
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        iv = model._item_vectors(model._net, cpu)
+        uv = model._user_vectors(model._net, cpu, np.arange(lo, hi), model.user_items_, table=iv)
+    seen = model.user_items_
+    recent = None if model.recent_ is None else model.recent_[seen.indptr[lo] : seen.indptr[hi]]
+    piece = (seen[lo:hi], recent, model.user_feat_idx_[lo:hi], model.user_feat_val_[lo:hi], uv)
+    every = _gather(piece, rank, world)
+    if every is None:
+        return
+    model.user_items_ = sp.vstack([p[0] for p in every], format="csr")
+    model.recent_ = None if recent is None else np.concatenate([p[1] for p in every])
+    model.user_feat_idx_ = _padded_rows([p[2] for p in every])
+    model.user_feat_val_ = _padded_rows([p[3] for p in every])
+    model.item_vectors_ = iv
+    model.user_vectors_ = np.concatenate([p[4] for p in every], axis=0)
+    if hasattr(model, "_learned_bias"):  # item_bias: unseen items get the lowest bias, by the summed counts
+        model.item_bias_ = model._learned_bias(model._net)
+
+
+def _merge_sasrec(model: Any, rank: int, world: int, lo: int, hi: int) -> None:
+    """Popularity summed; each block's (complete) sequences and seen rows to rank 0."""
+    model.popularity_ = _sum(model.popularity_)
+    seen = model.user_items_
+    # outside its block a rank's sequences are empty, so its seq_items_ are its block's, in user order
+    piece = (seen[lo:hi], np.diff(model.seq_indptr_)[lo:hi], model.seq_items_)
+    every = _gather(piece, rank, world)
+    if every is None:
+        return
+    model.user_items_ = sp.vstack([p[0] for p in every], format="csr")
+    lengths = np.concatenate([p[1] for p in every])
+    model.seq_indptr_ = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    model.seq_items_ = np.concatenate([p[2] for p in every]).astype(np.int32)
+
+
+def _merge_seen(model: Any, rank: int, world: int, lo: int, hi: int) -> None:
+    """Only the seen-item rows to rank 0 (NCF's learned state is all in its weights)."""
+    every = _gather(model.user_items_[lo:hi], rank, world)
+    if every is not None:
+        model.user_items_ = sp.vstack(every, format="csr")
+
+
+def _neural_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker: read this rank's user block, train data-parallel on local data, merge the state."""
 
     import ray
     import ray.train
@@ -296,19 +474,43 @@ def _ncf_worker(config: dict[str, Any]) -> None:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    name = config["name"]
     params = dict(config["params"])
     if rank != 0:
         params.update(checkpoint_dir=None, progress=False)
     src: ParquetSource = config["source"]
     plan: Scan = ray.get(config["plan"][0])
-    lo, hi = config["ranges"][rank] if rank < len(config["ranges"]) else (0, 0)
+    lo, hi = config["ranges"][rank]
     share = src.read(plan, user_range=(lo, hi))
     held = len(share)
+    if name == "two_tower":
+        share.item_features, share.user_features = src.read_features(plan, user_range=(lo, hi))
     # each rank's batches are its own: batch_size / W examples a step, so the global batch stays about batch_size
-    params["batch_size"] = max(1, -(-int(params["batch_size"]) // world))
-    model = get_model(config["name"])(**params)
-    with data_parallel(rank, world, config["name"], params, local_data=True):
+    batch_size = int(params["batch_size"])
+    params["batch_size"] = max(1, -(-batch_size // world))
+    seed = int(params.get("random_state", 0))
+    # each rank shuffles and samples its own data with its own stream: with one seed everywhere the
+    # ranks' batches would be drawn in lockstep (the same relative positions, the same history
+    # lengths, the same dropout masks); the weights are rank 0's all the same (broadcast at the start)
+    params["random_state"] = seed + 1_000_003 * rank
+    model = get_model(name)(**params)
+    frequency = None
+    if name == "two_tower" and model.logq:  # logQ over the global batches, as one process estimates it
+        from tastebud.models.two_tower import StreamingFrequency
+
+        prior = max(1.0, len(plan.items) / batch_size)
+        frequency = StreamingFrequency(
+            int(model.freq_buckets), float(model.freq_alpha), int(model.freq_hashes), prior, seed
+        )
+    with ExitStack() as stack:
+        stack.enter_context(data_parallel(rank, world, name, params, local_data=True, frequency=frequency))
+        if name == "two_tower":
+            stack.enter_context(_two_tower_hooks(model, world))
         model.fit(share)
+    del share
+    model.random_state = seed  # what the saved model (rank 0's) says, for the serving-time vectors computed now
+    merge = {"two_tower": _merge_two_tower, "sasrec": _merge_sasrec}.get(name, _merge_seen)
+    merge(model, rank, world, lo, hi)
     import torch.distributed as dist
 
     everyone: list[Any] = [None] * world
@@ -317,22 +519,40 @@ def _ncf_worker(config: dict[str, Any]) -> None:
     report(model, rank, {"rank": rank, "held_events": everyone, "epochs": len(history)})
 
 
-def fit_ncf_parquet(
+def fit_neural_parquet(
     model: Any, source: ParquetSource | str | Path, workers: int | None = None, address: str | None = None
 ) -> Any:
-    """GMF / MLP / NeuMF on Ray Train from Parquet: each worker reads and trains on its own user block.
+    """Two-tower, SASRec, GMF / MLP / NeuMF on Ray Train from Parquet: each worker reads and trains on its own user block.
 
-    The learned weights come from rank 0 (all ranks hold the same weights); the seen-item matrix
-    of the fitted model is read on the driver after training (:meth:`ParquetSource.read`), as the
-    saved model needs it to exclude seen items.
+    Users are cut into ``W`` contiguous blocks with about equal training examples: events for the
+    two-tower and NCF, sequences (users with two or more events) for SASRec. Every step each
+    worker takes ``batch_size / W`` examples of its own shuffled block (``data_parallel`` in
+    ``local_data`` mode); the two-tower's in-batch softmax all-gathers the item vectors of the
+    whole global batch. State over all users is merged, not gathered: the two-tower's logQ
+    estimator (Yi et al. 2019) streams over the item ids of every global batch, all-gathered in
+    the loss with the item vectors, so it sees what the single-process estimator sees; item
+    counts and popularity are summed; the user-feature vocabularies are united; validation
+    metrics are averaged across workers. Item features are catalogue data and every worker reads them whole; user features
+    are read per block. SASRec sequences are complete because a worker holds all events of
+    its users (give ``ParquetSource(time=...)`` so they are in time order).
+
+    The weights come from rank 0 (all ranks hold the same weights). The per-user state the saved
+    model needs (seen-item rows; the two-tower's user vectors, recency order and user features;
+    SASRec's last ``maxlen`` items) is computed on each block's own rank and concatenated on
+    rank 0: no process reads all events.
     """
     from tastebud.dist.ray_train import adopt, run_trainer
 
     started = time.perf_counter()
     src, plan, workers, address = _prepare(model, source, workers, address)
-    ranges = blocks(plan.user_events, workers)
+    if model.name == "sasrec":  # a SASRec example is one user's sequence
+        ranges = blocks((plan.user_events >= 2).astype(np.int64), workers)
+    else:
+        ranges = blocks(plan.user_events, workers)
     if len(ranges) < workers:
         raise ConfigError(f"workers={workers} but only {len(ranges)} user(s) to share out; use fewer workers")
+    if model.name != "two_tower" and (src.item_features is not None or src.user_features is not None):
+        raise ConfigError(f"{model.name} uses no item or user features; only two_tower reads ParquetSource features")
     params = dict(model.get_params(), engine="local")
     with ray_session(address, workers) as ray:
         config = {
@@ -342,9 +562,9 @@ def fit_ncf_parquet(
             "plan": [ray.put(plan)],
             "ranges": ranges,
         }
-        fitted, metrics = run_trainer(_ncf_worker, config, workers, use_gpu=False)
+        fitted, metrics = run_trainer(_neural_worker, config, workers, use_gpu=False)
     adopt(model, fitted)
-    _finish(model, plan, src.read(plan).matrix, src, started)
+    _finish(model, plan, fitted.user_items_, src, started)
     model._dist_info = {
         "engine": "ray",
         "source": "parquet",
@@ -356,4 +576,16 @@ def fit_ncf_parquet(
     return model
 
 
-__all__ = ["IALSShard", "ParquetSource", "blocks", "fit_ials_parquet", "fit_ncf_parquet", "fit_parquet"]
+#: NCF keeps its own name (same path).
+fit_ncf_parquet = fit_neural_parquet
+
+
+__all__ = [
+    "IALSShard",
+    "ParquetSource",
+    "blocks",
+    "fit_ials_parquet",
+    "fit_ncf_parquet",
+    "fit_neural_parquet",
+    "fit_parquet",
+]

@@ -173,6 +173,10 @@ class ImplicitALS(Recommender):
             return np.empty(0, np.float32)
         row_of = np.repeat(np.arange(conf.shape[0]), np.diff(conf.indptr))
         mass = np.bincount(row_of, weights=conf.data.astype(np.float64), minlength=conf.shape[0])
+        return self._penalty(mass, n_cols)
+
+    def _penalty(self, mass: np.ndarray, n_cols: int) -> np.ndarray:
+        """The extra penalty of rows whose ``sum_i (c_ui - 1)`` is ``mass`` (see :meth:`_row_reg`)."""
         scale = ((n_cols + mass) / max(1, n_cols)) ** float(self.reg_exponent)
         return (float(self.reg) * (scale - 1.0)).astype(np.float32)
 
@@ -198,13 +202,22 @@ class ImplicitALS(Recommender):
         Y = self.item_factors_ if item_idx is None else self.item_factors_[item_idx]
         return self.user_factors_[user_idx] @ Y.T
 
-    def _history_row(self, item_idx: np.ndarray, values: np.ndarray) -> sp.csr_matrix:
-        """One CSR row of raw values (duplicate items summed) over the model's items."""
+    def _history_parts(self, item_idx: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct items of a history and their raw values (duplicates summed)."""
         values = np.asarray(values, np.float32)
         check_values(values, "history values")
-        items, where = np.unique(np.asarray(item_idx, np.int64), return_inverse=True)
+        item_idx = np.asarray(item_idx, np.int64)
+        order = np.argsort(item_idx, kind="stable")
+        items = item_idx[order]
+        if (items[1:] != items[:-1]).all():  # distinct, as histories mostly are: no np.unique
+            return items.astype(np.int32), values[order]
+        items, where = np.unique(item_idx, return_inverse=True)
         summed = np.bincount(where, weights=values, minlength=len(items)).astype(np.float32)
-        # built from CSR parts directly: a COO round trip costs more than the fold-in (per request)
+        return items.astype(np.int32), summed
+
+    def _history_row(self, item_idx: np.ndarray, values: np.ndarray) -> sp.csr_matrix:
+        """One CSR row of raw values (duplicate items summed) over the model's items."""
+        items, summed = self._history_parts(item_idx, values)
         return sp.csr_matrix((summed, items, np.array([0, len(items)])), shape=(1, self.n_items))
 
     def _item_gramian(self) -> np.ndarray:
@@ -221,18 +234,28 @@ class ImplicitALS(Recommender):
 
     def fold_in(self, row: sp.csr_matrix) -> np.ndarray:
         """The exact least-squares user vector for one raw history row, item factors fixed."""
-        conf = self._conf_matrix(row)
+        row = sp.csr_matrix(row, copy=True)
+        row.sum_duplicates()
+        return self._solve_history(row.indices.astype(np.int32), row.data.astype(np.float32))
+
+    def _solve_history(self, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """:meth:`fold_in` of one row given as its sorted distinct items and raw values.
+
+        No sparse matrix is built: this runs once per ``POST /recommendations``, where scipy's
+        constructors cost more than the k x k solve."""
+        cm1 = self._cm1(values)
+        extra = np.empty(0, np.float32)
+        if self.reg_exponent != 0:
+            extra = self._penalty(np.array([cm1.sum(dtype=np.float64)]), self.n_items)
         out = np.zeros((1, self.item_factors_.shape[1]), np.float32)
-        A0 = self._item_gramian()
-        extra = self._row_reg(conf, self.n_items)
-        K.exact_rows_serial(
-            conf.indptr, conf.indices, conf.data, np.zeros(1, np.int64), out, self.item_factors_, A0, extra
-        )
+        indptr = np.array([0, len(items)], np.int32)
+        rows = np.zeros(1, np.int64)
+        K.exact_rows_serial(indptr, items, cm1, rows, out, self.item_factors_, self._item_gramian(), extra)
         return out[0]
 
     def history_vector(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
         """The folded-in vector of a new person: the query a vector index is searched with."""
-        return self.fold_in(self._history_row(item_idx, values))
+        return self._solve_history(*self._history_parts(item_idx, values))
 
     def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
         return self.item_factors_ @ self.history_vector(item_idx, values)

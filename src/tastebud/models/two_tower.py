@@ -23,6 +23,17 @@ Modeling for Large Corpus Item Recommendations." RecSys 2019.
   gap), ``p = 1 / B``; the maximum over ``freq_hashes`` hash functions of B guards against
   collisions). Accidental hits (the same item elsewhere in the batch) are masked out; optional
   ``negatives`` extra uniformly sampled items join every row's candidates.
+* **Item bias** (``item_bias=True``, off by default): a learned scalar per item added to the
+  cosine score, ``(<u, v_j> + c_j) / temperature``, the item bias of biased matrix factorisation
+  (Koren, Bell, Volinsky. "Matrix Factorization Techniques for Recommender Systems." IEEE
+  Computer 2009). With the logQ correction the logits estimate the full softmax, whose
+  popularity part the bounded cosine can only hold in its geometry; the bias holds it as one
+  number per item, which matters for people known by a handful of items (for them "popular"
+  is much of what is known). Served as ``<u, v_j> + item_bias_[j]``; items without training
+  interactions get the lowest learned bias.
+* **Schedule**: ``lr_schedule="cosine"`` anneals Adam's learning rate to zero over ``epochs``
+  (Loshchilov, Hutter. "SGDR: Stochastic Gradient Descent with Warm Restarts." ICLR 2017, without
+  restarts), so the last epoch is a settled model instead of one point of a noisy trajectory.
 
 Serving: after ``fit`` the whole catalogue's vectors are in ``item_vectors_`` (for an ANN index);
 :meth:`TwoTower.encode_items` turns a feature table of new items into vectors; the user tower runs
@@ -224,10 +235,14 @@ def _nets() -> dict[str, Any]:
             return F.embedding_bag(idx, self.emb.weight, per_sample_weights=val, mode="sum")
 
     class ItemTower(nn.Module):
-        def __init__(self, n_items: int, dim: int, n_features: int, layers: Sequence[int]) -> None:
+        def __init__(self, n_items: int, dim: int, n_features: int, layers: Sequence[int], bias: bool = False) -> None:
             super().__init__()
             self.ids = nn.Embedding(n_items, dim)
             nn.init.normal_(self.ids.weight, std=0.05)
+            # a learned per-item scalar in cosine units (item_bias); starts at zero
+            self.bias = nn.Embedding(n_items, 1) if bias else None
+            if self.bias is not None:
+                nn.init.zeros_(self.bias.weight)
             self.features = Bag(n_features, dim) if n_features else None
             self.mlp = mlp(dim * (2 if n_features else 1), layers)
             self.out_dim = int(layers[-1])
@@ -346,11 +361,13 @@ class TwoTower(Recommender):
         logq: bool = True,
         negatives: int = 0,
         id_dropout: float = 0.2,
+        item_bias: bool = False,
         freq_alpha: float = 0.05,
         freq_buckets: int = 1 << 16,
         freq_hashes: int = 2,
         epochs: int = 20,
         learning_rate: float = 0.003,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
         batch_size: int = 512,
         reg: float = 0.0,
         validation: float = 0.2,
@@ -382,11 +399,13 @@ class TwoTower(Recommender):
         self.logq = logq
         self.negatives = negatives
         self.id_dropout = id_dropout
+        self.item_bias = item_bias
         self.freq_alpha = freq_alpha
         self.freq_buckets = freq_buckets
         self.freq_hashes = freq_hashes
         self.epochs = epochs
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.reg = reg
         self.validation = validation
@@ -432,6 +451,8 @@ class TwoTower(Recommender):
             raise ConfigError(
                 f"{name}: user_layers ends in {u[-1]} but item_layers in {i[-1]}; both towers must end in the same dimension"
             )
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"{name}: lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if not 0.0 <= self.short_history <= 1.0:
             raise ConfigError(f"{name}: short_history must be in [0, 1], got {self.short_history!r}")
         if not 0.0 <= self.id_dropout < 1.0:
@@ -545,7 +566,9 @@ class TwoTower(Recommender):
     def _build(self) -> Any:
         nets = _nets()
         d = self._dim()
-        item = nets["ItemTower"](self.n_items, d, int(self.n_item_features_), self._layers("item"))
+        item = nets["ItemTower"](
+            self.n_items, d, int(self.n_item_features_), self._layers("item"), bias=bool(self.item_bias)
+        )
         user = nets["UserTower"](
             self.n_users,
             d,
@@ -605,11 +628,19 @@ class TwoTower(Recommender):
                 freq["est"] = est
             return freq["est"]
 
+        n_steps = max(1, -(-n_ex // bs)) * int(self.epochs)
+
         def batches(epoch: int) -> Any:
             est = estimator_at(epoch)
             order = order_of(epoch)
             rng = np.random.default_rng([seed, epoch, 1])
             for s in range(0, n_ex, bs):
+                if self.lr_schedule == "cosine":
+                    # cosine annealing to zero over all epochs (Loshchilov & Hutter 2017, without
+                    # restarts); a pure function of the step, so a resumed run follows it too
+                    t = epoch * -(-n_ex // bs) + s // bs
+                    for group in optimizer.param_groups:
+                        group["lr"] = 0.5 * float(self.learning_rate) * (1.0 + np.cos(np.pi * t / n_steps))
                 ex = order[s : s + bs]
                 users, items = ex_user[ex], indices[ex]
                 hist, mask = self._sample_history(
@@ -667,7 +698,18 @@ class TwoTower(Recommender):
             if n_neg:
                 neg = b["neg"]
                 vn = it(neg, torch.ones(len(neg), device=neg.device), ifi[neg], ifv[neg])
+            if it.bias is not None:
+                # (<u, v> + c) / tau as one inner product: u gets a 1, v its item's bias c, so the
+                # loss (and its data-parallel form) sees plain vectors
+                u = torch.cat([u, u.new_ones((len(u), 1))], dim=1)
+                v = torch.cat([v, it.bias(items)], dim=1)
+                if vn is not None:
+                    vn = torch.cat([vn, it.bias(b["neg"])], dim=1)
             return sampled_softmax_loss(u, v, items, b["logq"], tau, vn, b["neg"], b["logq_neg"])
+
+        def bias_now() -> np.ndarray | float:
+            c = net.item_tower.bias
+            return 0.0 if c is None else c.weight.detach().cpu().numpy()[:, 0]
 
         validate = None
         if len(val_users):
@@ -676,7 +718,7 @@ class TwoTower(Recommender):
             def validate() -> float:
                 iv = self._item_vectors(net, device)
                 uv = self._user_vectors(net, device, val_users, train, table=iv)
-                return hit_rate(uv @ iv.T, seen, val_items)
+                return hit_rate(uv @ iv.T + bias_now(), seen, val_items)
 
             if self.validation_history is not None:
                 # select the epoch for people served from a few items: each validation user is
@@ -695,7 +737,7 @@ class TwoTower(Recommender):
                 def validate() -> float:
                     iv = self._item_vectors(net, device)
                     uv = self._run_user_tower(net, device, vh, vm, anon, np.zeros(len(anon), np.float32), None, iv)
-                    return hit_rate(uv @ iv.T, seen, val_items)
+                    return hit_rate(uv @ iv.T + bias_now(), seen, val_items)
 
         params = [p for p in net.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=float(self.learning_rate), weight_decay=float(self.reg))
@@ -722,6 +764,18 @@ class TwoTower(Recommender):
             self.user_vectors_ = self._user_vectors(
                 self._net, torch.device("cpu"), np.arange(self.n_users), full, table=self.item_vectors_
             )
+        self.item_bias_ = self._learned_bias(self._net)
+
+    def _learned_bias(self, net: Any) -> np.ndarray | None:
+        """The per-item bias in cosine units (``item_bias``), or None; items never seen in
+        training (an untrained bias) get the lowest learned one."""
+        if getattr(net.item_tower, "bias", None) is None:
+            return None
+        c = net.item_tower.bias.weight.detach().cpu().numpy()[:, 0].astype(np.float32)
+        seen = self.item_counts_ > 0
+        if seen.any() and not seen.all():
+            c[~seen] = c[seen].min()
+        return c
 
     # ------------------------------------------------------------------ sampling
     @staticmethod
@@ -926,12 +980,18 @@ class TwoTower(Recommender):
             self._item_encoder = ItemFeatureEncoder.from_state(self.item_feature_spec_, self._item_enc_arrays)
         return self._item_encoder
 
+    def _bias(self, item_idx: np.ndarray | None = None) -> np.ndarray | float:
+        c = getattr(self, "item_bias_", None)
+        if c is None:
+            return 0.0
+        return c if item_idx is None else c[item_idx]
+
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray | None) -> np.ndarray:
         iv = self.item_vectors_ if item_idx is None else self.item_vectors_[item_idx]
-        return self.user_vectors_[user_idx] @ iv.T
+        return self.user_vectors_[user_idx] @ iv.T + self._bias(item_idx)
 
     def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return self.item_vectors_ @ self.encode_history(item_idx)
+        return self.item_vectors_ @ self.encode_history(item_idx) + self._bias()
 
     def _similar(self, item_idx: np.ndarray) -> np.ndarray:
         return self.item_vectors_[item_idx] @ self.item_vectors_.T

@@ -135,11 +135,9 @@ def _serve_fleet(
     import shutil
     import tempfile
 
-    import uvicorn
-
     from tastebud.core.errors import TastebudError
     from tastebud.serve.engine import Engine
-    from tastebud.serve.fleet import FleetControl
+    from tastebud.serve.fleet import FleetControl, run_fleet
     from tastebud.serve.registry import is_model_folder
 
     try:  # fail here, once, with one line, rather than in every worker
@@ -165,16 +163,9 @@ def _serve_fleet(
     }
     os.environ.update(env)  # the spawned workers inherit them
     typer.echo(f"serving {version} on http://{host}:{port} with {workers} workers (docs at /docs)", err=True)
+    options = {"host": host, "port": port, "log_level": log_level, "access_log": False}
     try:
-        uvicorn.run(
-            "tastebud.serve.app:app_from_env",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=False,
-        )
+        run_fleet(options, workers, control_dir / "connections")
     finally:
         shutil.rmtree(control_dir, ignore_errors=True)
 

@@ -7,20 +7,45 @@ written atomically. The worker that was asked loads the version and bumps ``gene
 worker polls the file twice a second and follows. Loading takes an exclusive ``flock`` on
 ``<control>.lock``, so at most one worker of the fleet loads at any moment (a rolling reload):
 the others keep answering at full speed, and no request fails.
+
+Connections are dealt out evenly. Workers that share one listening socket race for each new
+connection, and one wake-up can accept several: wrk's 8 connections opened at once landed 5/3,
+and the worker with 5 queues two thirds more requests (its latency sets the p99). Like nginx's
+``accept_mutex`` / ``ngx_accept_disabled``, a worker here holds back from accepting while it has
+more open connections than the least loaded live worker (:class:`ConnectionShares`, a small
+shared table), for at most :data:`MAX_HOLD_SECONDS`, then accepts anyway, so a stalled worker
+never leaves a connection waiting. :func:`run_fleet` starts the workers (uvicorn servers with
+that accept loop) and restarts one that dies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
+import logging
+import multiprocessing
 import os
-from collections.abc import Iterator
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from tastebud.core.persist import atomic_write_bytes
 
 POLL_SECONDS = 0.5
+HOLD_SECONDS = 0.002  # one hold-back step of a worker with more connections than another
+MAX_HOLD_SECONDS = 0.02  # after this a held-back connection is accepted by whoever holds it
+HEARTBEAT_SECONDS = 0.1  # a worker republishes its connection count this often
+STALE_SECONDS = 1.0  # a worker silent this long (dead, restarting) is left out of the balance
+APP = "tastebud.serve.app:app_from_env"
+log = logging.getLogger("tastebud.serve")
 
 
 class FleetControl:
@@ -60,4 +85,178 @@ class FleetControl:
             os.close(fd)
 
 
-__all__ = ["POLL_SECONDS", "FleetControl"]
+class ConnectionShares:
+    """Open connections per worker, in a file every worker maps: row ``slot`` is (count,
+    heartbeat), written only by its own worker, read by all. No lock: each value is one aligned
+    8-byte word, and a stale read only makes the balance a connection less even for a moment."""
+
+    def __init__(self, path: str | Path, slot: int) -> None:
+        self.table = np.memmap(path, dtype=np.float64, mode="r+").reshape(-1, 2)
+        self.slot = slot
+
+    @staticmethod
+    def create(path: str | Path, workers: int) -> None:
+        Path(path).write_bytes(np.zeros((workers, 2), np.float64).tobytes())
+
+    def publish(self, connections: int) -> None:
+        self.table[self.slot] = (connections, time.monotonic())
+
+    def fewest_elsewhere(self) -> float:
+        """The smallest connection count among the other live workers (inf if there are none)."""
+        now = time.monotonic()
+        others = [c for i, (c, beat) in enumerate(self.table) if i != self.slot and now - beat < STALE_SECONDS]
+        return min(others, default=float("inf"))
+
+
+class BalancedAcceptor:
+    """Accepts one connection per readiness event, holding back while this worker has more
+    connections than another (see the module docstring). Quacks like an asyncio ``Server`` for
+    uvicorn's shutdown: ``close`` and ``wait_closed``."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        connections: set[Any],
+        shares: ConnectionShares,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.sock, self.factory, self.connections, self.shares = sock, protocol_factory, connections, shares
+        self.sock.setblocking(False)
+        self.held_since: float | None = None
+        self.closed = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.loop.add_reader(self.sock.fileno(), self._ready)
+        self._beat()
+
+    def _beat(self) -> None:
+        if not self.closed:
+            self.shares.publish(len(self.connections))
+            self.loop.call_later(HEARTBEAT_SECONDS, self._beat)
+
+    def _rearm(self) -> None:
+        if not self.closed:
+            self.loop.add_reader(self.sock.fileno(), self._ready)
+
+    def _ready(self) -> None:
+        mine = len(self.connections)
+        self.shares.publish(mine)
+        now = time.monotonic()
+        if mine > self.shares.fewest_elsewhere():
+            self.held_since = self.held_since or now
+            if now - self.held_since < MAX_HOLD_SECONDS:  # let a less loaded worker take it
+                self.loop.remove_reader(self.sock.fileno())
+                self.loop.call_later(HOLD_SECONDS, self._rearm)
+                return
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):  # another worker took it
+            return
+        except OSError as exc:  # out of file descriptors and the like: back off, keep serving
+            log.warning("accept failed: %s", exc)
+            self.loop.remove_reader(self.sock.fileno())
+            self.loop.call_later(0.1, self._rearm)
+            return
+        self.held_since = None
+        self.shares.publish(mine + 1)
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = self.loop.create_task(self._connect(conn))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self.factory, conn)
+        except OSError:
+            conn.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+
+    async def wait_closed(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _balanced_server(config: Any, shares: ConnectionShares) -> Any:
+    """A uvicorn ``Server`` whose listening socket is served by a :class:`BalancedAcceptor`."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    class BalancedServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await self.lifespan.startup()
+            if self.lifespan.should_exit:
+                raise SystemExit(STARTUP_FAILURE)
+
+            def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+                return self.config.http_protocol_class(  # the protocol uvicorn's own startup builds
+                    config=self.config, server_state=self.server_state, app_state=self.lifespan.state, _loop=_loop
+                )
+
+            self.servers = [
+                BalancedAcceptor(s, create_protocol, self.server_state.connections, shares) for s in sockets or []
+            ]
+            self.started = True
+
+    return BalancedServer(config)
+
+
+def _worker(options: dict[str, Any], sock: socket.socket, shares_path: str, slot: int) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(APP, factory=True, **options)
+    _balanced_server(config, ConnectionShares(shares_path, slot)).run(sockets=[sock])
+
+
+def run_fleet(options: dict[str, Any], workers: int, shares_path: str | Path) -> None:
+    """Serve ``APP`` with ``workers`` processes on one socket until SIGINT / SIGTERM.
+
+    ``options`` are ``uvicorn.Config`` keywords (host, port, log_level, ...). A worker that dies
+    is replaced in its slot; one that fails to start stops the fleet (it would fail again)."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    config = uvicorn.Config(APP, factory=True, **options)
+    sock = config.bind_socket()
+    sock.listen(config.backlog)  # once, here: the workers accept from it themselves
+    ConnectionShares.create(shares_path, workers)
+    spawn = multiprocessing.get_context("spawn")
+
+    def start(slot: int) -> Any:
+        proc = spawn.Process(target=_worker, args=(options, sock, str(shares_path), slot), daemon=False)
+        proc.start()
+        return proc
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs = [start(slot) for slot in range(workers)]
+    try:
+        while not stop.wait(0.5):
+            for slot, proc in enumerate(procs):
+                if proc.is_alive() or stop.is_set():
+                    continue
+                if proc.exitcode == STARTUP_FAILURE:
+                    log.error("worker %d failed to start; stopping the fleet", proc.pid)
+                    stop.set()
+                    break
+                log.warning("worker %d died (exit %s); starting another", proc.pid, proc.exitcode)
+                procs[slot] = start(slot)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: uvicorn's graceful shutdown
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+__all__ = ["POLL_SECONDS", "BalancedAcceptor", "ConnectionShares", "FleetControl", "run_fleet"]

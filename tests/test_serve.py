@@ -517,3 +517,18 @@ def test_a_replaced_version_goes_without_the_cycle_collector(tmp_path, data):
             assert old() is None
         finally:
             gc.enable()
+
+
+@pytest.mark.slow
+def test_worker_fleet_that_cannot_start_stops_with_an_error(tmp_path, monkeypatch):
+    """Workers that fail at start (here: their model folder is gone) stop the fleet instead of
+    being restarted forever."""
+    from tastebud.serve import fleet
+
+    monkeypatch.setenv("TASTEBUD_SERVE_SOURCE", str(tmp_path / "gone"))
+    monkeypatch.setenv("TASTEBUD_TOKEN", TOKEN)
+    options = {"host": "127.0.0.1", "port": _free_port(), "log_level": "critical"}
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="failed to start"):
+        fleet.run_fleet(options, 2, tmp_path / "connections")
+    assert time.monotonic() - started < 120

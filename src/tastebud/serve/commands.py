@@ -166,6 +166,8 @@ def _serve_fleet(
     options = {"host": host, "port": port, "log_level": log_level, "access_log": False}
     try:
         run_fleet(options, workers, control_dir / "connections")
+    except RuntimeError as exc:
+        _fail(str(exc))
     finally:
         shutil.rmtree(control_dir, ignore_errors=True)
 

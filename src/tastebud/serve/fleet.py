@@ -44,6 +44,8 @@ HOLD_SECONDS = 0.002  # one hold-back step of a worker with more connections tha
 MAX_HOLD_SECONDS = 0.02  # after this a held-back connection is accepted by whoever holds it
 HEARTBEAT_SECONDS = 0.1  # a worker republishes its connection count this often
 STALE_SECONDS = 1.0  # a worker silent this long (dead, restarting) is left out of the balance
+CRASH_SECONDS = 30.0  # a worker that dies sooner than this after its start counts as a crash
+CRASH_LOOP = 3  # that many crashes in a row stop the fleet
 APP = "tastebud.serve.app:app_from_env"
 log = logging.getLogger("tastebud.serve")
 
@@ -151,6 +153,7 @@ class BalancedAcceptor:
         try:
             conn, _ = self.sock.accept()
         except (BlockingIOError, InterruptedError):  # another worker took it
+            self.held_since = None
             return
         except OSError as exc:  # out of file descriptors and the like: back off, keep serving
             log.warning("accept failed: %s", exc)
@@ -216,7 +219,9 @@ def run_fleet(options: dict[str, Any], workers: int, shares_path: str | Path) ->
     """Serve ``APP`` with ``workers`` processes on one socket until SIGINT / SIGTERM.
 
     ``options`` are ``uvicorn.Config`` keywords (host, port, log_level, ...). A worker that dies
-    is replaced in its slot; one that fails to start stops the fleet (it would fail again)."""
+    is replaced in its slot. One that fails to start, or :data:`CRASH_LOOP` replacements in a row
+    that each die within :data:`CRASH_SECONDS`, stop the fleet with a :class:`RuntimeError`
+    (they would fail again)."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
@@ -226,22 +231,27 @@ def run_fleet(options: dict[str, Any], workers: int, shares_path: str | Path) ->
     ConnectionShares.create(shares_path, workers)
     spawn = multiprocessing.get_context("spawn")
 
+    started: dict[int, float] = {}
+
     def start(slot: int) -> Any:
         proc = spawn.Process(target=_worker, args=(options, sock, str(shares_path), slot), daemon=False)
         proc.start()
+        started[slot] = time.monotonic()
         return proc
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     procs = [start(slot) for slot in range(workers)]
+    quick_deaths = 0
+    failure = None
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.5) and failure is None:
             for slot, proc in enumerate(procs):
                 if proc.is_alive() or stop.is_set():
                     continue
-                if proc.exitcode == STARTUP_FAILURE:
-                    log.error("worker %d failed to start; stopping the fleet", proc.pid)
-                    stop.set()
+                quick_deaths = quick_deaths + 1 if time.monotonic() - started[slot] < CRASH_SECONDS else 0
+                if proc.exitcode == STARTUP_FAILURE or quick_deaths >= CRASH_LOOP:
+                    failure = f"worker {proc.pid} failed to start (exit {proc.exitcode}); see its log above"
                     break
                 log.warning("worker %d died (exit %s); starting another", proc.pid, proc.exitcode)
                 procs[slot] = start(slot)
@@ -257,6 +267,8 @@ def run_fleet(options: dict[str, Any], workers: int, shares_path: str | Path) ->
         sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if failure is not None:
+        raise RuntimeError(failure)
 
 
 __all__ = ["POLL_SECONDS", "BalancedAcceptor", "ConnectionShares", "FleetControl", "run_fleet"]

@@ -32,3 +32,14 @@ def synth_implicit():
     from tastebud.data.synthetic import generate
 
     return generate(n_users=80, n_items=60, n_interactions=2400, explicit=False, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance with 2 CPUs for one test module (the CI machine's size)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

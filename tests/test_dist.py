@@ -130,16 +130,6 @@ def test_engine_params_for_the_cli():
 
 
 # ---------------------------------------------------------------------------------- on Ray
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.slow
 def test_ray_ials_equals_single_process(ray_local, implicit_data):
     split = holdout(implicit_data, fraction=0.2, random_state=0)

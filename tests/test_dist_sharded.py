@@ -181,16 +181,6 @@ def test_sasrec_blocks_balance_sequences_and_hold_a_share(featured):
 
 
 # ---------------------------------------------------------------------------------- on Ray
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.slow
 def test_ials_from_parquet_shards_equals_the_in_memory_fit(ray_local, events):
     split, path = events

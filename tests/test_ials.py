@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.data.idmap import IdMap
@@ -220,7 +221,7 @@ def test_history_vector_is_the_fold_in_and_follows_changed_item_factors():
     data = tiny(15, 12, seed=3)
     model = ImplicitALS(factors=4, reg=0.3, alpha=2.0, epochs=4, cg_steps=0).fit(data)
     items, values = np.array([0, 3, 5]), np.array([1.0, 2.0, 1.0], np.float32)
-    row = model._history_row(items, values)
+    row = sp.csr_matrix((values, (np.zeros(len(items), int), items)), shape=(1, model.n_items))
     np.testing.assert_allclose(model.history_vector(items, values), model.fold_in(row), rtol=1e-6)
     np.testing.assert_allclose(model._score_history(items, values), model.item_factors_ @ model.fold_in(row), rtol=1e-5)
     before = model.item_factors_.copy()

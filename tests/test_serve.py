@@ -459,8 +459,12 @@ def test_worker_fleet_deals_connections_evenly(registry):
     """Eight keep-alive connections opened at once (as wrk opens them) end up four per worker:
     workers racing on a shared socket split them unevenly (5/3, 6/2), and the busier worker's
     queue sets the p99."""
+    from tastebud.serve.fleet import HEARTBEAT_SECONDS
+
     port, proc = _start_fleet(registry)
     try:
+        # the start-up probes' connections are closed; counts drop at the next heartbeat
+        time.sleep(3 * HEARTBEAT_SECONDS)
         conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
         workers = []
         for c in conns:  # every connection is still open while the next one is asked

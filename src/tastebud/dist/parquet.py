@@ -86,13 +86,7 @@ def read_interactions(
     """
     frags = fragments(path, filesystem, shard)
     wanted = [c for c in (user, item, rating, time) if c is not None]
-    for frag in frags:
-        missing = [c for c in wanted if c not in frag.physical_schema.names]
-        if missing:
-            raise DataError(
-                f"{frag.path}: missing column(s) {', '.join(map(repr, missing))}; "
-                f"columns present: {', '.join(frag.physical_schema.names)}"
-            )
+    _check_columns(frags, wanted)
     if (user_range is not None or item_range is not None) and (users is None or items is None):
         raise DataError("user_range / item_range need the vocabularies: pass users= and items= (see scan())")
     if users is None or items is None:
@@ -146,6 +140,16 @@ def read_interactions(
     )
 
 
+def _check_columns(frags: list[Any], wanted: list[str]) -> None:
+    for frag in frags:
+        missing = [c for c in wanted if c not in frag.physical_schema.names]
+        if missing:
+            raise DataError(
+                f"{frag.path}: missing column(s) {', '.join(map(repr, missing))}; "
+                f"columns present: {', '.join(frag.physical_schema.names)}"
+            )
+
+
 def _vocabularies(frags: list[Any], user: str, item: str) -> tuple[IdMap, IdMap]:
     u_parts, i_parts = [], []
     for frag in frags:
@@ -190,18 +194,14 @@ def scan(
     never kept, so a driver can plan a job on data it could not load.
     """
     frags = fragments(path, filesystem)
+    cols = [user, item] + ([rating] if rating is not None else [])
+    _check_columns(frags, cols)
     users, items = _vocabularies(frags, user, item)
     u_count = np.zeros(len(users), np.int64)
     i_count = np.zeros(len(items), np.int64)
     lo, hi = np.inf, -np.inf
     files = []
     for frag in frags:
-        cols = [user, item] + ([rating] if rating is not None else [])
-        for c in cols:
-            if c not in frag.physical_schema.names:
-                raise DataError(
-                    f"{frag.path}: missing column '{c}'; columns present: {', '.join(frag.physical_schema.names)}"
-                )
         t = frag.to_table(columns=cols)
         for vocab, counts, name in ((users, u_count, user), (items, i_count, item)):
             ids, n = np.unique(_column(t, name, frag.path), return_counts=True)

@@ -79,9 +79,14 @@ class Shares:
         return int(sum(self.rows[: self.rank]))
 
 
-def _cuts(n: int, world: int) -> np.ndarray:
-    """Boundaries of ``world`` contiguous shares of ``n`` rows, sizes differing by at most one."""
-    return np.linspace(0, n, world + 1).round().astype(np.int64)
+def _cut_rows(n: int, shares: Shares) -> np.ndarray | None:
+    """Boundaries of ``world`` contiguous shares of a batch's ``n`` rows (sizes differing by at
+    most one), recorded in ``shares`` with one loss term per row; None when ``n < world``."""
+    if n < shares.world:
+        return None
+    cuts = np.linspace(0, n, shares.world + 1).round().astype(np.int64)
+    shares.rows = shares.counts = [int(b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    return cuts
 
 
 def split_batch(name: str, params: dict[str, Any]) -> Callable[[Any, Shares], Any | None]:
@@ -94,11 +99,9 @@ def split_batch(name: str, params: dict[str, Any]) -> Callable[[Any, Shares], An
         shared = {"neg", "logq_neg"}  # the batch's extra negatives: every rank scores all of them
 
         def two_tower(batch: dict[str, Any], shares: Shares) -> dict[str, Any] | None:
-            n = len(batch["items"])
-            if n < shares.world:
+            cuts = _cut_rows(len(batch["items"]), shares)
+            if cuts is None:
                 return None
-            cuts = _cuts(n, shares.world)
-            shares.rows = shares.counts = [int(b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
             lo, hi = int(cuts[shares.rank]), int(cuts[shares.rank + 1])
             return {k: (v if k in shared else v[lo:hi]) for k, v in batch.items()}
 
@@ -107,11 +110,9 @@ def split_batch(name: str, params: dict[str, Any]) -> Callable[[Any, Shares], An
 
         def ncf(batch: tuple[Any, ...], shares: Shares) -> tuple[Any, ...] | None:
             # (users, items, labels) or (users, positives, negatives[B, n]): every row the same weight
-            n = len(batch[0])
-            if n < shares.world:
+            cuts = _cut_rows(len(batch[0]), shares)
+            if cuts is None:
                 return None
-            cuts = _cuts(n, shares.world)
-            shares.rows = shares.counts = [int(b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
             lo, hi = int(cuts[shares.rank]), int(cuts[shares.rank + 1])
             return tuple(t[lo:hi] for t in batch)
 
@@ -124,12 +125,10 @@ def split_batch(name: str, params: dict[str, Any]) -> Callable[[Any, Shares], An
             # one per real position, row-major, so a block of rows owns a contiguous segment;
             # the loss is a mean over the N positions
             inp, tgt, mask, neg = batch
-            n = int(inp.shape[0])
-            if n < shares.world:
+            cuts = _cut_rows(int(inp.shape[0]), shares)
+            if cuts is None:
                 return None
-            cuts = _cuts(n, shares.world)
             ends = np.concatenate([[0], np.cumsum(mask.sum(dim=1).cpu().numpy())]).astype(np.int64)
-            shares.rows = [int(b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
             shares.counts = [int(ends[b] - ends[a]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
             lo, hi = int(cuts[shares.rank]), int(cuts[shares.rank + 1])
             plo, phi = int(ends[lo]), int(ends[hi])

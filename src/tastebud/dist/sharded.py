@@ -231,11 +231,8 @@ class IALSShard:
             self.held["item_events"] = len(share)
             check_values(share.values, "interaction values")
             lo, hi = item_range
-            # the item x user rows exactly as the in-memory fit gets them: conf(M)^T, then its rows
-            ciu = model._conf_matrix(share.matrix).T.tocsr()[lo:hi]
-            ciu.sort_indices()
-            extra = model._row_reg(ciu, n_users)
-            self.item_block = (ciu.indptr, ciu.indices, ciu.data, np.ascontiguousarray(extra))
+            # the item x user rows exactly as the in-memory fit gets them (conf(M)^T = conf(M^T))
+            self.item_block = _block(model, share.matrix.T.tocsr()[lo:hi], n_users)
             del share
         self.user_x: np.ndarray | None = None
         self.item_x: np.ndarray | None = None
@@ -276,8 +273,6 @@ def fit_ials_parquet(
     The factors equal an in-memory fit's (local or Ray) for the same seed and epochs up to float
     rounding: the same blocks, the same kernels, the same random start.
     """
-    from tastebud.core.errors import TrainingError
-
     started = time.perf_counter()
     src, plan, workers, address = _prepare(model, source, workers, address)
     n_users, n_items = len(plan.users), len(plan.items)
@@ -317,11 +312,8 @@ def fit_ials_parquet(
             t0 = time.perf_counter()
             item_factors, gram_items = sweep("items", user_factors, gram_users)
             user_factors, gram_users = sweep("users", item_factors, gram_items)
-            if not (np.isfinite(user_factors).all() and np.isfinite(item_factors).all()):
-                raise TrainingError(
-                    f"ImplicitALS (ray, parquet) diverged in epoch {epoch + 1} (non-finite factors): lower alpha "
-                    f"(now {model.alpha}) or raise reg (now {model.reg})"
-                )
+            model.user_factors_, model.item_factors_ = user_factors, item_factors
+            model._check_finite(epoch)
             epoch_seconds.append(time.perf_counter() - t0)
         seen = sp.vstack([m for m in ray.get([s.seen_rows.remote() for s in shards]) if m is not None], format="csr")
         user_factors = np.array(user_factors, copy=True)

@@ -215,11 +215,6 @@ class ImplicitALS(Recommender):
         summed = np.bincount(where, weights=values, minlength=len(items)).astype(np.float32)
         return items.astype(np.int32), summed
 
-    def _history_row(self, item_idx: np.ndarray, values: np.ndarray) -> sp.csr_matrix:
-        """One CSR row of raw values (duplicate items summed) over the model's items."""
-        items, summed = self._history_parts(item_idx, values)
-        return sp.csr_matrix((summed, items, np.array([0, len(items)])), shape=(1, self.n_items))
-
     def _item_gramian(self) -> np.ndarray:
         """``Y^T Y + reg I``, kept while the item factors stay the same array (a fold-in per
         request would otherwise cost ``n_items x k^2``; fit and partial_fit drop it)."""

@@ -169,16 +169,19 @@ class State:
         other workers to follow.
         """
         with self.reload_lock, self.fleet.loading() if self.fleet is not None else nullcontext():
-            engine = _load_politely(self.source, version)
-            replaced, self.engine = self.engine, engine
-            _settle(replaced)
-            del replaced
+            engine = self._swap(version)
             if self.fleet is not None:
                 _, generation = self.fleet.read()
                 self.generation = generation + 1
                 self.fleet.write(None if is_model_folder(self.source) else engine.version, self.generation)
                 self.fleet.changed()
         return engine
+
+    def _swap(self, version: str | None) -> Engine:
+        """Load ``version`` beside the served one, swap it in and let the replaced one go."""
+        replaced, self.engine = self.engine, _load_politely(self.source, version)
+        _settle(replaced)
+        return self.engine
 
     def follow(self) -> None:
         """Fleet worker: load the fleet's version if another worker moved it (called by the poller)."""
@@ -192,9 +195,7 @@ class State:
             if generation <= self.generation:
                 return
             try:
-                replaced, self.engine = self.engine, _load_politely(self.source, version)
-                _settle(replaced)
-                del replaced
+                self._swap(version)
             except (TastebudError, OSError) as exc:
                 log.error("worker %d could not follow the fleet to %s: %s", os.getpid(), version, exc)
                 self.metrics.inc("tastebud_reloads_total", outcome="failed")

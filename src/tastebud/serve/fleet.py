@@ -119,11 +119,11 @@ class BalancedAcceptor:
         self,
         sock: socket.socket,
         protocol_factory: Callable[[], asyncio.Protocol],
-        connections: set[Any],
         shares: ConnectionShares,
     ) -> None:
         self.loop = asyncio.get_running_loop()
-        self.sock, self.factory, self.connections, self.shares = sock, protocol_factory, connections, shares
+        self.sock, self.factory, self.shares = sock, protocol_factory, shares
+        self.open = 0  # accepted and not yet lost, counted here: exact at every accept decision
         self.sock.setblocking(False)
         self.held_since: float | None = None
         self.closed = False
@@ -133,7 +133,7 @@ class BalancedAcceptor:
 
     def _beat(self) -> None:
         if not self.closed:
-            self.shares.publish(len(self.connections))
+            self.shares.publish(self.open)
             self.loop.call_later(HEARTBEAT_SECONDS, self._beat)
 
     def _rearm(self) -> None:
@@ -141,7 +141,7 @@ class BalancedAcceptor:
             self.loop.add_reader(self.sock.fileno(), self._ready)
 
     def _ready(self) -> None:
-        mine = len(self.connections)
+        mine = self.open
         self.shares.publish(mine)
         now = time.monotonic()
         if mine > self.shares.fewest_elsewhere():
@@ -161,7 +161,8 @@ class BalancedAcceptor:
             self.loop.call_later(0.1, self._rearm)
             return
         self.held_since = None
-        self.shares.publish(mine + 1)
+        self.open += 1
+        self.shares.publish(self.open)
         conn.setblocking(False)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         task = self.loop.create_task(self._connect(conn))
@@ -170,9 +171,22 @@ class BalancedAcceptor:
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.factory, conn)
+            await self.loop.connect_accepted_socket(self._protocol, conn)
         except OSError:
+            self.open -= 1
             conn.close()
+
+    def _protocol(self) -> asyncio.Protocol:
+        """The server's protocol, reporting its connection's end to the count."""
+        proto = self.factory()
+        lost = proto.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            self.open -= 1
+            lost(exc)
+
+        proto.connection_lost = connection_lost  # type: ignore[method-assign]
+        return proto
 
     def close(self) -> None:
         if not self.closed:
@@ -200,9 +214,7 @@ def _balanced_server(config: Any, shares: ConnectionShares) -> Any:
                     config=self.config, server_state=self.server_state, app_state=self.lifespan.state, _loop=_loop
                 )
 
-            self.servers = [
-                BalancedAcceptor(s, create_protocol, self.server_state.connections, shares) for s in sockets or []
-            ]
+            self.servers = [BalancedAcceptor(s, create_protocol, shares) for s in sockets or []]
             self.started = True
 
     return BalancedServer(config)

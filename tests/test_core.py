@@ -232,3 +232,21 @@ def test_bundle_arrays_read_back_exactly(tmp_path):
     squeezed = persist._read_npz(tmp_path / "c.npz")
     for name, arr in arrays.items():
         np.testing.assert_array_equal(squeezed[name], arr)
+
+
+def test_bundle_verify_false_skips_the_checksums_and_unread_files_stay_on_disk(tmp_path):
+    """verify=False (a fleet worker following a version another worker verified) skips the
+    SHA-256 check; files named in ``unread`` are checked but not read into memory."""
+    folder = persist.write_bundle(tmp_path / "b", {"kind": "test"}, {"x": np.arange(4)}, {"blob.bin": b"abc"})
+    _, _, extra = persist.read_bundle(folder, unread=("blob.bin",))
+    assert extra == {}
+    (folder / "blob.bin").write_bytes(b"abd")  # same size, other bytes
+    with pytest.raises(ModelFormatError, match="SHA-256 mismatch"):
+        persist.read_bundle(folder)
+    with pytest.raises(ModelFormatError, match="SHA-256 mismatch"):
+        persist.read_bundle(folder, unread=("blob.bin",))
+    _, arrays, extra = persist.read_bundle(folder, verify=False)
+    assert extra == {"blob.bin": b"abd"} and arrays["x"].tolist() == [0, 1, 2, 3]
+    (folder / "blob.bin").unlink()
+    with pytest.raises(ModelFormatError, match="missing"):
+        persist.read_bundle(folder, verify=False)

@@ -39,6 +39,14 @@ def dense_solution(R: np.ndarray, Y: np.ndarray, reg: float, alpha: float) -> np
     return X
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 64, 65])
+def test_gramian_summed_over_blocks_is_the_float64_product(n):
+    Y = np.random.default_rng(n).standard_normal((n, 5)).astype(np.float32)
+    want = Y.astype(np.float64).T @ Y.astype(np.float64) + 0.25 * np.eye(5)
+    np.testing.assert_allclose(K.gramian(Y, 0.25, block=8), want, rtol=1e-12, atol=1e-12)
+    assert K.gramian(Y, 0.25).dtype == np.float64
+
+
 def test_cg_and_cholesky_kernels_reach_the_dense_least_squares_solution():
     data = tiny()
     R = data.matrix.toarray().astype(np.float64)

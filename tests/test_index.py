@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -129,6 +131,29 @@ def test_save_load_identical_and_pickle_free(data, tmp_path, spec):
     assert np.array_equal(a[0], b[0])
     np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
     assert loaded.metric == "cosine" and loaded.dim == 16 and len(loaded) == 3000
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the process's memory map (Linux)")
+def test_faiss_index_is_mapped_from_its_file_not_copied(data, tmp_path):
+    """A loaded FAISS index maps its saved file (a reload costs no copy; fleet workers share the
+    pages); the mapping outlives the file's removal, and a replaced index unmaps it."""
+    vecs, queries = data
+    index = make_index("HNSW16").build(vecs)
+    want = index.search(queries, 10)
+    index.save(tmp_path / "ix")
+    path = str((tmp_path / "ix" / "index.faiss").resolve())
+
+    def mapped() -> bool:
+        return path in Path("/proc/self/maps").read_text()
+
+    assert not mapped()
+    loaded = load_index(tmp_path / "ix")
+    assert mapped()
+    (tmp_path / "ix" / "index.faiss").unlink()  # a pruned version still being served
+    got = loaded.search(queries, 10)
+    assert np.array_equal(got[0], want[0])
+    del loaded
+    assert not Path("/proc/self/maps").read_text().count(path)
 
 
 def test_cosine_normalises_for_the_user(data):

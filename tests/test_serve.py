@@ -499,6 +499,35 @@ def test_connection_shares_leave_out_silent_workers(tmp_path, monkeypatch):
     assert a.fewest_elsewhere() == float("inf")
 
 
+def test_a_fleet_verifies_a_version_once(registry, data, tmp_path, monkeypatch):
+    """The worker that moves the fleet to a version checks its files' SHA-256 sums; the workers
+    that follow read the same files unchecked (at 1M items a check is a second of CPU per worker,
+    taken from the requests being answered meanwhile)."""
+    from tastebud.serve.app import State
+    from tastebud.serve.fleet import FleetControl
+
+    FleetControl(tmp_path / "control").write(None, 0)
+    config = ServeConfig(token=TOKEN, control=str(tmp_path / "control"))
+    leader, follower = State(registry, config), State(registry, config)
+    assert publish_version(registry, {"bias": tb.get_model("bias")(reg_item=10.0).fit(data)}, data) == "v0002"
+    loads: list[bool] = []
+    load = Engine.load.__func__  # type: ignore[attr-defined]
+
+    def recording(cls, source, version=None, *, verify=True):  # type: ignore[no-untyped-def]
+        loads.append(verify)
+        return load(cls, source, version, verify=verify)
+
+    monkeypatch.setattr(Engine, "load", classmethod(recording))
+    try:
+        assert leader.reload().version == "v0002"
+        follower.follow()
+        assert follower.engine.version == "v0002"
+        assert loads == [True, False]
+    finally:
+        leader.store.close()
+        follower.store.close()
+
+
 def test_a_replaced_version_goes_without_the_cycle_collector(tmp_path, data):
     """The swap after a reload skips the full garbage collection (a pause with the GIL held while
     requests wait) because a served version forms no reference cycle: it is freed by reference

@@ -366,11 +366,13 @@ class Recommender:
         return persist.write_bundle(directory, manifest, arrays, self._extra_files())
 
     @classmethod
-    def load(cls, directory: str | Path) -> Recommender:
-        """Load a saved model; the class comes from the registry (an allowlist), never from code in the file."""
+    def load(cls, directory: str | Path, *, verify: bool = True) -> Recommender:
+        """Load a saved model; the class comes from the registry (an allowlist), never from code in the file.
+
+        ``verify=False`` skips the files' SHA-256 check (see :func:`persist.read_bundle`)."""
         from tastebud.core.registry import get_model
 
-        manifest, arrays, extra = persist.read_bundle(directory)
+        manifest, arrays, extra = persist.read_bundle(directory, verify=verify)
         name = manifest.get("model")
         if not isinstance(name, str):
             raise ModelFormatError(f"{directory}: manifest names no model")

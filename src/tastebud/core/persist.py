@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +182,14 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def read_bundle(
-    directory: str | os.PathLike[str],
+    directory: str | os.PathLike[str], *, verify: bool = True, unread: Collection[str] = ()
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
-    """Read and verify a model folder. Returns (manifest, arrays, extra files)."""
+    """Read a model folder. Returns (manifest, arrays, extra files).
+
+    ``verify=False`` skips the SHA-256 check of every file: for a folder this process knows was
+    verified already (a serving fleet verifies a version once, in the worker that loads it
+    first). Files named in ``unread`` are checked but not read into memory: the caller maps them
+    from disk itself."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     files = manifest.get("files")
@@ -196,9 +202,9 @@ def read_bundle(
         fpath = directory / name
         if not fpath.is_file():
             raise ModelFormatError(f"{fpath}: missing (the model folder is incomplete)")
-        if _sha256(fpath) != digest:
+        if verify and _sha256(fpath) != digest:
             raise ModelFormatError(f"{fpath}: SHA-256 mismatch; the file is corrupt or was modified")
-        if name != ARRAYS:
+        if name != ARRAYS and name not in unread:
             extra[name] = fpath.read_bytes()
     try:
         arrays = _read_npz(directory / ARRAYS)

@@ -35,6 +35,7 @@ class VectorIndex(ABC):
     """Base of every index backend: build from item vectors, search with filters, save, load."""
 
     backend: ClassVar[str] = ""
+    mapped_files: ClassVar[tuple[str, ...]] = ()  # saved files the backend maps from disk, not reads
 
     def __init__(self, metric: Metric = "ip") -> None:
         if metric not in ("ip", "cosine"):
@@ -127,8 +128,9 @@ class VectorIndex(ABC):
     @classmethod
     @abstractmethod
     def _from_payload(
-        cls, manifest: dict[str, Any], arrays: dict[str, np.ndarray], extra: dict[str, bytes]
-    ) -> VectorIndex: ...
+        cls, manifest: dict[str, Any], arrays: dict[str, np.ndarray], extra: dict[str, bytes | Path]
+    ) -> VectorIndex:
+        """The index from its saved parts; files named in ``mapped_files`` come as their path."""
 
     def save(self, directory: str | Path) -> Path:
         """Write the index to ``directory`` atomically (npz / raw bytes + JSON manifest; no pickle)."""
@@ -145,22 +147,30 @@ class VectorIndex(ABC):
         return persist.write_bundle(directory, manifest, arrays, extra)
 
 
-def load_index(directory: str | Path) -> VectorIndex:
-    """Load an index saved by :meth:`VectorIndex.save` (backend from the manifest)."""
-    manifest, arrays, extra = persist.read_bundle(directory)
+def load_index(directory: str | Path, *, verify: bool = True) -> VectorIndex:
+    """Load an index saved by :meth:`VectorIndex.save` (backend from the manifest).
+
+    ``verify=False`` skips the files' SHA-256 check (see :func:`persist.read_bundle`)."""
+    directory = Path(directory)
+    manifest = persist.read_manifest(directory)
     if manifest.get("kind") != INDEX_KIND:
         raise ModelFormatError(f"{directory}: not a tastebud vector index folder")
     backend = manifest.get("backend")
+    cls: type[VectorIndex]
     if backend == "exact":
         from tastebud.index.exact import ExactIndex
 
-        index: VectorIndex = ExactIndex._from_payload(manifest, arrays, extra)
+        cls = ExactIndex
     elif backend == "faiss":
         from tastebud.index.faiss import FaissIndex
 
-        index = FaissIndex._from_payload(manifest, arrays, extra)
+        cls = FaissIndex
     else:
         raise ModelFormatError(f"{directory}: unknown index backend {backend!r}")
+    manifest, arrays, extra = persist.read_bundle(directory, verify=verify, unread=cls.mapped_files)
+    listed = manifest.get("files", {})
+    files: dict[str, bytes | Path] = {**extra, **{n: directory / n for n in cls.mapped_files if n in listed}}
+    index = cls._from_payload(manifest, arrays, files)
     index.dim_ = int(manifest["dim"])
     index.n_ = int(manifest["n"])
     return index

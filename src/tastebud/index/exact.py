@@ -6,6 +6,7 @@ items at a time (at most ``block`` floats) and merged into a running top-k.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ class ExactIndex(VectorIndex):
 
     @classmethod
     def _from_payload(
-        cls, manifest: dict[str, Any], arrays: dict[str, np.ndarray], extra: dict[str, bytes]
+        cls, manifest: dict[str, Any], arrays: dict[str, np.ndarray], extra: dict[str, bytes | Path]
     ) -> ExactIndex:
         index = cls(metric=manifest["metric"], block=int(manifest.get("block", 16_000_000)))
         index.vectors_ = np.ascontiguousarray(arrays["vectors"], dtype=np.float32)

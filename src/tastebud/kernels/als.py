@@ -179,9 +179,17 @@ def exact_rows(indptr, indices, cm1, rows, X, Y, A0, extra_reg):  # pragma: no c
 exact_rows_serial = serial_twin(exact_rows)  # one fold-in per request
 
 
-def gramian(Y: np.ndarray, reg: float) -> np.ndarray:
-    """``Y^T Y + reg I`` by BLAS, in float64 for the exact solver (cast down for CG)."""
-    Y64 = Y.astype(np.float64, copy=False)
-    A0 = Y64.T @ Y64
+def gramian(Y: np.ndarray, reg: float, block: int = 32_768) -> np.ndarray:
+    """``Y^T Y + reg I`` by BLAS, in float64 for the exact solver (cast down for CG).
+
+    Summed over blocks of rows cast into one small float64 buffer: a whole float64 copy of a
+    1M x 64 factor matrix would be a 512 MB allocation, paid again at every model load."""
+    k = Y.shape[1]
+    A0 = np.zeros((k, k), np.float64)
+    buf = np.empty((min(block, len(Y)), k), np.float64)
+    for start in range(0, len(Y), block):
+        part = buf[: min(block, len(Y) - start)]
+        np.copyto(part, Y[start : start + block])
+        A0 += part.T @ part
     A0[np.diag_indices_from(A0)] += reg
     return A0

@@ -230,11 +230,14 @@ class Engine:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, source: str | Path, version: str | None = None) -> Engine:
-        """Load a registry folder (its current version) or a single saved model folder."""
+    def load(cls, source: str | Path, version: str | None = None, *, verify: bool = True) -> Engine:
+        """Load a registry folder (its current version) or a single saved model folder.
+
+        ``verify=False`` skips the SHA-256 check of the files: for a version another worker of
+        the same fleet has loaded and verified already."""
         source = Path(source)
         if is_model_folder(source):
-            model = Recommender.load(source)
+            model = Recommender.load(source, verify=verify)
             return cls(
                 {model.name: model}, PolicyConfig(), version=f"model:{source.name}", spec={"source": str(source)}
             )
@@ -244,10 +247,10 @@ class Engine:
         policy = PolicyConfig.from_dict(spec.get("policy"))
         models: dict[str, Recommender] = {}
         for name in spec.get("models", []):
-            models[name] = Recommender.load(_inside(path, "models", name))
+            models[name] = Recommender.load(_inside(path, "models", name), verify=verify)
         indexes = {}
         for name in spec.get("indexes", []):
-            indexes[name] = load_index(_inside(path, "index", name))
+            indexes[name] = load_index(_inside(path, "index", name), verify=verify)
         pop = Popularity.load(path / "popularity") if (path / "popularity").is_dir() else None
         return cls(models, policy, path.name, pop, indexes, int(spec.get("events_through_seq", 0)), spec)
 

@@ -5,7 +5,8 @@ The served model is an iALS model (the real class) whose factors are synthetic: 
 (M=32, efConstruction=200, efSearch=256); a new person's history is folded in by iALS's exact
 least-squares solve (``history_vector``) and the index is searched with that vector.
 
-Runs (wrk, one thread; each bounded to ``--seconds``):
+First the machine's own latency noise is measured (``machine_noise``: short units of pure-Python
+work, nothing else running), then the runs (wrk, one thread; each bounded to ``--seconds``):
 
 1. GET /users/{id}/recommendations, random known users, paced at the target 500 req/s (16
    connections with exponential think times: close to Poisson arrivals);
@@ -23,6 +24,7 @@ Needs `wrk` (Debian: apt-get install -y wrk). The server and wrk share the machi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -231,6 +233,36 @@ def wait_ready(port: int, timeout: float = 600) -> None:
     raise RuntimeError("server did not start")
 
 
+# The machine's own latency noise: 1.5 ms units of pure-Python work separated by random pauses
+# (mean 3 ms), one process per core and nothing else running. On a quiet machine every unit takes
+# about 1.5 ms; a unit that takes 15 ms met a stall outside tastebud (a virtual CPU not running),
+# and a request meeting such a stall waits as long.
+NOISE_PROBE = r"""
+import json, random, sys, time
+def work(n):
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+t = time.perf_counter(); work(20000); n = max(1, int(20000 * 0.0015 / (time.perf_counter() - t)))
+random.seed(int(sys.argv[2])); took = []; end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    t = time.perf_counter(); work(n); took.append(time.perf_counter() - t)
+    time.sleep(random.expovariate(1 / 0.003))
+print(json.dumps(took))
+"""
+
+
+def machine_noise(seconds: float) -> dict[float, float]:
+    """Percentiles (ms) of how long a 1.5 ms unit of work takes here (see NOISE_PROBE)."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", NOISE_PROBE, str(seconds), str(i)], stdout=subprocess.PIPE, text=True)
+        for i in range(os.cpu_count() or 1)
+    ]
+    took = np.concatenate([json.loads(p.communicate(timeout=seconds + 60)[0]) for p in procs]) * 1000
+    return {q: float(np.percentile(took, q)) for q in (50, 99, 99.9)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -248,6 +280,7 @@ def main() -> None:
     t = time.perf_counter()
     quality = build_registry(root, args.n)
     build_s = time.perf_counter() - t
+    noise = machine_noise(8)
     port = free_port()
     t = time.perf_counter()
     proc = subprocess.Popen(
@@ -350,6 +383,12 @@ are near ties; that costs recall by id more than score.
 
 Registry publish (2 versions, index built once and cached by bench_index) {build_s:.0f}s; server start
 (loading the model and index) {start_s:.0f}s.
+
+The machine's own noise, measured before the runs with nothing else running: 1.5 ms units of
+pure-Python work with random pauses between them (one process per core, 8 s) took p50
+{noise[50]:.1f} ms, p99 {noise[99]:.1f} ms and p99.9 {noise[99.9]:.1f} ms. A unit far above 1.5 ms met a stall
+outside tastebud (a virtual CPU not running); a request that meets one waits as long, and so do
+the requests queued behind it.
 
 Reproduce: `python benchmarks/bench_serve.py --seconds {args.seconds}` (needs wrk). The load average
 before the run was {load_before:.1f}; wrk and the server compete for the same 2 cores."""

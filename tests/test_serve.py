@@ -511,9 +511,9 @@ def test_a_fleet_verifies_a_version_once(registry, data, tmp_path, monkeypatch):
     leader, follower = State(registry, config), State(registry, config)
     assert publish_version(registry, {"bias": tb.get_model("bias")(reg_item=10.0).fit(data)}, data) == "v0002"
     loads: list[bool] = []
-    load = Engine.load.__func__  # type: ignore[attr-defined]
+    load = Engine.load.__func__
 
-    def recording(cls, source, version=None, *, verify=True):  # type: ignore[no-untyped-def]
+    def recording(cls, source, version=None, *, verify=True):
         loads.append(verify)
         return load(cls, source, version, verify=verify)
 

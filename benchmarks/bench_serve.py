@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -52,11 +53,13 @@ EF_CONSTRUCTION = 200  # a well-built graph reaches recall@10 >= 0.95 at a small
 EF_SEARCH = 256  # recall@10 0.957 on this graph (printed with the results)
 
 
-def build_registry(root: Path, n_items: int) -> dict[str, tuple[float, float]]:
-    """A registry whose v0001 and v0002 serve the same 1M-item model (v0002 for the hot reload)."""
+def build_registry(root: Path, n_items: int) -> tuple[Any, Any]:
+    """A registry whose v0001 and v0002 serve the same 1M-item model (v0002 for the hot reload).
+
+    Returns the served (model, index), for :func:`index_quality`."""
     import scipy.sparse as sp
 
-    from bench_index import cached_hnsw, recall, synthetic_factors
+    from bench_index import cached_hnsw, synthetic_factors
     from tastebud.data.idmap import IdMap
     from tastebud.serve.engine import PolicyConfig
     from tastebud.serve.registry import ModelRegistry
@@ -88,8 +91,16 @@ def build_registry(root: Path, n_items: int) -> dict[str, tuple[float, float]]:
         }
         reg.publish(stage, spec, make_current=False)
     reg.set_current("v0001")
-    # what the service answers with: the served index against exact search, for known users and
-    # for five random items folded in (the POST /recommendations queries)
+    return model, index
+
+
+def index_quality(model: Any, index: Any) -> dict[str, tuple[float, float]]:
+    """What the service answers with: the served index against exact search, for known users and
+    for five random items folded in (the POST /recommendations queries); (recall@10, score share)."""
+    from bench_index import recall
+
+    users, items = model.user_factors_, model.item_factors_
+    n_items = len(items)
     rng = np.random.default_rng(7)
     histories = [rng.integers(0, n_items, 5) for _ in range(300)]
     folded = np.stack([model.history_vector(h, np.ones(5, np.float32)) for h in histories]).astype(np.float32)
@@ -278,8 +289,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tastebud-bench-serve-"))
     root = work / "registry"
     t = time.perf_counter()
-    quality = build_registry(root, args.n)
+    model, index = build_registry(root, args.n)
     build_s = time.perf_counter() - t
+    quality = index_quality(model, index)
+    del model, index
     noise = machine_noise(8)
     port = free_port()
     t = time.perf_counter()

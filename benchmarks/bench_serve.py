@@ -16,6 +16,9 @@ work, nothing else running), then the runs (wrk, one thread; each bounded to ``-
 5. POST /events, one event per request, unpaced; afterwards every acknowledged event is counted
    in the SQLite store (none may be missing).
 
+Beside wrk's latency each row shows the latency inside the app, from the service's own histogram
+(GET /metrics, which counts every worker), so the time spent outside it can be read off.
+
     python benchmarks/bench_serve.py [--seconds 15]
 
 Needs `wrk` (Debian: apt-get install -y wrk). The server and wrk share the machine's cores.
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +50,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, write_section  # noqa: E402
 from tastebud.core.registry import get_model  # noqa: E402
+from tastebud.serve.fleet import POLL_SECONDS  # noqa: E402
 
 TOKEN = "bench-token"
+USERS_ROUTE = "/users/{user_id}/recommendations"
 N_USERS = 100_000
 EF_CONSTRUCTION = 200  # a well-built graph reaches recall@10 >= 0.95 at a small efSearch
 EF_SEARCH = 256  # recall@10 0.957 on this graph (printed with the results)
@@ -178,7 +184,12 @@ end
 )
 
 
-def run_wrk(port: int, lua: str, seconds: int, connections: int, pace_ms: int = 0, tag: str = "run") -> dict:
+def run_wrk(
+    port: int, lua: str, seconds: int, connections: int, pace_ms: int = 0, tag: str = "run", route: str | None = None
+) -> dict:
+    """One wrk run; with ``route``, also the run's latency inside the app, from the service's own
+    histogram (``in_app_p50`` / ``in_app_p99``: the bucket bounds, in ms, that hold them)."""
+    before = latency_buckets(port, route) if route else {}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(lua)
         script = fh.name
@@ -199,7 +210,33 @@ def run_wrk(port: int, lua: str, seconds: int, connections: int, pace_ms: int = 
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
     os.unlink(script)
-    return parse_wrk(out)
+    result = parse_wrk(out)
+    if route:
+        time.sleep(2.5 * POLL_SECONDS)  # every worker has published its counts (serve/fleet.py)
+        after = latency_buckets(port, route)
+        result.update(in_app_p50=bucket_quantile(before, after, 0.5), in_app_p99=bucket_quantile(before, after, 0.99))
+    return result
+
+
+BUCKET_LINE = re.compile(r'^tastebud_request_seconds_bucket\{route="(?P<route>.*?)",le="(?P<le>.*?)"\} (?P<n>\S+)$')
+
+
+def latency_buckets(port: int, route: str) -> dict[float, float]:
+    """The fleet's cumulative latency histogram of ``route`` from GET /metrics: bound (s) -> count."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    found = (BUCKET_LINE.match(line) for line in text.splitlines())
+    return {float(m["le"]): float(m["n"]) for m in found if m and m["route"] == route}
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound (ms) of the bucket that holds quantile ``q`` of the requests counted between
+    two scrapes (nan when none were)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    return next(b for b, c in zip(bounds, counts, strict=True) if c >= q * counts[-1]) * 1000
 
 
 def parse_wrk(out: str) -> dict:
@@ -311,9 +348,9 @@ def main() -> None:
         # target so that the rate measured is at least the target
         pace = max(0, round(conns * 1000 / (1.06 * args.target)) - 2)
         run_wrk(port, LUA_USERS % fmt, 3, 4)  # warm-up
-        r = run_wrk(port, LUA_USERS % fmt, args.seconds, conns, pace)
+        r = run_wrk(port, LUA_USERS % fmt, args.seconds, conns, pace, route=USERS_ROUTE)
         rows.append({"run": f"GET /users/{{id}}/recommendations, paced to {args.target}/s", **r})
-        r = run_wrk(port, LUA_USERS % fmt, args.seconds, 8)
+        r = run_wrk(port, LUA_USERS % fmt, args.seconds, 8, route=USERS_ROUTE)
         rows.append({"run": "GET /users/{id}/recommendations, unpaced (max)", **r})
 
         # a hot reload in the middle of a run, paced and unpaced (v0001 -> v0002, then back)
@@ -335,7 +372,7 @@ def main() -> None:
 
             th = threading.Thread(target=do_reload)
             th.start()
-            res = run_wrk(port, LUA_USERS % fmt, args.seconds, connections, pace_ms)
+            res = run_wrk(port, LUA_USERS % fmt, args.seconds, connections, pace_ms, route=USERS_ROUTE)
             th.join()
             return res, info
 
@@ -348,14 +385,13 @@ def main() -> None:
                     **r,
                 }
             )
-        r = run_wrk(port, LUA_HISTORY % fmt, args.seconds, conns, pace)
+        r = run_wrk(port, LUA_HISTORY % fmt, args.seconds, conns, pace, route="/recommendations")
         rows.append({"run": f"POST /recommendations (5-item history), paced to {args.target}/s", **r})
-        r = run_wrk(port, LUA_HISTORY % fmt, args.seconds, 8)
+        r = run_wrk(port, LUA_HISTORY % fmt, args.seconds, 8, route="/recommendations")
         rows.append({"run": "POST /recommendations (5-item history), unpaced (max)", **r})
         tag = f"b{int(time.time())}"
         before = sqlite_count(root / "events.db")
-        r = run_wrk(port, LUA_EVENTS % fmt, args.seconds, 32, 0, tag)
-        time.sleep(1)
+        r = run_wrk(port, LUA_EVENTS % fmt, args.seconds, 32, 0, tag, route="/events")
         stored = sqlite_count(root / "events.db") - before
         rows.append({"run": "POST /events (1 event per request, unpaced)", **r})
         lost = max(0, r["acked"] - stored)
@@ -370,10 +406,24 @@ def main() -> None:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    frame = pd.DataFrame(rows)[["run", "rps", "p50", "p90", "p99", "requests", "non2xx", "socket_errors"]]
-    frame.columns = ["run", "req/s", "p50 ms", "p90 ms", "p99 ms", "requests", "non-2xx", "socket errors"]
+    cols = ["run", "rps", "p50", "p90", "p99", "in_app_p50", "in_app_p99", "requests", "non2xx", "socket_errors"]
+    frame = pd.DataFrame(rows)[cols]
+    frame.columns = [
+        "run",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "in app: p50 ms",
+        "in app: p99 ms",
+        "requests",
+        "non-2xx",
+        "socket errors",
+    ]
     for col in ("req/s", "p50 ms", "p90 ms", "p99 ms"):
         frame[col] = frame[col].map(lambda v: f"{v:,.1f}")
+    for col in ("in app: p50 ms", "in app: p99 ms"):
+        frame[col] = frame[col].map(lambda v: f"<= {v:g}")
     body = f"""## Serving ({args.n:,}-item catalogue, HNSW32 (efConstruction={EF_CONSTRUCTION}, efSearch={EF_SEARCH}) over 64-d factors, {N_USERS:,} users)
 
 wrk (1 thread; {args.seconds}s per run) against `tastebud serve --workers {args.workers}` (uvicorn) on 127.0.0.1; wrk and the
@@ -391,6 +441,12 @@ queries) with recall@10 {quality["histories"][0]:.3f}; the returned ten reach {q
 are near ties; that costs recall by id more than score.
 
 {markdown_table(frame)}
+
+"In app" is the service's own latency histogram (`tastebud_request_seconds` of GET /metrics,
+which counts every worker of the fleet): from the request reaching the app to the response
+handed back to uvicorn, shown as the bucket bound that holds the percentile. The rest of wrk's
+figure is spent outside the app: HTTP parsing, waiting in the worker's event loop behind the
+request before it, the kernel's loopback, wrk itself, and stalls of the machine.
 
 {events_note}
 

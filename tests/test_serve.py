@@ -3,6 +3,7 @@ a real uvicorn server, and the serve / retrain commands."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -109,6 +110,77 @@ def test_policy_paths(client):
     # candidates restrict the results
     body = client.post("/recommendations", json={"items": [100], "k": 10, "candidates": [120, 121, 122, 100]}).json()
     assert set(items_of(body)) == {120, 121, 122}
+
+
+FAST_GETS = [  # (url, answered by the fast path)
+    ("/users/2/recommendations?k=5", True),
+    ("/users/2/recommendations", True),
+    ("/users/2/recommendations?k=30&exclude_seen=false&model=bias", True),
+    ("/users/2/recommendations?exclude_seen=1&k=0010", True),
+    ("/users/1/recommendations?k=3", True),  # short history: the history path
+    ("/users/nobody/recommendations?k=5", True),  # unknown: popularity
+    ("/users/a%20b/recommendations?k=2", True),
+    ("/users/2/recommendations?k=5&context=country:FR", False),  # context: FastAPI's parsing
+    ("/users/2/recommendations?k=5&unknown=1", False),
+    ("/users/2/recommendations?k=0", False),  # the errors are FastAPI's
+    ("/users/2/recommendations?k=abc", False),
+    ("/users/2/recommendations?k=1001", False),
+    ("/users/2/recommendations?exclude_seen=maybe", False),
+    ("/users/2/recommendations?model=nope", False),
+    ("/users/2/recommendations?model=", False),
+    (f"/users/{'x' * 257}/recommendations", False),
+]
+FAST_POSTS = [  # (json body or raw bytes, answered by the fast path)
+    ({"items": [100, 101, "102", 103, 104], "k": 4}, True),
+    ({"items": [100, 999], "k": 4, "exclude_seen": False}, True),
+    ({"items": [103, 100], "values": [5, 1], "timestamps": [20, 10], "k": 3}, True),
+    ({"items": [], "k": 3, "context": {"country": "DE"}}, True),
+    ({"items": [100], "k": 10, "candidates": [120, 121, 122, 100]}, True),
+    ({"items": [100, 101], "values": [1.0]}, False),  # 422 from the shared checks
+    ({"items": [100], "k": 0}, False),
+    ({"items": "100"}, False),
+    ({"items": [100], "extra": 1}, False),
+    ({"items": [100], "model": "nope"}, False),
+    (b'{"items": [100', False),
+    (b"[1, 2]", False),
+]
+
+
+def test_fast_path_answers_like_the_fastapi_routes(client, monkeypatch):
+    """The two hottest requests skip FastAPI's routing and parameter solving when they are plain;
+    every answer (200 or error) is the one the FastAPI route gives, and the plain ones really
+    took the fast path."""
+    from tastebud.serve.app import _FastPath
+
+    answer = _FastPath.answer
+    taken: list[bool] = []
+
+    def spying(self, scope, body):
+        out = answer(self, scope, body)
+        taken.append(out is not None)
+        return out
+
+    def send(method: str, what):
+        if method == "GET":
+            return client.get(what)
+        raw = what if isinstance(what, bytes) else json.dumps(what).encode()
+        return client.post("/recommendations", content=raw, headers={"Content-Type": "application/json"})
+
+    cases = [("GET", url, fast) for url, fast in FAST_GETS] + [("POST", body, fast) for body, fast in FAST_POSTS]
+    monkeypatch.setattr(_FastPath, "answer", spying)
+    quick = [send(method, what) for method, what, _ in cases]
+    assert taken == [fast for *_, fast in cases]
+    monkeypatch.setattr(_FastPath, "answer", lambda self, scope, body: None)  # FastAPI only
+    reference = [send(method, what) for method, what, _ in cases]
+    for (method, what, _), got, want in zip(cases, quick, reference, strict=True):
+        assert (got.status_code, got.json()) == (want.status_code, want.json()), (method, what)
+    assert {r.status_code for r in reference} >= {200, 404, 422}
+    assert (
+        client.post("/recommendations", content=b'{"items": [100]}', headers={"Content-Type": "text/plain"}).status_code
+        == 422
+    )
+    metrics = client.get("/metrics").text  # fast answers are counted under their route
+    assert 'tastebud_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}' in metrics
 
 
 def test_events_change_the_next_recommendation(client):
@@ -477,6 +549,61 @@ def test_worker_fleet_deals_connections_evenly(registry):
             c.close()
         counts = sorted(workers.count(w) for w in set(workers))
         assert counts == [4, 4], workers
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()[-2000:]
+
+
+def test_metrics_add_up_other_workers_snapshots():
+    """A fleet's scrape renders the answering worker's series plus the others' snapshots: counters
+    and histogram buckets add up, gauges are the answering worker's, counts stay exact past 1e6."""
+    from tastebud.serve.metrics import BUCKETS, Metrics
+
+    def worker(requests: int, latency: float) -> Metrics:
+        m = Metrics()
+        m.counter("t_requests_total", "requests")
+        m.histogram("t_seconds", "latency")
+        m.gauge("t_up", "uptime", lambda: 7.5)
+        m.inc("t_requests_total", requests, route="/a")
+        m.observe("t_seconds", latency, route="/a")
+        return m
+
+    me, other = worker(1_234_567, 0.004), worker(3, 0.018)
+    other.inc("t_requests_total", route="/b")  # a series only the other worker has
+    foreign = other.snapshot() | {"buckets": [1.0]}  # another bucket layout: left out
+    text = me.render([other.snapshot(), foreign])
+    assert 't_requests_total{route="/a"} 1234570' in text
+    assert 't_requests_total{route="/b"} 1' in text
+    assert 't_seconds_bucket{route="/a",le="0.005"} 1' in text  # 4 ms (mine)
+    assert 't_seconds_bucket{route="/a",le="0.015"} 1' in text
+    assert 't_seconds_bucket{route="/a",le="0.02"} 2' in text  # + 18 ms (the other's)
+    assert 't_seconds_count{route="/a"} 2' in text and "t_up 7.5" in text
+    assert me.render().count("t_up 7.5") == 1 and 'route="/b"' not in me.render()
+    assert 0.0075 in BUCKETS and 0.02 in BUCKETS  # the range a latency target of 25 ms needs
+
+
+@pytest.mark.slow
+def test_worker_fleet_metrics_count_every_worker(registry):
+    """`GET /metrics` on a fleet counts the requests of both workers, whichever one answers it."""
+    port, proc = _start_fleet(registry)
+    route = 'tastebud_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}'
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            answered = set()
+            for _ in range(40):  # new connections: the fleet deals them to both workers
+                r = http.get("/users/5/recommendations?k=3", headers={"Connection": "close"})
+                assert r.status_code == 200
+                answered.add(http.get("/health", headers={"Connection": "close"}).json()["worker"])
+            assert len(answered) == 2
+            deadline, totals = time.time() + 10, set()
+            while time.time() < deadline:  # each worker publishes within its poll interval
+                scrapes = [http.get("/metrics", headers={"Connection": "close"}).text for _ in range(4)]
+                totals = {line.rsplit(" ", 1)[1] for t in scrapes for line in t.splitlines() if line.startswith(route)}
+                if totals == {"40"}:
+                    break
+                time.sleep(0.2)
+            assert totals == {"40"}, totals
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)

@@ -6,7 +6,9 @@ them; the fleet therefore shares a small control file, JSON ``{"version", "gener
 written atomically. The worker that was asked loads the version and bumps ``generation``; every
 worker polls the file twice a second and follows. Loading takes an exclusive ``flock`` on
 ``<control>.lock``, so at most one worker of the fleet loads at any moment (a rolling reload):
-the others keep answering at full speed, and no request fails.
+the others keep answering at full speed, and no request fails. Beside the control file each
+worker publishes its metrics, so that ``GET /metrics``, whichever worker answers it, counts the
+whole fleet.
 
 Connections are dealt out evenly. Workers that share one listening socket race for each new
 connection, and one wake-up can accept several: wrk's 8 connections opened at once landed 5/3,
@@ -74,6 +76,30 @@ class FleetControl:
             return False
         self._seen = key
         return True
+
+    def publish_metrics(self, snapshot: dict[str, Any]) -> None:
+        """This worker's metrics (``Metrics.snapshot``), for the scrapes the other workers answer.
+
+        Replaced by a rename, so a reader never sees half a file; not fsynced: the folder lives
+        only as long as the fleet (a dead worker's last file stays, so the fleet's counters never
+        go back)."""
+        folder = self.path.with_name("metrics")
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(snapshot), encoding="utf-8")
+        os.replace(tmp, folder / f"{os.getpid()}.json")
+
+    def others_metrics(self) -> list[dict[str, Any]]:
+        """The last published metrics of every other worker, alive or gone."""
+        out = []
+        for path in sorted(self.path.with_name("metrics").glob("*.json")):
+            if path.stem == str(os.getpid()):
+                continue
+            try:
+                out.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):  # a worker's folder being removed at shutdown
+                continue
+        return out
 
     @contextmanager
     def loading(self) -> Iterator[None]:

@@ -124,6 +124,7 @@ FAST_GETS = [  # (url, answered by the fast path)
     ("/users/2/recommendations?k=5&unknown=1", False),
     ("/users/2/recommendations?k=0", False),  # the errors are FastAPI's
     ("/users/2/recommendations?k=abc", False),
+    ("/users/2/recommendations?k=%D9%A1%D9%A0", False),  # Arabic-Indic 10: digits to str.isdigit only
     ("/users/2/recommendations?k=1001", False),
     ("/users/2/recommendations?exclude_seen=maybe", False),
     ("/users/2/recommendations?model=nope", False),

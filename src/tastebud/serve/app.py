@@ -677,7 +677,7 @@ class _FastPath:
     def _user_params(self, query: bytes) -> tuple[int, str | None, bool] | None:
         k, model, exclude_seen = 10, None, True
         for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-            if key == "k" and value.isdigit() and len(value) <= 4 and 1 <= int(value) <= 1000:
+            if key == "k" and value.isascii() and value.isdigit() and len(value) <= 4 and 1 <= int(value) <= 1000:
                 k = int(value)
             elif key == "model" and 0 < len(value) <= 64:
                 model = value

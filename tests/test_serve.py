@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -589,22 +590,26 @@ def test_worker_fleet_metrics_count_every_worker(registry):
     """`GET /metrics` on a fleet counts the requests of both workers, whichever one answers it."""
     port, proc = _start_fleet(registry)
     route = 'tastebud_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}'
-    try:
+
+    def on_one_connection(*paths: str) -> tuple[Any, list[httpx.Response]]:
+        """(the worker, its answers): every request of one keep-alive connection meets one worker."""
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            answered = set()
-            for _ in range(40):  # new connections: the fleet deals them to both workers
-                r = http.get("/users/5/recommendations?k=3", headers={"Connection": "close"})
-                assert r.status_code == 200
-                answered.add(http.get("/health", headers={"Connection": "close"}).json()["worker"])
-            assert len(answered) == 2
-            deadline, totals = time.time() + 10, set()
-            while time.time() < deadline:  # each worker publishes within its poll interval
-                scrapes = [http.get("/metrics", headers={"Connection": "close"}).text for _ in range(4)]
-                totals = {line.rsplit(" ", 1)[1] for t in scrapes for line in t.splitlines() if line.startswith(route)}
-                if totals == {"40"}:
-                    break
-                time.sleep(0.2)
-            assert totals == {"40"}, totals
+            worker = http.get("/health").json()["worker"]
+            return worker, [http.get(path) for path in paths]
+
+    try:
+        served = [on_one_connection("/users/5/recommendations?k=3") for _ in range(40)]
+        assert all(r.status_code == 200 for _, (r,) in served)
+        assert len({worker for worker, _ in served}) == 2  # both workers answered some of the 40
+        deadline, counted = time.time() + 10, {}
+        while time.time() < deadline:  # each worker publishes its counts within its poll interval
+            worker, (scrape,) = on_one_connection("/metrics")
+            counted[worker] = next(
+                (line.rsplit(" ", 1)[1] for line in scrape.text.splitlines() if line.startswith(route)), "0"
+            )
+            if len(counted) == 2 and set(counted.values()) == {"40"}:
+                break
+        assert len(counted) == 2 and set(counted.values()) == {"40"}, counted
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)

@@ -157,8 +157,8 @@ def test_fast_path_answers_like_the_fastapi_routes(client, monkeypatch):
     answer = _FastPath.answer
     taken: list[bool] = []
 
-    def spying(self, scope, body):
-        out = answer(self, scope, body)
+    def spying(self, scope, headers, body):
+        out = answer(self, scope, headers, body)
         taken.append(out is not None)
         return out
 
@@ -172,7 +172,7 @@ def test_fast_path_answers_like_the_fastapi_routes(client, monkeypatch):
     monkeypatch.setattr(_FastPath, "answer", spying)
     quick = [send(method, what) for method, what, _ in cases]
     assert taken == [fast for *_, fast in cases]
-    monkeypatch.setattr(_FastPath, "answer", lambda self, scope, body: None)  # FastAPI only
+    monkeypatch.setattr(_FastPath, "answer", lambda self, scope, headers, body: None)  # FastAPI only
     reference = [send(method, what) for method, what, _ in cases]
     for (method, what, _), got, want in zip(cases, quick, reference, strict=True):
         assert (got.status_code, got.json()) == (want.status_code, want.json()), (method, what)

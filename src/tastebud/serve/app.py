@@ -56,7 +56,13 @@ from tastebud.serve.registry import ModelRegistry, is_model_folder
 
 log = logging.getLogger("tastebud.serve")
 
-Id = StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=256)]
+# request limits, declared once: the FastAPI routes, the body models and the fast path check the same
+MAX_ID = 256  # characters of a string id
+MAX_K = 1000
+DEFAULT_K = 10
+MAX_MODEL_NAME = 64
+
+Id = StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -100,7 +106,7 @@ class HistoryRequest(BaseModel):
     timestamps: list[StrictInt] | None = Field(
         None, description="Unix seconds per item; the history is ordered by them."
     )
-    k: int = Field(10, ge=1, le=1000)
+    k: int = Field(DEFAULT_K, ge=1, le=MAX_K)
     exclude_seen: bool = True
     context: dict[str, StrictStr | StrictInt] | None = Field(
         None, description="Demographics / context for the popularity path."
@@ -376,9 +382,9 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
 
     @app.get("/users/{user_id}/recommendations", tags=["recommend"], dependencies=read_guard)
     async def user_recommendations(
-        user_id: Annotated[str, PathParam(max_length=256)],
-        k: Annotated[int, Query(ge=1, le=1000)] = 10,
-        model: Annotated[str | None, Query(max_length=64)] = None,
+        user_id: Annotated[str, PathParam(max_length=MAX_ID)],
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = DEFAULT_K,
+        model: Annotated[str | None, Query(max_length=MAX_MODEL_NAME)] = None,
         exclude_seen: bool = True,
         context: Annotated[list[str], Query(description="key:value pairs, e.g. country:FR")] = None,
         candidates: Annotated[str | None, Query(description="Comma-separated item ids to restrict to.")] = None,
@@ -398,9 +404,9 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
 
     @app.get("/items/{item_id}/similar", tags=["recommend"], dependencies=read_guard)
     def similar_items(
-        item_id: Annotated[str, PathParam(max_length=256)],
-        k: Annotated[int, Query(ge=1, le=1000)] = 10,
-        model: Annotated[str | None, Query(max_length=64)] = None,
+        item_id: Annotated[str, PathParam(max_length=MAX_ID)],
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = DEFAULT_K,
+        model: Annotated[str | None, Query(max_length=MAX_MODEL_NAME)] = None,
     ) -> JSONResponse:
         """The k items most similar to one item (404 for an unknown item)."""
         eng = state.engine
@@ -644,7 +650,7 @@ class _FastPath:
     stays the reference: it parses again and answers, or makes the error response.
     """
 
-    USER_PATH = re.compile(r"^/users/([^/]{1,256})/recommendations$")
+    USER_PATH = re.compile(rf"^/users/([^/]{{1,{MAX_ID}}})/recommendations$")
     BOOLS = {"true": True, "false": False, "1": True, "0": False}
 
     def __init__(
@@ -657,17 +663,18 @@ class _FastPath:
         self.user_route, self.history_route = user_route, history_route
         self.answer_user, self.answer_history = answer_user, answer_history
 
-    def answer(self, scope: dict[str, Any], body: bytes | None) -> tuple[Any, JSONResponse] | None:
+    def answer(
+        self, scope: dict[str, Any], headers: dict[bytes, bytes], body: bytes | None
+    ) -> tuple[Any, JSONResponse] | None:
         """(route, response) for a plain request; None sends it on to FastAPI."""
         method, path = scope.get("method"), scope.get("path", "")
         try:
-            if method == "GET" and path.endswith("/recommendations"):
-                found = self.USER_PATH.match(path)
+            if method == "GET" and (found := self.USER_PATH.match(path)):
                 params = self._user_params(scope.get("query_string", b""))
-                if found is None or params is None:
+                if params is None:
                     return None
                 return self.user_route, JSONResponse(self.answer_user(found.group(1), *params, None, None))
-            if method == "POST" and path == "/recommendations" and body is not None and _is_json(scope):
+            if method == "POST" and path == "/recommendations" and body is not None and _is_json(headers):
                 req = HistoryRequest.model_validate(json.loads(body))
                 return self.history_route, JSONResponse(self.answer_history(req))
         except (ValueError, ValidationError, HTTPException, TastebudError):  # FastAPI makes the error response
@@ -675,11 +682,11 @@ class _FastPath:
         return None
 
     def _user_params(self, query: bytes) -> tuple[int, str | None, bool] | None:
-        k, model, exclude_seen = 10, None, True
+        k, model, exclude_seen = DEFAULT_K, None, True
         for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-            if key == "k" and value.isascii() and value.isdigit() and len(value) <= 4 and 1 <= int(value) <= 1000:
+            if key == "k" and value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_K:
                 k = int(value)
-            elif key == "model" and 0 < len(value) <= 64:
+            elif key == "model" and 0 < len(value) <= MAX_MODEL_NAME:
                 model = value
             elif key == "exclude_seen" and value in self.BOOLS:
                 exclude_seen = self.BOOLS[value]
@@ -688,11 +695,8 @@ class _FastPath:
         return k, model, exclude_seen
 
 
-def _is_json(scope: dict[str, Any]) -> bool:
-    for name, value in scope.get("headers") or []:
-        if name == b"content-type":
-            return value.split(b";")[0].strip().lower() == b"application/json"
-    return False
+def _is_json(headers: dict[bytes, bytes]) -> bool:
+    return headers.get(b"content-type", b"").split(b";")[0].strip().lower() == b"application/json"
 
 
 class _Guard:
@@ -716,7 +720,8 @@ class _Guard:
                 status["code"] = message["status"]
             await send(message)
 
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(reversed(scope.get("headers") or []))  # a repeated header: the first, as Starlette reads it
+        length = headers.get(b"content-length")
         too_big = False
         if length is not None:
             try:
@@ -748,7 +753,7 @@ class _Guard:
                     return await receive()
 
                 receive = replay
-        quick = None if too_big or self.fast is None else self.fast.answer(scope, payload)
+        quick = None if too_big or self.fast is None else self.fast.answer(scope, headers, payload)
         if too_big:
             response = JSONResponse({"error": f"request body larger than {self.max_body} bytes"}, status_code=413)
             await response(scope, receive, send_wrapper)

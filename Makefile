@@ -42,3 +42,8 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# BENCHMARKS.md sections whose measured code changed since the commit they record (exit 1 if any).
+.PHONY: bench-check
+bench-check:
+	python3 benchmarks/check.py

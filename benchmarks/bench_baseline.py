@@ -18,6 +18,12 @@ from tastebud.eval.metrics import mae, rmse
 PEER_POPULAR_NDCG = {"ml-100k": 0.214, "ml-latest-small": 0.179}
 
 
+# The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
+MEASURES = [
+    "src/tastebud/models/baseline.py",
+]
+
+
 def surprise_folds() -> list[tuple[float, float, float]]:
     from surprise import BaselineOnly, Dataset, Reader, accuracy
     from surprise.model_selection import PredefinedKFold
@@ -80,7 +86,7 @@ def main() -> None:
         + markdown_table(topn)
         + "\n\nReproduce: `.venv/bin/python benchmarks/bench_baseline.py`"
     )
-    write_section("baseline", body)
+    write_section("baseline", body, measures=MEASURES)
     print(body)
 
 

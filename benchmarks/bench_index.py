@@ -35,6 +35,12 @@ CACHE = Path(os.environ.get("TASTEBUD_BENCH_CACHE", "/tmp/tastebud-bench"))
 DIM = 64
 
 
+# The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
+MEASURES = [
+    "src/tastebud/index",
+]
+
+
 def synthetic_factors(n_items: int, n_users: int, dim: int = DIM, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(user vectors, item vectors) shaped like a factor model's (clusters, decaying spectrum)."""
     rng = np.random.default_rng(seed)
@@ -247,7 +253,7 @@ Recall ratio tastebud / FAISS: {recall(got, sub_ref) / max(1e-9, recall(peer_got
 
 Reproduce: `python benchmarks/bench_index.py` (the CPU was shared with other jobs when this ran;
 on an idle machine the times are lower)."""
-    write_section("index", body)
+    write_section("index", body, measures=MEASURES)
     print(body)
 
 

@@ -28,6 +28,15 @@ LUA = HERE / "wrk" / "mixed.lua"
 TOKEN = "load-token-0123456789abcdef"
 
 
+# The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
+MEASURES = [
+    "src/tastebud/serve",
+    "src/tastebud/index",
+    "src/tastebud/models/als.py",
+    "src/tastebud/models/knn.py",
+]
+
+
 def ensure_wrk() -> str:
     """wrk from Debian; installed with apt-get when missing (needs root, as in CI)."""
     path = shutil.which("wrk")
@@ -191,7 +200,7 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     from common import write_section
 
-    write_section("load", text)
+    write_section("load", text, measures=MEASURES)
     if r["errors"] or r["events_lost"]:
         print(f"FAILED: {r['errors']} errors, {r['events_lost']} events lost", file=sys.stderr)
         return 1

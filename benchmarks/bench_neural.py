@@ -68,6 +68,18 @@ COLD_GRID: list[dict] = [
 ]
 
 
+# The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
+MEASURES = [
+    "src/tastebud/models/ncf.py",
+    "src/tastebud/models/two_tower.py",
+    "src/tastebud/models/_torch.py",
+    "src/tastebud/models/als.py",
+    "src/tastebud/models/ease.py",
+    "src/tastebud/models/knn.py",
+    "src/tastebud/models/baseline.py",
+]
+
+
 def tail_mask(train: sp.csr_matrix, share: float = 0.2) -> np.ndarray:
     """True for the items outside the ``share`` most popular (the long tail)."""
     pop = np.bincount(train.indices, minlength=train.shape[1])
@@ -559,7 +571,7 @@ def main() -> None:
                 minutes = max(minutes, float((out / f"{part.replace(':', '_')}.seconds").read_text()) / 60)
     text = render(results, args.threads, minutes)
     if not args.quick and (args.render or not args.part):
-        write_section("neural", text)
+        write_section("neural", text, measures=MEASURES)
     print(text)
 
 

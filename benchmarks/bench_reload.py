@@ -28,6 +28,13 @@ from bench_serve import build_registry  # noqa: E402
 from common import markdown_table, write_section  # noqa: E402
 from tastebud.serve.engine import Engine  # noqa: E402
 
+# The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
+MEASURES = [
+    "src/tastebud/serve",
+    "src/tastebud/index",
+    "src/tastebud/models/als.py",
+]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -95,7 +102,7 @@ whole process's (the probe thread adds a few milliseconds).
 {markdown_table(pd.DataFrame(rows))}
 
 Reproduce: `python benchmarks/bench_reload.py --repeats {args.repeats}`."""
-    write_section("reload", body)
+    write_section("reload", body, measures=MEASURES)
     print(body)
 
 

@@ -54,6 +54,16 @@ GRIDS = {
 }
 
 
+# The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
+MEASURES = [
+    "src/tastebud/models/sasrec.py",
+    "src/tastebud/models/_torch.py",
+    "src/tastebud/models/als.py",
+    "src/tastebud/models/knn.py",
+    "src/tastebud/models/baseline.py",
+]
+
+
 class PeakRSS:
     """Peak resident memory (MB) above the level at entry, sampled every 20 ms."""
 
@@ -235,7 +245,7 @@ def main() -> None:
         f"The 2 cores were shared with other jobs (load average {load_before:.0f} at the start, "
         f"{os.getloadavg()[0]:.0f} at the end), so times are upper bounds."
     )
-    write_section("sasrec", render(table, pd.DataFrame(curves), load))
+    write_section("sasrec", render(table, pd.DataFrame(curves), load), measures=MEASURES)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,14 @@ EF_CONSTRUCTION = 200  # a well-built graph reaches recall@10 >= 0.95 at a small
 EF_SEARCH = 256  # recall@10 0.957 on this graph (printed with the results)
 
 
+# The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
+MEASURES = [
+    "src/tastebud/serve",
+    "src/tastebud/index",
+    "src/tastebud/models/als.py",
+]
+
+
 def build_registry(root: Path, n_items: int) -> tuple[Any, Any]:
     """A registry whose v0001 and v0002 serve the same 1M-item model (v0002 for the hot reload).
 
@@ -461,7 +469,7 @@ the requests queued behind it.
 
 Reproduce: `python benchmarks/bench_serve.py --seconds {args.seconds}` (needs wrk). The load average
 before the run was {load_before:.1f}; wrk and the server compete for the same 2 cores."""
-    write_section("serve", body)
+    write_section("serve", body, measures=MEASURES)
     print(body)
     shutil.rmtree(work, ignore_errors=True)
 

@@ -32,6 +32,7 @@ BUILTIN: dict[str, str] = {
     "ials": "tastebud.models.als",
     "bpr": "tastebud.models.bpr",
     "ease": "tastebud.models.ease",
+    "rp3beta": "tastebud.models.rp3beta",
     "gmf": "tastebud.models.ncf",
     "mlp": "tastebud.models.ncf",
     "neumf": "tastebud.models.ncf",

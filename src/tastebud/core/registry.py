@@ -33,6 +33,7 @@ BUILTIN: dict[str, str] = {
     "bpr": "tastebud.models.bpr",
     "ease": "tastebud.models.ease",
     "rp3beta": "tastebud.models.rp3beta",
+    "slim": "tastebud.models.slim",
     "gmf": "tastebud.models.ncf",
     "mlp": "tastebud.models.ncf",
     "neumf": "tastebud.models.ncf",

@@ -25,18 +25,18 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from tastebud.core.base import Recommender, non_negative, positive
+from tastebud.core.base import non_negative, positive
 from tastebud.core.registry import register
-from tastebud.core.results import Explanation
 from tastebud.core.topk import topk
 from tastebud.data.interactions import Interactions
+from tastebud.models._item_item import SparseItemItem
 from tastebud.models.als import check_values
 
 _BLOCK_BYTES = 64 << 20
 
 
 @register("rp3beta")
-class RP3beta(Recommender):
+class RP3beta(SparseItemItem):
     """Graph-walk item-item model with a popularity penalty; no training loop, exact explanations.
 
     ``neighbors`` caps each item's list of weights (the paper's top-K); ``transition_exponent`` is
@@ -44,7 +44,7 @@ class RP3beta(Recommender):
     ``normalize`` divides each item's kept weights by their sum.
     """
 
-    supports_history = True
+    explain_phrase = "reached from"
     fast_params: ClassVar[dict[str, Any]] = {"neighbors": 20}
 
     def __init__(
@@ -106,41 +106,6 @@ class RP3beta(Recommender):
             W = sp.csr_matrix(sp.diags(_inverse(np.asarray(W.sum(axis=1)).ravel())) @ W, dtype=np.float32)
         W.sort_indices()
         self.weights_ = W
-
-    def _score(self, user_idx: np.ndarray, item_idx: np.ndarray | None) -> np.ndarray:
-        W = self.weights_ if item_idx is None else self.weights_[:, item_idx]
-        return (self.user_items_[user_idx] @ W).toarray()
-
-    def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
-        values = np.asarray(values, np.float32)
-        check_values(values, "history values")
-        x = np.zeros(self.n_items, np.float32)
-        np.add.at(x, np.asarray(item_idx, np.int64), values)
-        return np.asarray(self.weights_.T @ x).ravel()
-
-    def _similar(self, item_idx: np.ndarray) -> np.ndarray:
-        return self.weights_[np.asarray(item_idx, np.int64)].toarray()
-
-    def _explain(self, user_idx: int, item_idx: np.ndarray, history: sp.csr_matrix) -> list[Explanation]:
-        """The score ``sum_j x_uj W_ji`` split into its history items' terms (exact)."""
-        history = sp.csr_matrix(history)
-        hist, vals = history.indices, history.data.astype(np.float32)
-        out = []
-        for i in item_idx:
-            contrib = vals * self.weights_[hist, int(i)].toarray().ravel() if len(hist) else np.zeros(0)
-            if not (contrib > 0).any():
-                out.append(Explanation("no history item leads to it"))
-                continue
-            top = np.argsort(-contrib, kind="stable")[:5]
-            top = top[contrib[top] > 0]
-            ids = self.items_.to_ids(hist[top])
-            out.append(
-                Explanation(
-                    f"reached from {', '.join(map(str, ids[:3]))} in your history (total {contrib.sum():.4g})",
-                    [(x, float(w)) for x, w in zip(ids, contrib[top], strict=False)],
-                )
-            )
-        return out
 
 
 def _inverse(values: np.ndarray) -> np.ndarray:

@@ -71,7 +71,7 @@ class Recommender:
 
     # ------------------------------------------------------------------ params
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every model's own ``__init__`` checks keyword names first (:meth:`_resolve_params`), so an
+        """Every model's own ``__init__`` checks keyword names first (:meth:`resolve_params`), so an
         unknown name is a ConfigError naming the model and the valid names, not Python's TypeError."""
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
@@ -88,11 +88,12 @@ class Recommender:
         ]
 
     @classmethod
-    def _resolve_params(
+    def resolve_params(
         cls, params: dict[str, Any], *, valid: Sequence[str] | None = None, warn: bool = True, stacklevel: int = 3
     ) -> dict[str, Any]:
-        """``params`` under today's names: old names mapped (warning unless ``warn`` is False),
-        unknown names refused with a did-you-mean. ``valid`` None: every ``__init__`` name."""
+        """``params`` under today's names: old names mapped (with a DeprecationWarning unless ``warn``
+        is False), unknown names refused with a ConfigError that lists the valid ones and the closest.
+        ``valid``: the names to accept (default: every ``__init__`` name)."""
         owner = cls.name or cls.__name__
         names = cls._param_names() if valid is None else list(valid)
         out: dict[str, Any] = {}
@@ -122,7 +123,7 @@ class Recommender:
     @classmethod
     def _from_saved_params(cls, params: dict[str, Any]) -> Recommender:
         """A model built from a manifest's hyper-parameters (old names map silently: the file is not the user's typo)."""
-        return cls(**cls._resolve_params(params, warn=False))
+        return cls(**cls.resolve_params(params, warn=False))
 
     def get_params(self) -> dict[str, Any]:
         """Hyper-parameters as given to ``__init__`` (today's names only)."""
@@ -130,7 +131,7 @@ class Recommender:
 
     def set_params(self, **params: Any) -> Recommender:
         """Change hyper-parameters; names are checked and mapped as in the constructor."""
-        for key, value in self._resolve_params(params).items():
+        for key, value in self.resolve_params(params).items():
             setattr(self, key, value)
         return self
 
@@ -498,7 +499,7 @@ def _checked_init(init: Any) -> Any:
     def __init__(self: Recommender, *args: Any, **params: Any) -> None:
         if params and not takes_any:
             # this __init__'s own names: a subclass calling super().__init__ passes its parent's
-            params = type(self)._resolve_params(params, valid=names)
+            params = type(self).resolve_params(params, valid=names)
         init(self, *args, **params)
 
     __init__.__tastebud_names__ = names  # type: ignore[attr-defined]

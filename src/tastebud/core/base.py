@@ -103,13 +103,6 @@ class Recommender:
             elif key in cls.renamed_params:
                 new = cls.renamed_params[key]
                 targets = (new,) if isinstance(new, str) else tuple(new)
-                if warn:
-                    warnings.warn(
-                        f"{owner}: hyper-parameter '{key}' is now {' and '.join(map(repr, targets))}; "
-                        "the old name goes in the next release",
-                        DeprecationWarning,
-                        stacklevel=stacklevel,
-                    )
             else:
                 raise ConfigError(unknown_param_message(owner, key, names))
             for target in targets:
@@ -118,6 +111,13 @@ class Recommender:
                         f"{owner}: '{key}' and '{target}' name the same hyper-parameter; give '{target}' only"
                     )
                 out[target] = value
+            if warn and targets != (key,):
+                warnings.warn(
+                    f"{owner}: hyper-parameter '{key}' is now {' and '.join(map(repr, targets))}; "
+                    "the old name goes in the next release",
+                    DeprecationWarning,
+                    stacklevel=stacklevel,
+                )
         return out
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,3 +224,9 @@ def test_two_tower_saved_with_old_vector_names_loads(synth, tmp_path):
     np.testing.assert_array_equal(loaded.user_factors_, model.user_factors_)
     users = list(synth.users.ids[:5])
     np.testing.assert_array_equal(loaded.recommend(users, k=5).items, model.recommend(users, k=5).items)
+
+
+def test_conventions_page_names_every_hyper_parameter():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "conventions.md").read_text()
+    missing = {n: [p for p in tb.get_model(n)._param_names() if f"`{p}`" not in doc] for n in MODELS}
+    assert not {n: m for n, m in missing.items() if m}

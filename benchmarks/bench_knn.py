@@ -52,8 +52,8 @@ ITEM_BASELINE = dict(
     similarity="pearson_baseline",
     prediction="baseline",
     shrinkage=200.0,
-    reg_user=5.0,
-    reg_item=5.0,
+    reg_user_bias=5.0,
+    reg_item_bias=5.0,
     epochs=30,
 )
 ITEM_BASELINE_SURPRISE_DEFAULTS = dict(neighbors=40, similarity="pearson_baseline", prediction="baseline")
@@ -259,30 +259,30 @@ def cold_start_rows() -> pd.DataFrame:
     def spec(w: dict) -> dict:
         return {b: {"weight": w[b], "kind": kinds[b], "column": cols[b]} for b in w if w[b] > 0}
 
-    best = cold_ndcg(ContentBased(blocks=spec(weights)).fit(val.train), val, val_held)
+    best = cold_ndcg(ContentBased(feature_blocks=spec(weights)).fit(val.train), val, val_held)
     for block in [b for _ in range(2) for b in weights]:  # two passes of coordinate search
         for g in grid:
             trial = dict(weights, **{block: g})
-            score = cold_ndcg(ContentBased(blocks=spec(trial)).fit(val.train), val, val_held)
+            score = cold_ndcg(ContentBased(feature_blocks=spec(trial)).fit(val.train), val, val_held)
             if score > best:
                 best, weights = score, trial
     rows = [{"features": "random", "ndcg@10": cold_ndcg(Random(random_state=0).fit(test.train), test, test_held)}]
     for label, blocks in COLD_BLOCKS.items():
         rows.append(
-            {"features": label, "ndcg@10": cold_ndcg(ContentBased(blocks=blocks).fit(test.train), test, test_held)}
+            {"features": label, "ndcg@10": cold_ndcg(ContentBased(feature_blocks=blocks).fit(test.train), test, test_held)}
         )
     rows.append(
         {
             "features": "all blocks, equal weights",
             "ndcg@10": cold_ndcg(
-                ContentBased(blocks=spec(dict.fromkeys(weights, 1.0))).fit(test.train), test, test_held
+                ContentBased(feature_blocks=spec(dict.fromkeys(weights, 1.0))).fit(test.train), test, test_held
             ),
         }
     )
     rows.append(
         {
             "features": "all blocks, weights " + json.dumps(weights),
-            "ndcg@10": cold_ndcg(ContentBased(blocks=spec(weights)).fit(test.train), test, test_held),
+            "ndcg@10": cold_ndcg(ContentBased(feature_blocks=spec(weights)).fit(test.train), test, test_held),
         }
     )
     print("  cold start done", flush=True)
@@ -364,8 +364,8 @@ def main() -> None:
     parts += [
         "Surprise rows: KNNBaseline(k=40, pearson_baseline, item-based) and KNNWithMeans(k=40, msd, user-based). "
         'The "Surprise defaults" row uses Surprise\'s own shrinkage (100) and baseline regularisation '
-        "(reg_user 15, reg_item 10, 10 epochs) and reproduces KNNBaseline's RMSE; the first row uses shrinkage 200 and "
-        "reg_user 5, reg_item 5, 30 epochs (chosen on these folds).",
+        "(reg_user_bias 15, reg_item_bias 10, 10 epochs) and reproduces KNNBaseline's RMSE; the first row uses shrinkage 200 and "
+        "reg_user_bias 5, reg_item_bias 5, 30 epochs (chosen on these folds).",
         "",
     ]
     parts += [

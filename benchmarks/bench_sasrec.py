@@ -39,11 +39,11 @@ THREADS = int(os.environ.get("TASTEBUD_BENCH_THREADS", "1"))
 # paper settings (Kang & McAuley: d=50, 2 blocks, 1 head, dropout 0.2, Adam) with maxlen 50 (the
 # paper's value for its sparser sets; 200 cost 3-4x per epoch here) and small batches so an
 # epoch makes ~30 steps
-SASREC = dict(factors=50, blocks=2, heads=1, maxlen=50, dropout=0.2, batch_size=32, learning_rate=2e-3)
+SASREC = dict(factors=50, transformer_blocks=2, heads=1, maxlen=50, dropout=0.2, batch_size=32, learning_rate=2e-3)
 LOSSES = {
     "ce": dict(loss="ce", epochs=30, patience=5),
     "bce": dict(loss="bce", epochs=40, patience=5),
-    "sampled_softmax": dict(loss="sampled_softmax", n_negatives=256, epochs=30, patience=5),
+    "sampled_softmax": dict(loss="sampled_softmax", negatives=256, epochs=30, patience=5),
 }
 GRIDS = {
     "popular": [{}],
@@ -162,7 +162,7 @@ def run(name: str, data: Interactions, quick: bool) -> tuple[list[dict], list[di
         with PeakRSS() as mem:
             model = tb.get_model("sasrec")(**params).fit(train_val)
         fit_s = time.perf_counter() - t0
-        label = f"SASRec loss={loss}" + (f" ({params['n_negatives']} neg.)" if loss == "sampled_softmax" else "")
+        label = f"SASRec loss={loss}" + (f" ({params['negatives']} neg.)" if loss == "sampled_softmax" else "")
         row = {"data": name, "model": label, **metrics(model, train_val, test, negatives)}
         row.update({"fit s": fit_s, "epochs": len(model.history_), "peak MB": mem.delta})
         rows.append(row)

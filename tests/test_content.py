@@ -38,7 +38,7 @@ def data(features=FEATS, frame=RATINGS, items=None, **kw) -> tb.Interactions:
 
 def test_profile_and_cosine_by_hand():
     d = data()
-    m = ContentBased(blocks={"genres": 1.0}, calibrate=False).fit(d)
+    m = ContentBased(feature_blocks={"genres": 1.0}, calibrate=False).fit(d)
     vocab = ["Action", "Comedy", "Romance", "Sci-Fi"]
     V = {}
     for item, g in zip(FEATS.index, FEATS["genres"], strict=False):
@@ -59,13 +59,13 @@ def test_profile_and_cosine_by_hand():
 
 def test_blocks_combine_by_weight():
     d = data()
-    both = ContentBased(blocks={"genres": 2.0, "title": 1.0}, calibrate=False).fit(d)
-    g = ContentBased(blocks={"genres": 1.0}, calibrate=False).fit(d)
-    t = ContentBased(blocks={"title": 1.0}, calibrate=False).fit(d)
+    both = ContentBased(feature_blocks={"genres": 2.0, "title": 1.0}, calibrate=False).fit(d)
+    g = ContentBased(feature_blocks={"genres": 1.0}, calibrate=False).fit(d)
+    t = ContentBased(feature_blocks={"title": 1.0}, calibrate=False).fit(d)
     users = ["a", "b"]
     want = (2.0 * g.score(users) + 1.0 * t.score(users)) / 3.0
     np.testing.assert_allclose(both.score(users), want, atol=5e-6)
-    cal = ContentBased(blocks={"genres": 2.0, "title": 1.0}).fit(d)
+    cal = ContentBased(feature_blocks={"genres": 2.0, "title": 1.0}).fit(d)
     s = cal.block_scale_
     assert s.min() == pytest.approx(1.0) and np.isfinite(s).all()
     want = (2.0 * s[0] * g.score(users) + 1.0 * s[1] * t.score(users)) / 3.0
@@ -83,7 +83,7 @@ def test_items_without_interactions_are_recommendable():
         ]
     )
     d = data(features=feats, items=items)
-    m = ContentBased(blocks={"genres": 1.0, "title": 1.0}).fit(d)
+    m = ContentBased(feature_blocks={"genres": 1.0, "title": 1.0}).fit(d)
     assert "m7" in m.recommend(["a"], k=2).items_of(0)
     assert m.recommend(["a"], k=5, items=["m7", "m6"]).items_of(0)[0] == "m7"
 
@@ -98,7 +98,7 @@ def test_feature_table_mismatch_is_reported():
     frame = pd.concat([RATINGS, pd.DataFrame({"user": ["b"], "item": ["m6"], "rating": [3.0]})])
     d = data(features=feats, frame=frame)
     with pytest.warns(FeatureWarning) as caught:
-        m = ContentBased(blocks={"genres": 1.0}).fit(d)
+        m = ContentBased(feature_blocks={"genres": 1.0}).fit(d)
     text = " ".join(str(w.message) for w in caught)
     assert "not in the data" in text and "'ghost'" in text
     assert "no usable features" in text and "'m6'" in text
@@ -113,7 +113,7 @@ def test_feature_table_mismatch_is_reported():
 
 
 def test_explanations_name_matched_features():
-    m = ContentBased(blocks={"genres": 1.0, "title": 1.0}).fit(data())
+    m = ContentBased(feature_blocks={"genres": 1.0, "title": 1.0}).fit(data())
     recs = m.recommend(["a"], k=1, explain=True)
     assert recs.items_of(0) == ["m5"]
     ex = recs.explanations[0][0]
@@ -124,7 +124,7 @@ def test_explanations_name_matched_features():
 
 def test_history_equals_known_user_and_flat_ratings():
     d = data()
-    m = ContentBased(blocks={"genres": 1.0, "title": 0.5}).fit(d)
+    m = ContentBased(feature_blocks={"genres": 1.0, "title": 0.5}).fit(d)
     row = m.score(["a"])[0]
     hist = m._score_history(d.items.index(["m1", "m2", "m3"]), np.array([5.0, 4.0, 1.0], np.float32))
     np.testing.assert_allclose(hist, row, atol=1e-6)
@@ -143,7 +143,7 @@ def test_implicit_data_and_similar_items():
 
 
 def test_save_load_keeps_encoder(tmp_path):
-    m = ContentBased(blocks={"genres": 1.0, "title": {"weight": 0.5, "kind": "text"}}).fit(data())
+    m = ContentBased(feature_blocks={"genres": 1.0, "title": {"weight": 0.5, "kind": "text"}}).fit(data())
     m.save(tmp_path / "c")
     back = tb.load_model(str(tmp_path / "c"))
     np.testing.assert_allclose(back.score(["a", "b"]), m.score(["a", "b"]), atol=1e-7)
@@ -164,19 +164,19 @@ def test_bad_input():
     with pytest.raises(DataError, match="empty"):
         ContentBased().fit(d)
     with pytest.raises(ConfigError, match="column 'budget' is not in the item feature table"):
-        ContentBased(blocks={"budget": 1.0}).fit(data())
+        ContentBased(feature_blocks={"budget": 1.0}).fit(data())
     d = data()
     d.item_features = FEATS.set_axis([f"x{i}" for i in range(6)])
     with pytest.raises(DataError, match="none of the 6 feature rows matches an item"):
         ContentBased().fit(d)
     with pytest.raises(ConfigError, match="blocks must be"):
-        ContentBased(blocks={}).fit(data())
+        ContentBased(feature_blocks={}).fit(data())
 
 
 def test_params_are_json():
     import json
 
-    m = ContentBased(blocks={"genres": 1.0, "wiki": {"column": "title", "kind": "text", "weight": 0.5}})
+    m = ContentBased(feature_blocks={"genres": 1.0, "wiki": {"column": "title", "kind": "text", "weight": 0.5}})
     json.dumps(m.get_params())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -202,6 +202,6 @@ def test_ml100k_cold_start_beats_random(data_root):
         rec, _ = model.fit(split.train)._recommend_idx(users, 10, True, cand)
         return float(np.mean(M.ndcg_at_k(rec, rel[users], 10)))
 
-    ours = ndcg(ContentBased(blocks={"genres": 1.0, "title": 1.0}))
+    ours = ndcg(ContentBased(feature_blocks={"genres": 1.0, "title": 1.0}))
     rand = ndcg(tb.get_model("random")(random_state=0))
     assert ours > rand * 1.2

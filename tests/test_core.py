@@ -72,7 +72,7 @@ def test_bias_recovers_additive_ratings():
     b = {1: 1.0, 2: -1.0, 3: 0.0, 4: 0.25}
     rows = [(u, i, 3.0 + au + bi) for u, au in a.items() for i, bi in b.items()]
     data = tb.Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item", "rating"]), rating="rating")
-    model = tb.get_model("bias")(reg_user=0.0, reg_item=0.0, epochs=50).fit(data)
+    model = tb.get_model("bias")(reg_user_bias=0.0, reg_item_bias=0.0, epochs=50).fit(data)
     pred = model.predict([r[0] for r in rows], [r[1] for r in rows])
     np.testing.assert_allclose(pred, [r[2] for r in rows], atol=1e-5)
     # unknown user: global mean + item bias

@@ -192,8 +192,8 @@ def test_two_tower_on_two_ray_workers_trains_and_evaluates(ray_local):
     # the same global batch (each worker half of it, in-batch negatives gathered from both) and
     # summed gradients: the single-process trajectory up to float rounding, so the same quality
     assert abs(n_dist - n_local) <= 0.01 * n_local
-    scale = np.abs(local.item_vectors_).max()
-    np.testing.assert_allclose(dist.item_vectors_, local.item_vectors_, atol=1e-3 * scale)
+    scale = np.abs(local.item_factors_).max()
+    np.testing.assert_allclose(dist.item_factors_, local.item_factors_, atol=1e-3 * scale)
     recs = dist.recommend(list(split.train.users.ids[:3]), k=5)
     assert all(len([i for i in row if i is not None]) == 5 for row in recs.items)
 

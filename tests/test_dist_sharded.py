@@ -244,7 +244,7 @@ def test_two_tower_from_parquet_shards_trains_to_the_single_process_quality(ray_
     np.testing.assert_array_equal(sharded.user_feat_idx_, local.user_feat_idx_)  # merged vocabularies
     np.testing.assert_array_equal(sharded.user_feat_val_, local.user_feat_val_)
     np.testing.assert_array_equal(sharded.item_feat_idx_, local.item_feat_idx_)
-    assert sharded.user_vectors_.shape == local.user_vectors_.shape
+    assert sharded.user_factors_.shape == local.user_factors_.shape
     assert sharded.item_counts_.sum() == local.item_counts_.sum()  # per-block holdouts, summed
     n_local = evaluate_fitted(local, split, 10)["ndcg@10"]
     n_sharded = evaluate_fitted(sharded, split, 10)["ndcg@10"]
@@ -253,8 +253,8 @@ def test_two_tower_from_parquet_shards_trains_to_the_single_process_quality(ray_
     assert n_sharded >= 0.9 * n_local  # each worker shuffles its own users: the same model in distribution
     # a user's vector is the one the fitted towers give from that user's (block's) history
     users = np.arange(0, sharded.n_users, 37)
-    again = sharded._user_vectors(sharded._net, _cpu(), users, sharded.user_items_, table=sharded.item_vectors_)
-    np.testing.assert_allclose(again, sharded.user_vectors_[users], atol=1e-5)
+    again = sharded._user_vectors(sharded._net, _cpu(), users, sharded.user_items_, table=sharded.item_factors_)
+    np.testing.assert_allclose(again, sharded.user_factors_[users], atol=1e-5)
 
 
 @pytest.mark.slow

@@ -102,9 +102,9 @@ def test_adjusted_cosine_and_shrinkage_by_hand():
 def test_pearson_baseline_uses_bias_model():
     data = ratings()
     model = ItemKNN(
-        neighbors=4, similarity="pearson_baseline", shrinkage=1.0, reg_user=2.0, reg_item=3.0, epochs=5
+        neighbors=4, similarity="pearson_baseline", shrinkage=1.0, reg_user_bias=2.0, reg_item_bias=3.0, epochs=5
     ).fit(data)
-    bias = tb.get_model("bias")(reg_user=2.0, reg_item=3.0, epochs=5).fit(data)
+    bias = tb.get_model("bias")(reg_user_bias=2.0, reg_item_bias=3.0, epochs=5).fit(data)
     np.testing.assert_allclose(model.item_bias_, bias.item_bias_, rtol=1e-6)
     X = data.matrix.toarray().astype(float)
     rated = X != 0
@@ -146,7 +146,7 @@ def test_implicit_weightings_match_implicit_formulas():
     W = np.sqrt(items) * idf[None, :]
     W = W / np.linalg.norm(W, axis=1, keepdims=True)
     T = W @ W.T
-    # BM25 (implicit's BM25Recommender, K1=1.2, B=0.75): no normalisation
+    # BM25 (implicit's BM25Recommender, bm25_k1=1.2, bm25_b=0.75): no normalisation
     length = items.sum(1)
     norm = 0.25 + 0.75 * length / length.mean()
     Wb = items * 2.2 / (1.2 * norm[:, None] + items) * idf[None, :]
@@ -155,7 +155,7 @@ def test_implicit_weightings_match_implicit_formulas():
     c = items @ items.T
     cnt = items.sum(1)
     A = c / (cnt[:, None] ** 0.8 * cnt[None, :] ** 0.2)
-    for name, ref, extra in (("tfidf", T, {}), ("bm25", Bm, {}), ("asymmetric_cosine", A, {"alpha": 0.8})):
+    for name, ref, extra in (("tfidf", T, {}), ("bm25", Bm, {}), ("asymmetric_cosine", A, {"asymmetry": 0.8})):
         S = ItemKNN(neighbors=n_items - 1, similarity=name, **extra).fit(data).sim_.toarray()
         want = np.where(np.eye(n_items, dtype=bool), 0.0, np.maximum(ref, 0.0))
         np.testing.assert_allclose(S, want, rtol=1e-5, atol=1e-6, err_msg=name)
@@ -368,8 +368,8 @@ def test_bad_parameters_give_clear_errors():
         UserKNN(neighbors=-3).fit(data)
     with pytest.raises(ConfigError, match="prediction must be one of"):
         UserKNN(prediction="median").fit(data)
-    with pytest.raises(ConfigError, match="alpha"):
-        ItemKNN(alpha=1.5).fit(data)
+    with pytest.raises(ConfigError, match="asymmetry"):
+        ItemKNN(asymmetry=1.5).fit(data)
     with pytest.raises(ConfigError, match="needs explicit ratings"):
         ItemKNN(similarity="pearson").fit(ratings(explicit=False))
     with pytest.raises(ConfigError, match="k must be"):

@@ -43,7 +43,7 @@ def test_als_recovers_rank_one_plus_biases():
     bu, bi = rng.normal(scale=0.5, size=7), rng.normal(scale=0.5, size=9)
     truth = 5.0 + bu[:, None] + bi[None, :] + np.outer(a, b)
     data = frame_data(truth, (0.0, 10.0))
-    model = ExplicitALS(factors=1, epochs=200, reg=1e-9, reg_bias=1e-9, weighted_reg=False, threads=1).fit(data)
+    model = ExplicitALS(factors=1, epochs=200, reg=1e-9, reg_user_bias=1e-9, reg_item_bias=1e-9, weighted_reg=False, threads=1).fit(data)
     users = [f"u{x}" for x in range(7) for _ in range(9)]
     items = [f"i{y}" for _ in range(7) for y in range(9)]
     np.testing.assert_allclose(model.predict(users, items), truth.ravel(), atol=1e-3)
@@ -384,19 +384,19 @@ def test_factors_must_be_positive(name, synth):
 def test_bad_hyper_parameters(synth):
     with pytest.raises(ConfigError, match="learning_rate"):
         SVD(learning_rate=0.0).fit(synth)
-    with pytest.raises(ConfigError, match="reg_qi"):
-        SVD(reg_qi=-1.0).fit(synth)
+    with pytest.raises(ConfigError, match="reg_item_factors"):
+        SVD(reg_item_factors=-1.0).fit(synth)
     with pytest.raises(ConfigError, match="burn_in"):
         BayesianMF(epochs=5, burn_in=5).fit(synth)
 
 
 def test_divergence_names_the_learning_rate(synth):
     with pytest.raises(TrainingError, match="learning_rate"):
-        SVD(factors=10, epochs=30, learning_rate=3.0, reg=0.0, reg_bu=0.0, reg_bi=0.0, init_std=1.0, threads=1).fit(
+        SVD(factors=10, epochs=30, learning_rate=3.0, reg=0.0, reg_user_bias=0.0, reg_item_bias=0.0, init_std=1.0, threads=1).fit(
             synth
         )
     with pytest.raises(TrainingError, match="learning_rate"):
-        SVDpp(factors=10, epochs=30, learning_rate=3.0, reg=0.0, reg_bu=0.0, reg_bi=0.0, init_std=1.0, threads=1).fit(
+        SVDpp(factors=10, epochs=30, learning_rate=3.0, reg=0.0, reg_user_bias=0.0, reg_item_bias=0.0, init_std=1.0, threads=1).fit(
             synth
         )
 

@@ -127,8 +127,8 @@ def test_bad_parameters_name_themselves():
     data = blocks()
     with pytest.raises(ConfigError, match="pretrain"):
         tb.get_model("gmf")(pretrain=True).fit(data)
-    with pytest.raises(ConfigError, match="alpha"):
-        tb.get_model("neumf")(alpha=1.5).fit(data)
+    with pytest.raises(ConfigError, match="gmf_weight"):
+        tb.get_model("neumf")(gmf_weight=1.5).fit(data)
     with pytest.raises(ConfigError, match="negatives"):
         tb.get_model("mlp")(negatives=0).fit(data)
     with pytest.raises(ConfigError, match="loss"):

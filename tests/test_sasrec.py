@@ -41,7 +41,7 @@ def nxt(item: str, step: int = 1) -> str:
     return f"i{(int(item[1:]) + step) % N_ITEMS}"
 
 
-FAST = dict(factors=16, blocks=1, maxlen=8, dropout=0.0, epochs=40, batch_size=32, learning_rate=0.01, device="cpu")
+FAST = dict(factors=16, transformer_blocks=1, maxlen=8, dropout=0.0, epochs=40, batch_size=32, learning_rate=0.01, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_learns_the_next_item(ce_model, cyc):
 
 @pytest.mark.parametrize("loss", ["bce", "sampled_softmax"])
 def test_other_losses_learn_too(cyc, loss):
-    model = SASRec(**dict(FAST, loss=loss, n_negatives=8, epochs=60)).fit(cyc)
+    model = SASRec(**dict(FAST, loss=loss, negatives=8, epochs=60)).fit(cyc)
     hits = 0
     for s in range(N_ITEMS):
         session = [nxt(f"i{s}", j) for j in range(3)]

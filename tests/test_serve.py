@@ -312,7 +312,7 @@ def test_hot_reload_without_failed_requests(client, registry, data):
     t = threading.Thread(target=hammer)
     t.start()
     try:
-        models = {"bias": tb.get_model("bias")(reg_item=10.0).fit(data)}
+        models = {"bias": tb.get_model("bias")(reg_item_bias=10.0).fit(data)}
         assert publish_version(registry, models, data) == "v0002"
         r = client.post("/admin/reload", headers=AUTH)
         assert r.status_code == 200 and r.json()["version"] == "v0002" and r.json()["previous"] == "v0001"
@@ -491,7 +491,7 @@ def test_worker_fleet_follows_a_reload(registry, data):
     port, proc = _start_fleet(registry)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            assert publish_version(registry, {"bias": tb.get_model("bias")(reg_item=10.0).fit(data)}, data) == "v0002"
+            assert publish_version(registry, {"bias": tb.get_model("bias")(reg_item_bias=10.0).fit(data)}, data) == "v0002"
             statuses: list[int] = []
             stop = threading.Event()
 
@@ -642,7 +642,7 @@ def test_a_fleet_verifies_a_version_once(registry, data, tmp_path, monkeypatch):
     FleetControl(tmp_path / "control").write(None, 0)
     config = ServeConfig(token=TOKEN, control=str(tmp_path / "control"))
     leader, follower = State(registry, config), State(registry, config)
-    assert publish_version(registry, {"bias": tb.get_model("bias")(reg_item=10.0).fit(data)}, data) == "v0002"
+    assert publish_version(registry, {"bias": tb.get_model("bias")(reg_item_bias=10.0).fit(data)}, data) == "v0002"
     loads: list[bool] = []
     load = Engine.load.__func__
 

@@ -125,9 +125,9 @@ def test_uses_features_context_and_demographics(synth):
     cols = [b["column"] for b in model.item_feature_spec_]
     assert cols == ["genres", "year", "description"]
     assert {b["column"] for b in model.user_feature_spec_} == {"age", "gender", "occupation"}
-    n = np.linalg.norm(model.item_vectors_, axis=1)
+    n = np.linalg.norm(model.item_factors_, axis=1)
     np.testing.assert_allclose(n, 1.0, rtol=1e-5)
-    assert model.item_vectors_.shape == (synth.n_items, 8)
+    assert model.item_factors_.shape == (synth.n_items, 8)
     id_only = tb.get_model("two_tower")(features=False, context=False, **FAST).fit(synth)
     assert id_only.n_item_features_ == 0 and not id_only.context_
 
@@ -138,27 +138,27 @@ def test_history_vector_is_the_user_tower_of_a_known_person(synth):
     u = int(np.argmin(np.diff(m.indptr)))  # a short row: fewer items than max_history
     items = m.indices[m.indptr[u] : m.indptr[u + 1]]
     assert len(items) <= 20
-    np.testing.assert_allclose(model.encode_history(items), model.user_vectors_[u], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.encode_history(items), model.user_factors_[u], rtol=1e-5, atol=1e-6)
     # a new person with five interactions is served from their history, without retraining
     recs = model.recommend_for_history(synth.items.to_ids(items[:5]).tolist(), k=5)
-    expect = np.argsort(-(model.item_vectors_ @ model.encode_history(items[:5])), kind="stable")
+    expect = np.argsort(-(model.item_factors_ @ model.encode_history(items[:5])), kind="stable")
     expect = [i for i in expect if i not in set(items[:5])][:5]
     assert recs.items_of(0) == synth.items.to_ids(np.array(expect)).tolist()
 
 
 def test_history_pools_the_item_towers_own_vectors(synth):
     """The user tower is ``normalize(mean of the history's item vectors + MLP correction)``: with
-    the correction switched off it must equal the normalised mean of ``item_vectors_`` rows."""
+    the correction switched off it must equal the normalised mean of ``item_factors_`` rows."""
     model = tb.get_model("two_tower")(**FAST).fit(synth)
     last = model._net.user_tower.mlp[-1]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.zero_()
     items = np.array([3, 17, 42])
-    mean = model.item_vectors_[items].mean(axis=0)
+    mean = model.item_factors_[items].mean(axis=0)
     np.testing.assert_allclose(model.encode_history(items), mean / np.linalg.norm(mean), rtol=1e-5, atol=1e-6)
     # one item: the person's vector is that item's vector, so it is its own nearest item
-    np.testing.assert_allclose(model.encode_history([7]), model.item_vectors_[7], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.encode_history([7]), model.item_factors_[7], rtol=1e-5, atol=1e-6)
 
 
 def test_new_items_get_vectors_from_features_alone(synth):
@@ -168,7 +168,7 @@ def test_new_items_get_vectors_from_features_alone(synth):
     model = tb.get_model("two_tower")(**FAST).fit(data)
     assert (model.item_counts_[cold] == 0).all()
     from_features = model.encode_items(synth.item_features.loc[["i0", "i1", "i2"]])
-    np.testing.assert_allclose(from_features, model.item_vectors_[cold], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(from_features, model.item_factors_[cold], rtol=1e-5, atol=1e-6)
     # a brand-new item that is not in the catalogue at all
     new = synth.item_features.iloc[:1].copy()
     new.index = pd.Index(["brand-new"])
@@ -177,7 +177,7 @@ def test_new_items_get_vectors_from_features_alone(synth):
 
 def test_attention_pooling_and_extra_negatives_train(synth):
     model = tb.get_model("two_tower")(pooling="attention", negatives=16, user_ids=True, **FAST).fit(synth)
-    assert np.isfinite(model.item_vectors_).all() and np.isfinite(model.user_vectors_).all()
+    assert np.isfinite(model.item_factors_).all() and np.isfinite(model.user_factors_).all()
     assert model.history_[-1]["loss"] > 0
 
 
@@ -218,8 +218,8 @@ def test_kill_and_resume_gives_the_uninterrupted_result(synth, tmp_path, monkeyp
     monkeypatch.setattr(tt, "hit_rate", real)
     resumed = tb.get_model("two_tower")(checkpoint_dir=str(tmp_path), resume=True, **params).fit(synth)
     assert len(resumed.history_) == 3
-    np.testing.assert_allclose(resumed.item_vectors_, straight.item_vectors_, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(resumed.user_vectors_, straight.user_vectors_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(resumed.item_factors_, straight.item_factors_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(resumed.user_factors_, straight.user_factors_, rtol=1e-5, atol=1e-6)
 
 
 def test_device_auto_trains_here():
@@ -227,7 +227,7 @@ def test_device_auto_trains_here():
     rows = [(f"u{u}", f"i{(u + k) % 10}") for u in range(12) for k in range(4)]
     data = tb.Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item"]))
     model = tb.get_model("two_tower")(factors=4, epochs=1, validation=0.0, device="auto").fit(data)
-    assert model.item_vectors_.dtype == np.float32
+    assert model.item_factors_.dtype == np.float32
 
 
 def test_saved_model_serves_new_items_and_empty_histories(synth, tmp_path):
@@ -261,9 +261,9 @@ def test_validation_history_scores_anonymous_short_histories(synth, monkeypatch)
         anon = np.full(len(pairs), -1)
         vecs = model._run_user_tower(
             model._net, torch.device("cpu"), pairs, np.ones(pairs.shape, bool), anon, np.zeros(len(pairs)), None,
-            model.item_vectors_,
+            model.item_factors_,
         )  # fmt: skip
-        close = np.abs(vecs @ model.item_vectors_.T - scores[r]).max(axis=1) < 1e-5
+        close = np.abs(vecs @ model.item_factors_.T - scores[r]).max(axis=1) < 1e-5
         assert close.any()
         if r == 0:
             np.testing.assert_allclose(vecs[close][0], model.encode_history(pairs[close][0]), atol=1e-6)
@@ -296,11 +296,11 @@ def test_item_bias_learns_popularity_and_is_served():
     assert _rank_corr(c, counts) > 0.7  # the learned bias orders items by how often they were seen
     # served scores are <u, v> + c, for known people and for live histories
     np.testing.assert_allclose(
-        model._score(np.arange(5), None), model.user_vectors_[:5] @ model.item_vectors_.T + c, rtol=1e-5, atol=1e-6
+        model._score(np.arange(5), None), model.user_factors_[:5] @ model.item_factors_.T + c, rtol=1e-5, atol=1e-6
     )
     rare = np.sort(np.argsort(counts)[:3])
     scores = model._score_history(rare, np.ones(3))
-    np.testing.assert_allclose(scores, model.item_vectors_ @ model.encode_history(rare) + c, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores, model.item_factors_ @ model.encode_history(rare) + c, rtol=1e-5, atol=1e-6)
     # a person with three rare items is still shown mostly popular ones (the law is shared)
     scores[rare] = -np.inf
     assert len(set(np.argsort(-counts)[:10]) & set(np.argsort(-scores)[:10])) >= 6
@@ -311,7 +311,7 @@ def test_item_bias_learns_popularity_and_is_served():
     plain = tb.get_model("two_tower")(**params).fit(data)
     assert plain.item_bias_ is None and plain._net.item_tower.bias is None
     np.testing.assert_allclose(
-        plain._score(np.arange(5), None), plain.user_vectors_[:5] @ plain.item_vectors_.T, rtol=1e-6
+        plain._score(np.arange(5), None), plain.user_factors_[:5] @ plain.item_factors_.T, rtol=1e-6
     )
 
 

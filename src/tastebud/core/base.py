@@ -20,10 +20,13 @@ handling live here, once.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import inspect
 import json
 import time
 import typing
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -60,7 +63,21 @@ class Recommender:
     #: Hyper-parameters for a quick fit on a tiny data set (contract tests, smoke runs).
     fast_params: ClassVar[dict[str, Any]] = {}
 
+    #: Old hyper-parameter names still accepted for one release, with a DeprecationWarning: old -> new
+    #: (a tuple when one old knob became several). Saved models with old names load silently.
+    renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {}
+    #: Old names of learned attributes, so that models saved before a rename still load: old -> new.
+    renamed_attrs: ClassVar[dict[str, str]] = {}
+
     # ------------------------------------------------------------------ params
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every model's own ``__init__`` checks keyword names first (:meth:`resolve_params`), so an
+        unknown name is a ConfigError naming the model and the valid names, not Python's TypeError."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not hasattr(init, "__tastebud_names__"):
+            cls.__init__ = _checked_init(init)  # type: ignore[method-assign]
+
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
@@ -70,17 +87,51 @@ class Recommender:
             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
 
+    @classmethod
+    def resolve_params(
+        cls, params: dict[str, Any], *, valid: Sequence[str] | None = None, warn: bool = True, stacklevel: int = 3
+    ) -> dict[str, Any]:
+        """``params`` under today's names: old names mapped (with a DeprecationWarning unless ``warn``
+        is False), unknown names refused with a ConfigError that lists the valid ones and the closest.
+        ``valid``: the names to accept (default: every ``__init__`` name)."""
+        owner = cls.name or cls.__name__
+        names = cls._param_names() if valid is None else list(valid)
+        out: dict[str, Any] = {}
+        for key, value in params.items():
+            if key in names:
+                targets: tuple[str, ...] = (key,)
+            elif key in cls.renamed_params:
+                new = cls.renamed_params[key]
+                targets = (new,) if isinstance(new, str) else tuple(new)
+            else:
+                raise ConfigError(unknown_param_message(owner, key, names))
+            for target in targets:
+                if target in out or (target != key and target in params):
+                    raise ConfigError(
+                        f"{owner}: '{key}' and '{target}' name the same hyper-parameter; give '{target}' only"
+                    )
+                out[target] = value
+            if warn and targets != (key,):
+                warnings.warn(
+                    f"{owner}: hyper-parameter '{key}' is now {' and '.join(map(repr, targets))}; "
+                    "the old name goes in the next release",
+                    DeprecationWarning,
+                    stacklevel=stacklevel,
+                )
+        return out
+
+    @classmethod
+    def _from_saved_params(cls, params: dict[str, Any]) -> Recommender:
+        """A model built from a manifest's hyper-parameters (old names map silently: the file is not the user's typo)."""
+        return cls(**cls.resolve_params(params, warn=False))
+
     def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as given to ``__init__``."""
+        """Hyper-parameters as given to ``__init__`` (today's names only)."""
         return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params: Any) -> Recommender:
-        valid = set(self._param_names())
-        for key, value in params.items():
-            if key not in valid:
-                raise ConfigError(
-                    f"{type(self).__name__} has no hyper-parameter '{key}'; valid: {', '.join(sorted(valid))}"
-                )
+        """Change hyper-parameters; names are checked and mapped as in the constructor."""
+        for key, value in self.resolve_params(params).items():
             setattr(self, key, value)
         return self
 
@@ -325,6 +376,9 @@ class Recommender:
         return arrays, attrs
 
     def _set_state(self, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
+        if self.renamed_attrs:  # a model saved before a learned attribute was renamed
+            arrays = {_renamed(k, self.renamed_attrs): v for k, v in arrays.items()}
+            attrs = {_renamed(k, self.renamed_attrs): v for k, v in attrs.items()}
         sparse_keys = {k.split(".csr.")[0] for k in arrays if ".csr." in k}
         for key in sparse_keys:
             shape = tuple(int(x) for x in arrays[f"{key}.csr.shape"])
@@ -383,10 +437,12 @@ class Recommender:
         if cls is not Recommender and not issubclass(model_cls, cls):
             raise ModelFormatError(f"{directory}: holds a '{name}' model, not {cls.__name__}")
         params = manifest.get("params", {})
+        if not isinstance(params, dict):
+            raise ModelFormatError(f"{directory}: manifest 'params' must be a JSON object")
         try:
-            model = model_cls(**params)
-        except TypeError as exc:
-            raise ModelFormatError(f"{directory}: hyper-parameters do not match {model_cls.__name__}: {exc}") from None
+            model = model_cls._from_saved_params(params)
+        except (TypeError, ConfigError) as exc:
+            raise ModelFormatError(f"{directory}: hyper-parameters do not match '{name}': {exc}") from None
         try:
             model.users_ = IdMap(arrays.pop("__users__"), "user")
             model.items_ = IdMap(arrays.pop("__items__"), "item")
@@ -422,6 +478,37 @@ class RatingModel(Recommender):
         if self.rating_scale_ is not None:
             pred = np.clip(pred, *self.rating_scale_)
         return pred
+
+
+def unknown_param_message(owner: str, key: str, valid: Sequence[str]) -> str:
+    """``itemknn has no hyper-parameter 'neighbours' (did you mean 'neighbors'?); valid: ...``"""
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{owner} has no hyper-parameter '{key}'{hint}; valid: {', '.join(sorted(valid)) or '(none)'}"
+
+
+def _checked_init(init: Any) -> Any:
+    """Wrap a model's ``__init__`` so keyword names are checked (and old ones mapped) before it runs."""
+    sig = inspect.signature(init)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    names = [
+        p.name for p in sig.parameters.values() if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+    @functools.wraps(init)
+    def __init__(self: Recommender, *args: Any, **params: Any) -> None:
+        if params and not takes_any:
+            # this __init__'s own names: a subclass calling super().__init__ passes its parent's
+            params = type(self).resolve_params(params, valid=names)
+        init(self, *args, **params)
+
+    __init__.__tastebud_names__ = names  # type: ignore[attr-defined]
+    return __init__
+
+
+def _renamed(key: str, renames: dict[str, str]) -> str:
+    base, dot, rest = key.partition(".")  # sparse arrays are stored as "<name>.csr.<part>"
+    return renames.get(base, base) + dot + rest
 
 
 def _check_k(k: Any) -> int:

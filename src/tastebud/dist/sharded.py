@@ -427,8 +427,8 @@ def _merge_two_tower(model: Any, rank: int, world: int, lo: int, hi: int) -> Non
     model.recent_ = None if recent is None else np.concatenate([p[1] for p in every])
     model.user_feat_idx_ = _padded_rows([p[2] for p in every])
     model.user_feat_val_ = _padded_rows([p[3] for p in every])
-    model.item_vectors_ = iv
-    model.user_vectors_ = np.concatenate([p[4] for p in every], axis=0)
+    model.item_factors_ = iv
+    model.user_factors_ = np.concatenate([p[4] for p in every], axis=0)
     if hasattr(model, "_learned_bias"):  # item_bias: unseen items get the lowest bias, by the summed counts
         model.item_bias_ = model._learned_bias(model._net)
 

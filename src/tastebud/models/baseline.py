@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -83,18 +85,22 @@ class Bias(RatingModel):
     """Regularised bias baseline: r_ui = mu + b_u + b_i (Koren 2010, section 2.1).
 
     Fitted by alternating least squares as Surprise's BaselineOnly does: each step solves the
-    biases of one side exactly given the other, with damping ``reg_user`` / ``reg_item``.
+    biases of one side exactly given the other, with damping ``reg_user_bias`` / ``reg_item_bias``.
     """
 
     supports_history = True
+    renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {
+        "reg_user": "reg_user_bias",
+        "reg_item": "reg_item_bias",
+    }
 
-    def __init__(self, reg_user: float = 5.0, reg_item: float = 3.0, epochs: int = 20) -> None:
-        self.reg_user = reg_user
-        self.reg_item = reg_item
+    def __init__(self, reg_user_bias: float = 5.0, reg_item_bias: float = 3.0, epochs: int = 20) -> None:
+        self.reg_user_bias = reg_user_bias
+        self.reg_item_bias = reg_item_bias
         self.epochs = epochs
 
     def _validate_params(self) -> None:
-        non_negative("Bias", reg_user=self.reg_user, reg_item=self.reg_item)
+        non_negative("Bias", reg_user_bias=self.reg_user_bias, reg_item_bias=self.reg_item_bias)
         positive("Bias", epochs=self.epochs)
 
     def _fit(self, data: Interactions) -> None:
@@ -105,9 +111,10 @@ class Bias(RatingModel):
         n_i = np.bincount(i, minlength=data.n_items)
         bu = np.zeros(data.n_users)
         bi = np.zeros(data.n_items)
+        reg_u, reg_i = self.reg_user_bias, self.reg_item_bias
         for _ in range(self.epochs):
-            bi = np.bincount(i, weights=r - self.global_mean_ - bu[u], minlength=data.n_items) / (self.reg_item + n_i)
-            bu = np.bincount(u, weights=r - self.global_mean_ - bi[i], minlength=data.n_users) / (self.reg_user + n_u)
+            bi = np.bincount(i, weights=r - self.global_mean_ - bu[u], minlength=data.n_items) / (reg_i + n_i)
+            bu = np.bincount(u, weights=r - self.global_mean_ - bi[i], minlength=data.n_users) / (reg_u + n_u)
         self.user_bias_ = bu.astype(np.float32)
         self.item_bias_ = bi.astype(np.float32)
 

@@ -34,8 +34,8 @@ class BPR(Recommender):
     """Matrix factorisation trained for pairwise ranking by SGD on sampled (u, i, j) triples.
 
     ``epochs`` passes, each of as many samples as there are training entries;
-    ``learning_rate`` and ``reg`` as in LearnBPR; ``threads``: 0 for every core (Hogwild), 1 for
-    bit-for-bit reproducible fits. ``train_auc_`` keeps, per epoch, the share of sampled triples
+    ``learning_rate`` and ``reg`` as in LearnBPR; ``threads``: 1 (default) for bit-for-bit
+    reproducible fits, 0 for every core (Hogwild, faster, not reproducible). ``train_auc_`` keeps, per epoch, the share of sampled triples
     ranked correctly before the step (a cheap estimate of training AUC).
     """
 
@@ -47,7 +47,7 @@ class BPR(Recommender):
         learning_rate: float = 0.05,
         reg: float = 0.01,
         epochs: int = 50,
-        threads: int = 0,
+        threads: int = 1,
         random_state: int = 0,
     ) -> None:
         self.factors = factors

@@ -42,7 +42,7 @@ class FeatureWarning(UserWarning):
 class ContentBased(Recommender):
     """Content-based recommender over item features (see the module docstring).
 
-    ``blocks``: which feature columns to use and their weights, e.g.
+    ``feature_blocks``: which feature columns to use and their weights, e.g.
     ``{"genres": 1.0, "year": 0.5, "title": {"weight": 1.0, "kind": "text"}}`` (None: every
     column, kinds inferred, weight 1; JSON-serialisable). ``centered``: weight explicit ratings
     by their distance from the person's mean (False: by the rating itself). ``calibrate``: divide
@@ -54,24 +54,26 @@ class ContentBased(Recommender):
 
     supports_history = True
     fast_params: ClassVar[dict[str, Any]] = {}
+    renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {"blocks": "feature_blocks"}
 
     def __init__(
         self,
-        blocks: dict[str, Any] | None = None,
+        feature_blocks: dict[str, Any] | None = None,
         centered: bool = True,
         calibrate: bool = True,
         cache_dir: str | None = None,
         random_state: int = 0,
     ) -> None:
-        self.blocks = blocks
+        self.feature_blocks = feature_blocks
         self.centered = centered
         self.calibrate = calibrate
         self.cache_dir = cache_dir
         self.random_state = random_state
 
     def _validate_params(self) -> None:
-        if self.blocks is not None and (not isinstance(self.blocks, dict) or not self.blocks):
-            raise ConfigError("ContentBased: blocks must be None or a non-empty dict of column -> weight")
+        blocks = self.feature_blocks
+        if blocks is not None and (not isinstance(blocks, dict) or not blocks):
+            raise ConfigError("ContentBased: feature_blocks must be None or a non-empty dict of column -> weight")
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: Interactions) -> None:
@@ -82,7 +84,7 @@ class ContentBased(Recommender):
             )
         if not isinstance(frame, pd.DataFrame) or frame.empty or len(frame.columns) == 0:
             raise DataError("content: the item feature table is empty; it needs at least one row and one column")
-        normalize_blocks(self.blocks, frame)  # ConfigError naming a bad block before any work
+        normalize_blocks(self.feature_blocks, frame)  # ConfigError naming a bad block before any work
         # line the feature rows up with the item vocabulary, both ways, and say what did not fit
         pos = data.items.lookup(frame.index.tolist())
         extra = [_plain(frame.index[i]) for i in np.nonzero(pos < 0)[0]]
@@ -102,7 +104,7 @@ class ContentBased(Recommender):
         aligned = frame.iloc[np.nonzero(pos >= 0)[0]]
         aligned.index = pos[pos >= 0]
         aligned = aligned.reindex(np.arange(data.n_items))
-        self.encoder_ = ItemFeatureEncoder(self.blocks, self.cache_dir).fit(aligned.dropna(how="all"))
+        self.encoder_ = ItemFeatureEncoder(self.feature_blocks, self.cache_dir).fit(aligned.dropna(how="all"))
         V = self.encoder_.transform(aligned)
         norms = np.sqrt(np.asarray(V.multiply(V).sum(axis=1)).ravel())
         has = norms > 0

@@ -100,7 +100,7 @@ class Hybrid(Recommender):
                 raise ConfigError(f"Hybrid: models: {exc}") from None
             try:
                 member = cls(**(self.params or {}).get(name, {}))
-            except TypeError as exc:
+            except (TypeError, ConfigError) as exc:
                 raise ConfigError(f"Hybrid: params for '{name}': {exc}") from None
             members.append(member.fit(data))
         self._attach(members)
@@ -245,7 +245,7 @@ class Hybrid(Recommender):
                 raise ModelFormatError(f"hybrid model folder lacks member file {exc}") from None
             if meta.get("model") != name:
                 raise ModelFormatError(f"hybrid member {j} is '{meta.get('model')}', expected '{name}'")
-            member = get_model(name)(**meta.get("params", {}))
+            member = get_model(name)._from_saved_params(meta.get("params", {}))
             member.users_, member.items_ = self.users_, self.items_
             member.user_items_ = self.user_items_
             member._set_state(arrays, meta.get("attrs", {}))

@@ -63,6 +63,13 @@ class _KNN(RatingModel):
     user_based: ClassVar[bool] = False
     supports_history = True
     fast_params: ClassVar[dict[str, Any]] = {"neighbors": 10}
+    renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {
+        "alpha": "asymmetry",
+        "K1": "bm25_k1",
+        "B": "bm25_b",
+        "reg_user": "reg_user_bias",
+        "reg_item": "reg_item_bias",
+    }
 
     def __init__(
         self,
@@ -72,11 +79,11 @@ class _KNN(RatingModel):
         min_support: int = 1,
         prediction: Prediction = "mean",
         max_similar: int | None = None,
-        alpha: float = 0.5,
-        K1: float = 1.2,
-        B: float = 0.75,
-        reg_user: float = 15.0,
-        reg_item: float = 10.0,
+        asymmetry: float = 0.5,
+        bm25_k1: float = 1.2,
+        bm25_b: float = 0.75,
+        reg_user_bias: float = 15.0,
+        reg_item_bias: float = 10.0,
         epochs: int = 10,
         normalize: bool = False,
         random_state: int = 0,
@@ -87,11 +94,11 @@ class _KNN(RatingModel):
         self.min_support = min_support
         self.prediction = prediction
         self.max_similar = max_similar
-        self.alpha = alpha
-        self.K1 = K1
-        self.B = B
-        self.reg_user = reg_user
-        self.reg_item = reg_item
+        self.asymmetry = asymmetry
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.reg_user_bias = reg_user_bias
+        self.reg_item_bias = reg_item_bias
         self.epochs = epochs
         self.normalize = normalize
         self.random_state = random_state
@@ -99,16 +106,18 @@ class _KNN(RatingModel):
     # ------------------------------------------------------------------ params
     def _validate_params(self) -> None:
         owner = type(self).__name__
-        positive(owner, neighbors=self.neighbors, K1=self.K1, epochs=self.epochs)
+        positive(owner, neighbors=self.neighbors, bm25_k1=self.bm25_k1, epochs=self.epochs)
         if self.max_similar is not None:
             positive(owner, max_similar=self.max_similar)
         if self.shrinkage is not None:
             non_negative(owner, shrinkage=self.shrinkage)
-        non_negative(owner, min_support=self.min_support, reg_user=self.reg_user, reg_item=self.reg_item)
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"{owner}: alpha must be in [0, 1], got {self.alpha!r}")
-        if not 0.0 <= self.B <= 1.0:
-            raise ConfigError(f"{owner}: B must be in [0, 1], got {self.B!r}")
+        non_negative(
+            owner, min_support=self.min_support, reg_user_bias=self.reg_user_bias, reg_item_bias=self.reg_item_bias
+        )
+        if not 0.0 <= self.asymmetry <= 1.0:
+            raise ConfigError(f"{owner}: asymmetry must be in [0, 1], got {self.asymmetry!r}")
+        if not 0.0 <= self.bm25_b <= 1.0:
+            raise ConfigError(f"{owner}: bm25_b must be in [0, 1], got {self.bm25_b!r}")
 
     @property
     def _shrink(self) -> float:
@@ -142,7 +151,8 @@ class _KNN(RatingModel):
         if need_bias:
             from tastebud.models.baseline import Bias
 
-            bias = Bias(reg_user=self.reg_user, reg_item=self.reg_item, epochs=self.epochs).fit(data)
+            bias = Bias(reg_user_bias=self.reg_user_bias, reg_item_bias=self.reg_item_bias, epochs=self.epochs)
+            bias.fit(data)
             self.bias_mean_ = float(bias.global_mean_)
             self.user_bias_ = bias.user_bias_.astype(np.float64)
             self.item_bias_ = bias.item_bias_.astype(np.float64)
@@ -168,7 +178,7 @@ class _KNN(RatingModel):
         )
         if fast:
             # the similarity is a plain dot product of rescaled rows: x / |x|^(2a) . y / |y|^(2(1-a))
-            a = {K.DOT: 0.0, K.COSINE: 0.5, K.ASYMMETRIC: float(self.alpha)}[kind]
+            a = {K.DOT: 0.0, K.COSINE: 0.5, K.ASYMMETRIC: float(self.asymmetry)}[kind]
             safe = np.where(sq > 0, sq, 1.0)
             Eq = sp.csr_matrix(sp.diags(safe ** (-a) if a else np.ones(n_ent)) @ E)
             Ff = sp.csr_matrix(sp.diags(safe ** (-(1.0 - a)) if kind != K.DOT else np.ones(n_ent)) @ E).T.tocsr()
@@ -177,7 +187,7 @@ class _KNN(RatingModel):
         counts, c, v = K.topk_similarity(
             Eq.indptr, Eq.indices, Eq.data, Ff.indptr, Ff.indices, Ff.data, sq, kind, keep,
             self._shrink, 1.0 if self.similarity == "pearson_baseline" else 0.0,
-            int(self.min_support), float(self.alpha), n_chunks, fast,
+            int(self.min_support), float(self.asymmetry), n_chunks, fast,
         )  # fmt: skip
         self.sim_ = _rows_to_csr(counts, c, v, n_ent)
         self._rank_cache = None
@@ -216,8 +226,8 @@ class _KNN(RatingModel):
             if sim == "tfidf":
                 return np.sqrt(np.maximum(r, 0.0)) * self.idf_[feat]
             lengths = np.bincount(ent, weights=r, minlength=n_ent)
-            norm = (1.0 - self.B) + self.B * lengths[ent] / max(self.avg_length_, 1e-12)
-            return r * (self.K1 + 1.0) / (self.K1 * norm + r) * self.idf_[feat]
+            norm = (1.0 - self.bm25_b) + self.bm25_b * lengths[ent] / max(self.avg_length_, 1e-12)
+            return r * (self.bm25_k1 + 1.0) / (self.bm25_k1 * norm + r) * self.idf_[feat]
         return r.astype(np.float64)
 
     def _baseline_of(self, ent: np.ndarray, feat: np.ndarray) -> np.ndarray:
@@ -305,14 +315,14 @@ class _KNN(RatingModel):
         r = r[first]
         if self.similarity == "pearson_baseline":
             resid = r - self.bias_mean_ - self.item_bias_[iidx]
-            bu = resid.sum() / (self.reg_user + len(resid))
+            bu = resid.sum() / (self.reg_user_bias + len(resid))
             q = resid - bu
         elif self.similarity in ("bm25", "tfidf"):
             if self.similarity == "tfidf":
                 q = np.sqrt(np.maximum(r, 0.0)) * self.idf_[iidx]
             else:
-                norm = (1.0 - self.B) + self.B * r.sum() / max(self.avg_length_, 1e-12)
-                q = r * (self.K1 + 1.0) / (self.K1 * norm + r) * self.idf_[iidx]
+                norm = (1.0 - self.bm25_b) + self.bm25_b * r.sum() / max(self.avg_length_, 1e-12)
+                q = r * (self.bm25_k1 + 1.0) / (self.bm25_k1 * norm + r) * self.idf_[iidx]
         elif self.similarity == "adjusted_cosine":
             q = r - self.item_mean_[iidx]
         else:
@@ -320,7 +330,7 @@ class _KNN(RatingModel):
         cols, sims = K.query_similarity(
             iidx, q, float(q @ q), self.features_t_.indptr, self.features_t_.indices, self.features_t_.data,
             self.sq_, _KIND[self.similarity], int(self.neighbors), self._shrink,
-            1.0 if self.similarity == "pearson_baseline" else 0.0, int(self.min_support), float(self.alpha),
+            1.0 if self.similarity == "pearson_baseline" else 0.0, int(self.min_support), float(self.asymmetry),
         )  # fmt: skip
         return cols, sims
 
@@ -423,8 +433,9 @@ class ItemKNN(_KNN):
     little support by ``n / (n + shrinkage)`` (None: 100 for pearson_baseline, else 0);
     ``min_support``: pairs with fewer common users get no similarity; ``prediction``: plain /
     mean / zscore / baseline; ``max_similar``: similarities kept per item for rating prediction
-    (None: 1000 on explicit data, ``neighbors`` on implicit); ``alpha``: asymmetric cosine
-    exponent; ``K1`` / ``B``: BM25; ``reg_user`` / ``reg_item`` / ``epochs``: the bias baseline
+    (None: 1000 on explicit data, ``neighbors`` on implicit); ``asymmetry``: asymmetric
+    cosine exponent; ``bm25_k1`` / ``bm25_b``: BM25 saturation and length normalisation;
+    ``reg_user_bias`` / ``reg_item_bias`` / ``epochs``: the bias baseline
     (:class:`tastebud.models.baseline.Bias`) behind pearson_baseline and the baseline predictor;
     ``normalize``: scale every pruned neighbour list to sum to one before ranking (Deshpande &
     Karypis 2004).

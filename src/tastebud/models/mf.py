@@ -236,18 +236,23 @@ class _BiasedMF(RatingModel):
 
 
 class _SGDMixin:
-    """Per-parameter regularisation as in Surprise: ``reg_bu`` ... default to ``reg``."""
+    """Per-parameter regularisation as in Surprise: ``reg_user_bias`` ... (None: ``reg``)."""
 
     reg: float
-    reg_bu: float | None
-    reg_bi: float | None
-    reg_pu: float | None
-    reg_qi: float | None
+    reg_user_bias: float | None
+    reg_item_bias: float | None
+    reg_user_factors: float | None
+    reg_item_factors: float | None
 
     def _regs(self) -> tuple[float, float, float, float]:
         r = float(self.reg)
         pick = lambda v: r if v is None else float(v)  # noqa: E731
-        return pick(self.reg_bu), pick(self.reg_bi), pick(self.reg_pu), pick(self.reg_qi)
+        return (
+            pick(self.reg_user_bias),
+            pick(self.reg_item_bias),
+            pick(self.reg_user_factors),
+            pick(self.reg_item_factors),
+        )
 
     def _epoch_rmse(self, sse: float, n: int, epoch: int) -> float:
         """The epoch's training RMSE; a non-finite or exploding loss stops training with a hint."""
@@ -265,8 +270,8 @@ class _SGDMixin:
 class SVD(_SGDMixin, _BiasedMF):
     """Biased matrix factorisation learned by SGD (Funk 2006; Koren, Bell & Volinsky 2009).
 
-    Minimises ``sum (r - mu - b_u - b_i - p_u.q_i)^2 + reg_bu b_u^2 + reg_bi b_i^2 + reg_pu |p_u|^2
-    + reg_qi |q_i|^2`` (each term per rating, as Surprise does) by SGD over shuffled ratings. The
+    Minimises ``sum (r - mu - b_u - b_i - p_u.q_i)^2 + reg_user_bias b_u^2 + reg_item_bias b_i^2
+    + reg_user_factors |p_u|^2 + reg_item_factors |q_i|^2`` (each term per rating, as Surprise does) by SGD over shuffled ratings. The
     learning rate is multiplied by ``learning_rate_decay`` after each epoch. ``threads > 1`` runs
     lock-free Hogwild SGD (fast, not bit-reproducible); ``threads=1`` is deterministic.
 
@@ -275,6 +280,12 @@ class SVD(_SGDMixin, _BiasedMF):
     """
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 10, "random_state": 0}
+    renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {
+        "reg_bu": "reg_user_bias",
+        "reg_bi": "reg_item_bias",
+        "reg_pu": "reg_user_factors",
+        "reg_qi": "reg_item_factors",
+    }
 
     def __init__(
         self,
@@ -283,10 +294,10 @@ class SVD(_SGDMixin, _BiasedMF):
         learning_rate: float = 0.007,
         learning_rate_decay: float = 0.99,
         reg: float = 0.1,
-        reg_bu: float | None = 0.02,
-        reg_bi: float | None = 0.02,
-        reg_pu: float | None = None,
-        reg_qi: float | None = None,
+        reg_user_bias: float | None = 0.02,
+        reg_item_bias: float | None = 0.02,
+        reg_user_factors: float | None = None,
+        reg_item_factors: float | None = None,
         init_std: float = 0.1,
         threads: int = 1,
         random_state: int = 0,
@@ -296,10 +307,10 @@ class SVD(_SGDMixin, _BiasedMF):
         self.learning_rate = learning_rate
         self.learning_rate_decay = learning_rate_decay
         self.reg = reg
-        self.reg_bu = reg_bu
-        self.reg_bi = reg_bi
-        self.reg_pu = reg_pu
-        self.reg_qi = reg_qi
+        self.reg_user_bias = reg_user_bias
+        self.reg_item_bias = reg_item_bias
+        self.reg_user_factors = reg_user_factors
+        self.reg_item_factors = reg_item_factors
         self.init_std = init_std
         self.threads = threads
         self.random_state = random_state
@@ -314,7 +325,7 @@ class SVD(_SGDMixin, _BiasedMF):
             learning_rate_decay=self.learning_rate_decay,
         )
         non_negative(owner, reg=self.reg, init_std=self.init_std, threads=self.threads)
-        for name in ("reg_bu", "reg_bi", "reg_pu", "reg_qi", "reg_yj"):
+        for name in ("reg_user_bias", "reg_item_bias", "reg_user_factors", "reg_item_factors", "reg_implicit_factors"):
             value = getattr(self, name, None)
             if value is not None:
                 non_negative(owner, **{name: value})
@@ -376,6 +387,10 @@ class SVDpp(SVD):
     """
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 10, "random_state": 0}
+    renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {
+        **SVD.renamed_params,
+        "reg_yj": "reg_implicit_factors",
+    }
 
     def __init__(
         self,
@@ -384,21 +399,21 @@ class SVDpp(SVD):
         learning_rate: float = 0.007,
         learning_rate_decay: float = 0.97,
         reg: float = 0.1,
-        reg_bu: float | None = 0.02,
-        reg_bi: float | None = 0.02,
-        reg_pu: float | None = None,
-        reg_qi: float | None = None,
-        reg_yj: float | None = 0.3,
+        reg_user_bias: float | None = 0.02,
+        reg_item_bias: float | None = 0.02,
+        reg_user_factors: float | None = None,
+        reg_item_factors: float | None = None,
+        reg_implicit_factors: float | None = 0.3,
         init_std: float = 0.1,
         threads: int = 1,
         random_state: int = 0,
     ) -> None:
         super().__init__(
             factors=factors, epochs=epochs, learning_rate=learning_rate, learning_rate_decay=learning_rate_decay,
-            reg=reg, reg_bu=reg_bu, reg_bi=reg_bi, reg_pu=reg_pu, reg_qi=reg_qi, init_std=init_std,
-            threads=threads, random_state=random_state,
+            reg=reg, reg_user_bias=reg_user_bias, reg_item_bias=reg_item_bias, reg_user_factors=reg_user_factors,
+            reg_item_factors=reg_item_factors, init_std=init_std, threads=threads, random_state=random_state,
         )  # fmt: skip
-        self.reg_yj = reg_yj
+        self.reg_implicit_factors = reg_implicit_factors
 
     def _fit(self, data: Interactions) -> None:
         m = _ratings(data, type(self).__name__)
@@ -411,7 +426,7 @@ class SVDpp(SVD):
         y = rng.normal(0.0, self.init_std, (data.n_items, self.factors)).astype(np.float32)
         bu, bi = np.zeros(data.n_users), np.zeros(data.n_items)
         reg_bu, reg_bi, reg_pu, reg_qi = self._regs()
-        reg_yj = float(self.reg if self.reg_yj is None else self.reg_yj)
+        reg_yj = float(self.reg if self.reg_implicit_factors is None else self.reg_implicit_factors)
         counts = np.diff(indptr)
         lr = float(self.learning_rate)
         history = []
@@ -472,20 +487,22 @@ class ExplicitALS(_BiasedMF):
     """Explicit ALS with biases: alternating exact ridge regressions (Zhou et al. 2008, ALS-WR).
 
     Each half-step solves every user's (then item's) ``[b, p]`` given the other side, with
-    penalty ``reg * n`` on the factors and ``reg_bias * n`` on the bias (n = that row's number of
-    ratings; ``weighted_reg=False`` drops the n). Rows solve in parallel and exactly, so the
+    penalty ``reg * n`` on the factors and ``reg_user_bias * n`` (``reg_item_bias * n``) on the
+    bias (n = that row's number of ratings; ``weighted_reg=False`` drops the n). Rows solve in parallel and exactly, so the
     result is deterministic on any number of threads. The last half-step updates users, so a
     user's factors equal the fold-in of their ratings.
     """
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "random_state": 0}
+    renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {"reg_bias": ("reg_user_bias", "reg_item_bias")}
 
     def __init__(
         self,
         factors: int = 20,
         epochs: int = 15,
         reg: float = 0.1,
-        reg_bias: float | None = 0.01,
+        reg_user_bias: float | None = 0.01,
+        reg_item_bias: float | None = 0.01,
         weighted_reg: bool = True,
         init_std: float = 0.1,
         threads: int = 0,
@@ -494,7 +511,8 @@ class ExplicitALS(_BiasedMF):
         self.factors = factors
         self.epochs = epochs
         self.reg = reg
-        self.reg_bias = reg_bias
+        self.reg_user_bias = reg_user_bias
+        self.reg_item_bias = reg_item_bias
         self.weighted_reg = weighted_reg
         self.init_std = init_std
         self.threads = threads
@@ -503,15 +521,17 @@ class ExplicitALS(_BiasedMF):
     def _validate_params(self) -> None:
         positive("ExplicitALS", factors=self.factors, epochs=self.epochs)
         non_negative("ExplicitALS", reg=self.reg, init_std=self.init_std, threads=self.threads)
-        if self.reg_bias is not None:
-            non_negative("ExplicitALS", reg_bias=self.reg_bias)
+        for name in ("reg_user_bias", "reg_item_bias"):
+            if getattr(self, name) is not None:
+                non_negative("ExplicitALS", **{name: getattr(self, name)})
         if not self.weighted_reg and self.reg <= 0:
             raise ConfigError(
                 "ExplicitALS: reg must be > 0 when weighted_reg is false (the ridge systems would be singular)"
             )
 
-    def _reg_bias(self) -> float:
-        return float(self.reg if self.reg_bias is None else self.reg_bias)
+    def _reg_bias(self, side: str) -> float:
+        value = self.reg_user_bias if side == "user" else self.reg_item_bias
+        return float(self.reg if value is None else value)
 
     def _fit(self, data: Interactions) -> None:
         m = _ratings(data, "ExplicitALS")
@@ -526,11 +546,11 @@ class ExplicitALS(_BiasedMF):
         args_i = (mt.indptr.astype(np.int64), mt.indices.astype(np.int32), mt.data.astype(np.float64))
         coo = m.tocoo()
         history = []
-        lam_b, lam_f = self._reg_bias(), float(self.reg)
+        lam_bu, lam_bi, lam_f = self._reg_bias("user"), self._reg_bias("item"), float(self.reg)
         with _threads(self.threads):
             for epoch in range(self.epochs):
-                K.ridge_side(*args_i, mu + u[:, 0], u, v, lam_b, lam_f, self.weighted_reg)
-                K.ridge_side(*args_u, mu + v[:, 0], v, u, lam_b, lam_f, self.weighted_reg)
+                K.ridge_side(*args_i, mu + u[:, 0], u, v, lam_bi, lam_f, self.weighted_reg)
+                K.ridge_side(*args_u, mu + v[:, 0], v, u, lam_bu, lam_f, self.weighted_reg)
                 sse = K.sq_errors(
                     coo.row.astype(np.int32),
                     coo.col.astype(np.int32),
@@ -550,7 +570,7 @@ class ExplicitALS(_BiasedMF):
     def _view_prior(self, s: int, n: int) -> tuple[np.ndarray, np.ndarray, float]:
         scale = n if self.weighted_reg else 1
         d = self.item_factors_.shape[1] + 1
-        return np.diag([self._reg_bias() * scale] + [float(self.reg) * scale] * (d - 1)), np.zeros(d), 1.0
+        return np.diag([self._reg_bias("user") * scale] + [float(self.reg) * scale] * (d - 1)), np.zeros(d), 1.0
 
 
 def _wishart(rng: np.random.Generator, scale: np.ndarray, dof: float) -> np.ndarray:

@@ -9,8 +9,8 @@ He, Liao, Zhang, Nie, Hu, Chua. "Neural Collaborative Filtering." WWW 2017.
   8 predictive factors and 3 layers).
 * **NeuMF**: both branches with their own embeddings, the last GMF vector and the last MLP
   layer concatenated before one output layer. With ``pretrain=True`` GMF and MLP are trained
-  first and NeuMF starts from their weights, the output layer being the alpha-weighted
-  concatenation ``h = [alpha h_GMF ; (1 - alpha) h_MLP]`` (section 3.4.1); it is then tuned with
+  first and NeuMF starts from their weights, the output layer being the weighted concatenation
+  ``h = [gmf_weight h_GMF ; (1 - gmf_weight) h_MLP]`` (the paper's alpha, section 3.4.1); it is then tuned with
   vanilla SGD as in the paper.
 
 Training is pointwise log loss (binary cross-entropy) on each observed pair and ``negatives``
@@ -253,6 +253,7 @@ class _NCF(Recommender):
         "validation": 0.0,
         "device": "cpu",
     }
+    renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {"alpha": "gmf_weight"}
 
     def __init__(
         self,
@@ -265,7 +266,7 @@ class _NCF(Recommender):
         batch_size: int = 256,
         reg: float = 0.0,
         pretrain: bool = False,
-        alpha: float = 0.5,
+        gmf_weight: float = 0.5,
         validation: float = 0.2,
         patience: int | None = 3,
         checkpoint_dir: str | None = None,
@@ -286,7 +287,7 @@ class _NCF(Recommender):
         self.batch_size = batch_size
         self.reg = reg
         self.pretrain = pretrain
-        self.alpha = alpha
+        self.gmf_weight = gmf_weight
         self.validation = validation
         self.patience = patience
         self.checkpoint_dir = checkpoint_dir
@@ -302,8 +303,8 @@ class _NCF(Recommender):
         name = type(self).__name__
         _check_common(self)
         positive(name, layers=self.layers, negatives=self.negatives)
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"{name}: alpha must be in [0, 1], got {self.alpha!r}")
+        if not 0.0 <= self.gmf_weight <= 1.0:
+            raise ConfigError(f"{name}: gmf_weight must be in [0, 1], got {self.gmf_weight!r}")
         if self.pretrain and self.kind != "neumf":
             raise ConfigError(f"{name}: pretrain=True only applies to NeuMF")
         check_engine_params(name, self.engine, self.workers, self.address)
@@ -326,7 +327,7 @@ class _NCF(Recommender):
             gmf = self._train(self._build("gmf").to(device), train, val_users, val_items, device, "gmf", sgd=False)
             mlp = self._train(self._build("mlp").to(device), train, val_users, val_items, device, "mlp", sgd=False)
             net = self._build("neumf").to(device)
-            net.init_from(gmf, mlp, float(self.alpha))
+            net.init_from(gmf, mlp, float(self.gmf_weight))
             net = self._train(net, train, val_users, val_items, device, "neumf", sgd=True)
         else:
             net = self._train(self._build().to(device), train, val_users, val_items, device, self.kind, sgd=False)
@@ -456,6 +457,6 @@ class MLP(_NCF):
 @register("neumf")
 class NeuMF(_NCF):
     """GMF and MLP fused under one output layer (He et al. 2017, section 3.4);
-    ``pretrain=True`` starts from trained GMF and MLP with the alpha-weighted output layer."""
+    ``pretrain=True`` starts from trained GMF and MLP, their output layers weighted by ``gmf_weight``."""
 
     kind = "neumf"

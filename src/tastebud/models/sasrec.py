@@ -2,7 +2,7 @@
 
 A person is the ordered list of what they interacted with; a causal Transformer reads it and
 predicts the next item at every position. As in the paper: item embeddings (scaled by
-sqrt(factors)) plus learned positional embeddings, ``blocks`` self-attention blocks with
+sqrt(factors)) plus learned positional embeddings, ``transformer_blocks`` self-attention blocks with
 ``x + Dropout(f(LayerNorm(x)))`` residuals around causal attention and a point-wise feed-forward
 layer, a final layer norm, and the *same* item embedding matrix as the output layer (the score of
 item i after prefix t is ``F_t . M_i``). Sequences are left-padded to ``maxlen``; longer
@@ -16,7 +16,7 @@ Losses (``loss``):
   (see BENCHMARKS.md).
 * ``"bce"``: the paper's binary cross-entropy with one negative per position, drawn uniformly from
   items the person never interacted with.
-* ``"sampled_softmax"``: softmax over the positive and ``n_negatives`` uniform negatives shared by
+* ``"sampled_softmax"``: softmax over the positive and ``negatives`` uniform negatives shared by
   the batch (accidental hits masked), for catalogues too large for the full softmax.
 
 With ``patience`` set, each person's last training item is held out as the validation target (the
@@ -173,22 +173,26 @@ class SASRec(Recommender):
     supports_history: ClassVar[bool] = True
     fast_params: ClassVar[dict[str, Any]] = {
         "factors": 8,
-        "blocks": 1,
+        "transformer_blocks": 1,
         "maxlen": 12,
         "epochs": 2,
         "batch_size": 64,
         "device": "cpu",
     }
+    renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {
+        "blocks": "transformer_blocks",
+        "n_negatives": "negatives",
+    }
 
     def __init__(
         self,
         factors: int = 64,
-        blocks: int = 2,
+        transformer_blocks: int = 2,
         heads: int = 1,
         maxlen: int = 50,
         dropout: float = 0.2,
         loss: Literal["ce", "bce", "sampled_softmax"] = "ce",
-        n_negatives: int = 256,
+        negatives: int = 256,
         epochs: int = 200,
         batch_size: int = 128,
         learning_rate: float = 0.001,
@@ -204,12 +208,12 @@ class SASRec(Recommender):
         address: str | None = None,
     ) -> None:
         self.factors = factors
-        self.blocks = blocks
+        self.transformer_blocks = transformer_blocks
         self.heads = heads
         self.maxlen = maxlen
         self.dropout = dropout
         self.loss = loss
-        self.n_negatives = n_negatives
+        self.negatives = negatives
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -229,10 +233,10 @@ class SASRec(Recommender):
         positive(
             owner,
             factors=self.factors,
-            blocks=self.blocks,
+            transformer_blocks=self.transformer_blocks,
             heads=self.heads,
             maxlen=self.maxlen,
-            n_negatives=self.n_negatives,
+            negatives=self.negatives,
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
@@ -251,7 +255,7 @@ class SASRec(Recommender):
 
     # ------------------------------------------------------------------ training
     def _new_net(self) -> _SASRecNet:
-        return _SASRecNet(self.n_items, self.factors, self.blocks, self.heads, self.maxlen, self.dropout)
+        return _SASRecNet(self.n_items, self.factors, self.transformer_blocks, self.heads, self.maxlen, self.dropout)
 
     def _fit(self, data: Interactions) -> None:
         if self.engine == "ray":  # data-parallel on Ray Train (tastebud.dist.ray_train)
@@ -283,7 +287,7 @@ class SASRec(Recommender):
         optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate, betas=(0.9, 0.98), weight_decay=self.reg)
         seed = int(self.random_state)
         loss_kind = self.loss
-        n_neg = int(self.n_negatives)
+        n_neg = int(self.negatives)
 
         def batches(epoch: int):  # type: ignore[no-untyped-def]
             rng = np.random.default_rng([seed, epoch, 7])  # epoch-seeded: resume replays exactly

@@ -35,7 +35,7 @@ Modeling for Large Corpus Item Recommendations." RecSys 2019.
   (Loshchilov, Hutter. "SGDR: Stochastic Gradient Descent with Warm Restarts." ICLR 2017, without
   restarts), so the last epoch is a settled model instead of one point of a noisy trajectory.
 
-Serving: after ``fit`` the whole catalogue's vectors are in ``item_vectors_`` (for an ANN index);
+Serving: after ``fit`` the whole catalogue's vectors are in ``item_factors_`` (for an ANN index);
 :meth:`TwoTower.encode_items` turns a feature table of new items into vectors; the user tower runs
 at query time on a live history (:meth:`TwoTower.encode_history`, ``recommend_for_history``),
 so a person with no training row is served without retraining.
@@ -341,11 +341,14 @@ class TwoTower(Recommender):
         "device": "cpu",
         "max_history": 20,
     }
+    renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {"embedding_dim": "input_dim"}
+    #: models saved by tastebud 0.1.0 name the towers' output vectors ``user_vectors_`` / ``item_vectors_``
+    renamed_attrs: ClassVar[dict[str, str]] = {"user_vectors_": "user_factors_", "item_vectors_": "item_factors_"}
 
     def __init__(
         self,
         factors: int = 64,
-        embedding_dim: int | None = None,
+        input_dim: int | None = None,
         user_layers: Sequence[int] | None = None,
         item_layers: Sequence[int] | None = None,
         pooling: Literal["mean", "attention"] = "mean",
@@ -383,7 +386,7 @@ class TwoTower(Recommender):
         address: str | None = None,
     ) -> None:
         self.factors = factors
-        self.embedding_dim = embedding_dim
+        self.input_dim = input_dim
         self.user_layers = user_layers
         self.item_layers = item_layers
         self.pooling = pooling
@@ -428,7 +431,7 @@ class TwoTower(Recommender):
         return [int(w) for w in given]
 
     def _dim(self) -> int:
-        return int(self.embedding_dim if self.embedding_dim is not None else self.factors)
+        return int(self.input_dim if self.input_dim is not None else self.factors)
 
     def _validate_params(self) -> None:
         name = "TwoTower"
@@ -436,8 +439,8 @@ class TwoTower(Recommender):
                  learning_rate=self.learning_rate, batch_size=self.batch_size, freq_alpha=self.freq_alpha,
                  freq_buckets=self.freq_buckets, freq_hashes=self.freq_hashes)  # fmt: skip
         non_negative(name, negatives=self.negatives, reg=self.reg)
-        if self.embedding_dim is not None:
-            positive(name, embedding_dim=self.embedding_dim)
+        if self.input_dim is not None:
+            positive(name, input_dim=self.input_dim)
         for which in ("user_layers", "item_layers"):
             value = getattr(self, which)
             if value is not None and (
@@ -760,9 +763,9 @@ class TwoTower(Recommender):
         """Precompute the catalogue's item vectors and every known user's vector."""
         torch = require_torch()
         with torch.no_grad():
-            self.item_vectors_ = self._item_vectors(self._net, torch.device("cpu"))
-            self.user_vectors_ = self._user_vectors(
-                self._net, torch.device("cpu"), np.arange(self.n_users), full, table=self.item_vectors_
+            self.item_factors_ = self._item_vectors(self._net, torch.device("cpu"))
+            self.user_factors_ = self._user_vectors(
+                self._net, torch.device("cpu"), np.arange(self.n_users), full, table=self.item_factors_
             )
         self.item_bias_ = self._learned_bias(self._net)
 
@@ -947,7 +950,7 @@ class TwoTower(Recommender):
         mask[0, : len(idx)] = True
         ctx = _context(np.asarray([timestamp], np.int64)) if (timestamp is not None and self.context_) else None
         return self._run_user_tower(
-            self._net, _cpu(), hist, mask, np.array([-1]), np.zeros(1, np.float32), ctx, self.item_vectors_
+            self._net, _cpu(), hist, mask, np.array([-1]), np.zeros(1, np.float32), ctx, self.item_factors_
         )[0]
 
     def encode_items(self, features: pd.DataFrame) -> np.ndarray:
@@ -987,14 +990,14 @@ class TwoTower(Recommender):
         return c if item_idx is None else c[item_idx]
 
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray | None) -> np.ndarray:
-        iv = self.item_vectors_ if item_idx is None else self.item_vectors_[item_idx]
-        return self.user_vectors_[user_idx] @ iv.T + self._bias(item_idx)
+        iv = self.item_factors_ if item_idx is None else self.item_factors_[item_idx]
+        return self.user_factors_[user_idx] @ iv.T + self._bias(item_idx)
 
     def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return self.item_vectors_ @ self.encode_history(item_idx) + self._bias()
+        return self.item_factors_ @ self.encode_history(item_idx) + self._bias()
 
     def _similar(self, item_idx: np.ndarray) -> np.ndarray:
-        return self.item_vectors_[item_idx] @ self.item_vectors_.T
+        return self.item_factors_[item_idx] @ self.item_factors_.T
 
     def _explain(self, user_idx: int, item_idx: np.ndarray, history: sp.csr_matrix) -> list[Explanation]:
         """The history items whose vectors are closest to each recommended item."""
@@ -1004,7 +1007,7 @@ class TwoTower(Recommender):
             if len(hist) == 0:
                 out.append(Explanation("two-tower score"))
                 continue
-            sims = self.item_vectors_[hist] @ self.item_vectors_[i]
+            sims = self.item_factors_[hist] @ self.item_factors_[i]
             top = np.argsort(-sims, kind="stable")[:3]
             contrib = [
                 (

@@ -141,12 +141,13 @@ def retrain(
         raise DataError("retrain: no interactions to train on")
     fitted: dict[str, Recommender] = {}
     for name in names:
-        hp = dict(saved_params.get(name, {}))
-        hp.update((params or {}).get(name, {}))
         cls = get_model(name)
         try:
+            # a saved manifest may use names from an older release: mapped silently; the caller's are checked
+            hp = cls.resolve_params(saved_params.get(name, {}), warn=False)
+            hp.update(cls.resolve_params((params or {}).get(name, {})))
             model = cls(**hp)
-        except TypeError as exc:
+        except (TypeError, ConfigError) as exc:
             raise ConfigError(f"retrain: hyper-parameters for '{name}': {exc}") from None
         log.info("fitting %s on %s", name, full)
         fitted[name] = model.fit(full)

@@ -14,7 +14,7 @@ def test_each_column_satisfies_the_elastic_net_optimality_conditions(synth_impli
     """At the optimum of 1/2 w'Gw - G_j'w + l1|w|_1 + l2/2|w|^2 with w >= 0 and w_j = 0, the
     gradient g_k = (G w)_k - G_kj + l2 w_k equals -l1 where w_k > 0 and is >= -l1 where w_k = 0."""
     n = synth_implicit.n_items
-    model = tb.get_model("slim")(reg=l2, reg_l1=l1, neighbors=n, epochs=500, tol=1e-9).fit(synth_implicit)
+    model = tb.get_model("slim")(reg=l2, l1_penalty=l1, neighbors=n, epochs=500, tol=1e-9).fit(synth_implicit)
     X = synth_implicit.matrix.astype(np.float64)
     G = (X.T @ X).toarray()
     W = model.weights_.toarray().astype(np.float64)
@@ -29,7 +29,7 @@ def test_each_column_satisfies_the_elastic_net_optimality_conditions(synth_impli
 
 
 def test_neighbors_cap_each_column_and_fold_in_equals_known_user(synth_implicit) -> None:
-    model = tb.get_model("slim")(neighbors=5, reg_l1=0.1).fit(synth_implicit)
+    model = tb.get_model("slim")(neighbors=5, l1_penalty=0.1).fit(synth_implicit)
     per_column = np.diff(model.weights_.tocsc().indptr)
     assert per_column.max() <= 5 and per_column.sum() > 0
     row = synth_implicit.matrix[4]
@@ -48,7 +48,7 @@ def test_result_does_not_depend_on_threads(synth_implicit) -> None:
 def test_memory_budget_and_bad_params_are_named(synth_implicit) -> None:
     with pytest.raises(ConfigError, match="memory budget"):
         tb.get_model("slim")(max_memory_gb=1e-9).fit(synth_implicit)
-    with pytest.raises(ConfigError, match="reg and reg_l1"):
-        tb.get_model("slim")(reg=0.0, reg_l1=0.0).fit(synth_implicit)
+    with pytest.raises(ConfigError, match="reg and l1_penalty"):
+        tb.get_model("slim")(reg=0.0, l1_penalty=0.0).fit(synth_implicit)
     with pytest.raises(ConfigError, match="neighbors"):
         tb.get_model("slim")(neighbors=0).fit(synth_implicit)

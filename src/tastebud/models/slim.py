@@ -43,7 +43,7 @@ def slim_bytes(n_items: int) -> int:
 class SLIM(SparseItemItem):
     """Sparse item-item regression with an elastic net; strong top-N baseline, exact explanations.
 
-    ``reg`` is the L2 penalty (the paper's beta), ``reg_l1`` the L1 penalty (lambda) that makes W
+    ``reg`` is the L2 penalty (the paper's beta), ``l1_penalty`` the L1 penalty (lambda) that makes W
     sparse; ``neighbors`` caps each item's kept weights; ``epochs`` bounds the coordinate-descent
     sweeps per item, which stop earlier once no weight moves by more than ``tol`` of the largest.
     ``max_memory_gb`` caps the dense Gram (None: half the memory available when fitting).
@@ -54,7 +54,7 @@ class SLIM(SparseItemItem):
     def __init__(
         self,
         reg: float = 1.0,
-        reg_l1: float = 0.5,
+        l1_penalty: float = 0.5,
         neighbors: int = 100,
         epochs: int = 50,
         tol: float = 1e-4,
@@ -62,7 +62,7 @@ class SLIM(SparseItemItem):
         max_memory_gb: float | None = None,
     ) -> None:
         self.reg = reg
-        self.reg_l1 = reg_l1
+        self.l1_penalty = l1_penalty
         self.neighbors = neighbors
         self.epochs = epochs
         self.tol = tol
@@ -71,9 +71,9 @@ class SLIM(SparseItemItem):
 
     def _validate_params(self) -> None:
         positive("SLIM", neighbors=self.neighbors, epochs=self.epochs, tol=self.tol)
-        non_negative("SLIM", reg=self.reg, reg_l1=self.reg_l1, threads=self.threads)
-        if self.reg == 0 and self.reg_l1 == 0:
-            raise ConfigError("SLIM: reg and reg_l1 are both 0; W = I minus its diagonal is not unique, set one > 0")
+        non_negative("SLIM", reg=self.reg, l1_penalty=self.l1_penalty, threads=self.threads)
+        if self.reg == 0 and self.l1_penalty == 0:
+            raise ConfigError("SLIM: reg and l1_penalty are both 0; W = I minus its diagonal is not unique, set one > 0")
         if self.max_memory_gb is not None:
             positive("SLIM", max_memory_gb=self.max_memory_gb)
 
@@ -103,7 +103,7 @@ class SLIM(SparseItemItem):
                 slim_columns(
                     G,
                     targets,
-                    float(self.reg_l1),
+                    float(self.l1_penalty),
                     float(self.reg),
                     int(self.epochs),
                     float(self.tol),

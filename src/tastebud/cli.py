@@ -2,37 +2,108 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
+from tastebud import __version__
 from tastebud.core.errors import TastebudError
 
+try:  # typer >= 0.22 carries its own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer on click
+    from click.exceptions import ClickException
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Group(TyperGroup):
+    """The command groups: usage errors in one line, and flags without a type tag in the help.
+
+    Typer's rich help prints every option's Python type, so a flag reads ``--json <bool>`` as if
+    it took a value, and it draws a usage error (``--k -3``) as a five-line box.
+    """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untag_flags(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _untag_flags(command.get_params(ctx))
+        return command
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                ctx = getattr(exc, "ctx", None)
+                where = f"{ctx.command_path}: " if ctx is not None else ""
+                message = " ".join(exc.format_message().split())
+                err_console.print(f"[bold red]error:[/] {escape(where + message)}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _untag_flags(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""  # the help shows no type for it
+    return params
+
+
 app = typer.Typer(
+    cls=Group,
     help="tastebud: recommender systems from sparse, partial data.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-data_app = typer.Typer(help="Inspect, fetch and generate data sets.", no_args_is_help=True)
+data_app = typer.Typer(cls=Group, help="Inspect, fetch and generate data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"tastebud {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+) -> None:
+    """tastebud: recommender systems from sparse, partial data."""
+
 
 DATASETS = ("synthetic", "seed", "ml-100k", "ml-latest-small", "ml-1m", "ml-20m", "ml-25m")
 
 
 def fail(message: str, code: int = 2) -> None:
     """One clear line on stderr and a non-zero exit: never a traceback for bad input."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -51,14 +122,19 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 # ---------------------------------------------------------------------------- data sources
 def load_data(dataset: str | None, data: Path | None, path: Path | None, **columns: Any):  # type: ignore[no-untyped-def]
-    """Interactions from ``--data FILE`` or ``--dataset NAME`` (MovieLens from ``--path``/$TASTEBUD_DATA)."""
+    """Interactions from ``--data FILE`` or ``--dataset NAME`` (MovieLens from ``--path``/$TASTEBUD_DATA).
+
+    Training on generated data by accident looks like success, so one of the two is required
+    (``--dataset synthetic`` asks for the generated set)."""
     from tastebud.data import movielens
-    from tastebud.data.interactions import Interactions
 
     if data is not None:
-        cols = {k: v for k, v in columns.items() if v is not None}
-        return Interactions.from_file(data, **cols)
-    name = dataset or "synthetic"
+        if dataset is not None:
+            fail("give --data FILE or --dataset NAME, not both")
+        return load_file(data, **columns)
+    if dataset is None:
+        fail(f"give the data: --data FILE or --dataset NAME ({', '.join(DATASETS)})")
+    name = dataset
     if name == "synthetic":
         from tastebud.data.synthetic import generate
 
@@ -77,6 +153,39 @@ def load_data(dataset: str | None, data: Path | None, path: Path | None, **colum
     if name not in loaders or not hasattr(movielens, loaders[name]):
         fail(f"unknown data set '{name}'; choose from {', '.join(DATASETS)} or pass --data FILE")
     return getattr(movielens, loaders[name])(path)
+
+
+def load_file(data: Path, user: str = "user", item: str = "item", rating: str | None = None, time: str | None = None):  # type: ignore[no-untyped-def]
+    """An interactions file, its item features beside it (``<name>.items.parquet``) when present.
+
+    Without ``--rating-col`` a ``rating`` or ``score`` column is read as the ratings, and the
+    output says so either way: reading a rated file as implicit throws the ratings away silently.
+    ``--rating-col none`` reads a file with such a column as implicit."""
+    from tastebud.data.interactions import Interactions
+    from tastebud.data.io import detect_rating_column, item_features_path, read_item_features, read_table
+
+    frame, offset = read_table(data)
+    if rating is None:
+        rating = detect_rating_column(frame.columns)
+        if rating is not None:
+            note(f"reading column '{rating}' of {data} as ratings (--rating-col none reads it as implicit)")
+        else:
+            note(f"{data} has no rating column: each row is one implicit interaction (--rating-col NAME for ratings)")
+    elif rating.lower() == "none":
+        rating = None
+    features = item_features_path(data)
+    item_features = None
+    if features.is_file():
+        item_features = read_item_features(features)
+        note(f"item features from {features}")
+    return Interactions.from_frame(
+        frame, user, item, rating, time, item_features=item_features, source=str(data), line_offset=offset
+    )
+
+
+def note(message: str) -> None:
+    """A remark about how the input was read, on stderr so that --json output stays clean."""
+    err_console.print(f"[dim]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -98,7 +207,9 @@ FileOpt = typer.Option(None, "--data", help="Interactions file (CSV/TSV, Parquet
 PathOpt = typer.Option(None, "--path", help="Folder holding MovieLens folders (default $TASTEBUD_DATA).")
 UserCol = typer.Option("user", "--user-col", help="User id column of --data.")
 ItemCol = typer.Option("item", "--item-col", help="Item id column of --data.")
-RatingCol = typer.Option(None, "--rating-col", help="Rating column of --data (omit for implicit data).")
+RatingCol = typer.Option(
+    None, "--rating-col", help="Rating column of --data (default: a 'rating' or 'score' column; 'none': implicit)."
+)
 TimeCol = typer.Option(None, "--time-col", help="Timestamp column of --data.")
 
 
@@ -132,17 +243,30 @@ def data_synth(
     implicit: bool = typer.Option(False, help="Implicit feedback (value 1) instead of ratings."),
     seed: int = typer.Option(0),
 ) -> None:
-    """Generate the synthetic data set and write it (item features beside it)."""
+    """Generate the synthetic data set and write it, its item features beside it (<name>.items.parquet)."""
+    import io
+
+    from tastebud.core.persist import atomic_write_bytes
+    from tastebud.data.io import item_features_path
     from tastebud.data.synthetic import generate
 
-    inter = generate(n_users=users, n_items=items, n_interactions=interactions, explicit=not implicit, random_state=seed)
+    inter = generate(
+        n_users=users, n_items=items, n_interactions=interactions, explicit=not implicit, random_state=seed
+    )
     frame = inter.to_frame().rename(columns={"value": "rating" if inter.explicit else "value"})
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        atomic_write_bytes(out, buffer.getvalue())
     else:
-        frame.to_csv(out, index=False)
+        atomic_write_bytes(out, frame.to_csv(index=False).encode("utf-8"))
     console.print(f"wrote {len(frame):,} interactions to {out}")
+    if inter.item_features is not None:  # Parquet, so genres and people stay lists
+        target = item_features_path(out)
+        buffer = io.BytesIO()
+        inter.item_features.reset_index().to_parquet(buffer, index=False)
+        atomic_write_bytes(target, buffer.getvalue())
+        console.print(f"wrote the features of {len(inter.item_features):,} items to {target}")
 
 
 @data_app.command("fetch")
@@ -163,11 +287,24 @@ def data_fetch(
 # ---------------------------------------------------------------------------- models
 @app.command("models")
 def models_cmd() -> None:
-    """List the registered model names."""
+    """List the registered models: name, what it does, and the page that explains it."""
     import tastebud as tb
 
+    table = Table("model", "what", "docs", box=None, show_edge=False, pad_edge=False)
     for name in tb.list_models():
-        console.print(name)
+        try:
+            cls = tb.get_model(name)
+        except TastebudError:  # an optional extra is missing
+            table.add_row(name, "[dim]not installed: needs an optional extra (see README)[/]", "")
+            continue
+        table.add_row(name, escape(_summary_line(cls.__doc__)), cls.docs_path())
+    console.print(table)
+
+
+def _summary_line(doc: str | None) -> str:
+    """The first sentence of a docstring's first paragraph, on one line."""
+    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", paragraph, maxsplit=1)[0]
 
 
 @app.command()
@@ -211,7 +348,39 @@ def train(
         with console.status(f"fitting {model} on {inter}"):
             estimator.fit(inter)
     estimator.save(out)
+    if source is None:
+        save_titles(out, inter)
     console.print(f"fitted {model} in {estimator.fit_seconds_:.2f}s; saved to {out}")
+
+
+# The item titles of the training data, beside the model's own files: `recommend` shows them.
+TITLES_FILE = "titles.json"
+
+
+def save_titles(model_dir: Path, inter: Any) -> None:
+    """Keep an id -> title table (JSON pairs, so integer ids stay integers) when the data has titles."""
+    from tastebud.core.persist import atomic_write_bytes
+
+    feats = inter.item_features
+    if feats is None or "title" not in feats.columns:
+        return
+    titles = feats["title"].reindex(inter.items.ids)
+    pairs = [
+        [i, str(t)] for i, t in zip(inter.items.ids.tolist(), titles.tolist(), strict=True) if isinstance(t, str) and t
+    ]
+    atomic_write_bytes(model_dir / TITLES_FILE, json.dumps(pairs, ensure_ascii=False).encode("utf-8"))
+
+
+def load_titles(model_dir: Path) -> dict[Any, str]:
+    path = model_dir / TITLES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        pairs = json.loads(path.read_text(encoding="utf-8"))
+        return {item: str(title) for item, title in pairs}
+    except (ValueError, TypeError) as exc:
+        fail(f"{path}: not a title table ({exc}); delete it to recommend without titles")
+    return {}
 
 
 @app.command()
@@ -234,15 +403,25 @@ def recommend(
         recs = model.recommend(user, k=k, explain=explain)
     else:
         fail("give --user ID (repeatable) or --history ITEM,ITEM,...")
+    scale = getattr(model, "rating_scale_", None) if model.predicts_ratings else None
+    if scale is not None:  # a predicted rating above the scale means nothing to a reader; the order stays
+        recs = dataclasses.replace(recs, scores=np.clip(recs.scores, *scale))
+    titles = load_titles(model_dir)
     if as_json:
-        print(json.dumps({"results": recs.to_records(), "warnings": recs.warnings}))
+        records = recs.to_records()
+        for entry in (e for r in records for e in r["items"]):
+            if entry["item"] in titles:
+                entry["title"] = titles[entry["item"]]
+        print(json.dumps({"results": records, "warnings": recs.warnings}))
         return
     for warning in recs.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}")
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     frame = recs.to_frame()
+    if titles:
+        frame.insert(frame.columns.get_loc("item") + 1, "title", [titles.get(i, "") for i in frame["item"]])
     table = Table(*[str(c) for c in frame.columns])
     for row in frame.itertuples(index=False):
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else escape(str(v)) for v in row])
     console.print(table)
 
 
@@ -250,18 +429,31 @@ def recommend(
 @friendly
 def evaluate(
     models: str = typer.Option("popular,bias", "--models", help="Comma-separated registry names."),
-    dataset: str = typer.Option("synthetic", "--dataset", "-d", help="synthetic, ml-100k (u1..u5 folds), ml-100k-fixed, ml-latest-small-fixed, or any data set (random 80/20 holdout)."),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="synthetic (default), ml-100k (u1..u5 folds), ml-100k-fixed, ml-latest-small-fixed, or any named data set.",
+    ),
+    data: Path | None = FileOpt,
     path: Path | None = PathOpt,
+    user_col: str = UserCol,
+    item_col: str = ItemCol,
+    rating_col: str | None = RatingCol,
+    time_col: str | None = TimeCol,
+    folds: int = typer.Option(
+        1, "--folds", min=1, max=50, help="1: a per-user holdout; N: N-fold cross-validation over the events."
+    ),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", min=0.01, max=0.99, help="Holdout share per user."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split."),
     k: int = typer.Option(10, "--k", min=1, max=1000),
-    out: list[Path] = typer.Option([], "--out", "-o", help="Write results (.csv, .json or .md); repeatable."),
+    out: list[Path] = typer.Option([], "--out", "-o", help="Write every metric (.csv, .json or .md); repeatable."),
     param: list[str] = typer.Option([], "--param", "-p", help="model.key=value for one model's hyper-parameter."),
 ) -> None:
-    """Fit and evaluate models on a protocol; print the comparison table."""
+    """Fit and evaluate models on a protocol; print the comparison (mean and spread over folds)."""
     import tastebud as tb
     from tastebud.eval.evaluate import evaluate as run_eval
-    from tastebud.eval.evaluate import summarize
 
-    splits = protocol_splits(dataset, path)
     per_model: dict[str, dict[str, Any]] = {}
     for key, value in parse_params(param).items():
         if "." not in key:
@@ -274,28 +466,93 @@ def evaluate(
             estimators[name] = tb.get_model(name)(**per_model.get(name, {}))
         except TypeError as exc:
             fail(f"{name}: {exc}")
+    if data is not None:
+        if dataset is not None:
+            fail("give --data FILE or --dataset NAME, not both")
+        inter = load_file(data, user=user_col, item=item_col, rating=rating_col, time=time_col)
+        splits, label = own_splits(inter, folds, test_fraction, seed), str(data)
+    else:
+        label = dataset or "synthetic"
+        splits = protocol_splits(label, path, folds, test_fraction, seed)
+    for split in splits:
+        if split.report["test_users"] == 0:
+            short = split.report.get("users_train_only")
+            why = f" ({short} users have fewer than 5 interactions and stay in training)" if short else ""
+            fail(f"split '{split.name}' of {label} has no test users{why}; use more data or --folds 5")
     results = run_eval(estimators, splits, k=k, progress=True)
-    table_frame = summarize(results)
-    print_frame(table_frame, f"{dataset}, k={k}")
+    summary = summarize_folds(results)
+    print_summary(
+        summary,
+        k,
+        f"{label}, k={k}, " + (f"mean ± std over {len(splits)} folds" if len(splits) > 1 else splits[0].name),
+    )
     for target in out:
-        write_results(table_frame, target)
+        write_results(summary, target)
 
 
-def protocol_splits(dataset: str, path: Path | None) -> list[Any]:
-    from tastebud.data import movielens, splits
+def own_splits(inter: Any, folds: int, test_fraction: float, seed: int) -> list[Any]:
+    """A per-user holdout (``folds`` 1) or k-fold cross-validation over events, seeded."""
+    from tastebud.data import splits
 
-    if dataset == "ml-100k":
-        return movielens.ml100k_folds(path)
-    if dataset.endswith("-fixed"):
+    if folds == 1:
+        return [splits.holdout(inter, fraction=test_fraction, random_state=seed)]
+    return splits.kfold(inter, k=folds, random_state=seed)
+
+
+def protocol_splits(
+    dataset: str, path: Path | None, folds: int = 1, test_fraction: float = 0.2, seed: int = 0
+) -> list[Any]:
+    from tastebud.data import movielens
+
+    if dataset == "ml-100k" or dataset.endswith("-fixed"):
+        if folds != 1:
+            fail(
+                f"{dataset} has its own fixed split{'s (u1..u5)' if dataset == 'ml-100k' else ''}; --folds is for other data"
+            )
+        if dataset == "ml-100k":
+            return movielens.ml100k_folds(path)
         return [movielens.fixed_split(dataset.removesuffix("-fixed"), path)]
-    inter = load_data(dataset, None, path)
-    return [splits.holdout(inter, fraction=0.2, random_state=0)]
+    return own_splits(load_data(dataset, None, path), folds, test_fraction, seed)
+
+
+# Shown on screen (the rest goes to --out): enough to compare models in 80 columns.
+SCREEN_METRICS = ("ndcg", "recall")
+
+
+def summarize_folds(results: Any) -> Any:
+    """One row per model: the mean of every metric over the folds, and its standard deviation
+    (``<metric>_std``) when there are several folds."""
+    numeric = results.drop(columns=["split"]).groupby("model", sort=False)
+    mean = numeric.mean(numeric_only=True)
+    if results["split"].nunique() < 2:
+        return mean.reset_index()
+    std = numeric.std(numeric_only=True).add_suffix("_std")
+    columns = [c for col in mean.columns for c in (col, f"{col}_std")]
+    return mean.join(std)[columns].reset_index()
+
+
+def print_summary(summary: Any, k: int, title: str) -> None:
+    metrics = [f"{m}@{k}" for m in SCREEN_METRICS] + [c for c in ("rmse",) if c in summary.columns]
+    table = Table("model", *metrics, "fit s", title=title)
+    for row in summary.to_dict("records"):
+        cells = []
+        for col in metrics:
+            std = row.get(f"{col}_std")
+            value = row[col]
+            if value != value:  # NaN: the metric does not apply to this model
+                cells.append("-")
+            else:
+                cells.append(f"{value:.4f}" + (f" ±{std:.3f}" if std is not None and std == std else ""))
+        table.add_row(escape(str(row["model"])), *cells, f"{row['fit_s']:.2f}")
+    console.print(table)
 
 
 def print_frame(frame: Any, title: str) -> None:
     table = Table(*[str(c) for c in frame.columns], title=title)
     for row in frame.itertuples(index=False):
-        table.add_row(*[(f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}") if isinstance(v, float) else str(v) for v in row])
+        table.add_row(
+            *[(f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}") if isinstance(v, float) else str(v) for v in row]
+        )
     console.print(table)
 
 

@@ -62,6 +62,13 @@ class Recommender:
     supports_history: ClassVar[bool] = False
     #: Hyper-parameters for a quick fit on a tiny data set (contract tests, smoke runs).
     fast_params: ClassVar[dict[str, Any]] = {}
+    #: The page of ``docs/`` that explains the algorithm; empty means the name of the model's module.
+    docs_page: ClassVar[str] = ""
+
+    @classmethod
+    def docs_path(cls) -> str:
+        """``docs/<page>.md``: where the model's math, hyper-parameters and paper are explained."""
+        return f"docs/{cls.docs_page or cls.__module__.rsplit('.', 1)[-1]}.md"
 
     #: Old hyper-parameter names still accepted for one release, with a DeprecationWarning: old -> new
     #: (a tuple when one old knob became several). Saved models with old names load silently.

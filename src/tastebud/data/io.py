@@ -131,3 +131,35 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records)
     frame.attrs["lines"] = lines
     return frame
+
+
+# Column names read as ratings when a file is given without saying which column holds them.
+RATING_COLUMNS = ("rating", "score")
+
+
+def detect_rating_column(columns: list[str] | pd.Index) -> str | None:
+    """The column that most likely holds ratings (``rating`` or ``score``, any case), or None.
+
+    A file with a ``rating`` column read as implicit feedback silently throws the ratings away;
+    the command line uses this to read them unless told otherwise."""
+    by_lower = {str(c).strip().lower(): str(c) for c in columns}
+    return next((by_lower[name] for name in RATING_COLUMNS if name in by_lower), None)
+
+
+def item_features_path(path: str | os.PathLike[str]) -> Path:
+    """Where the item features of an interactions file live: ``ratings.csv`` -> ``ratings.items.parquet``.
+
+    Parquet whatever the interactions' format, so list columns (genres, people) stay lists."""
+    path = Path(path)
+    name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
+    return path.with_name(f"{name.rsplit('.', 1)[0] if '.' in name else name}.items.parquet")
+
+
+def read_item_features(path: str | os.PathLike[str], item: str = "item") -> pd.DataFrame:
+    """An item feature table (CSV / TSV, Parquet or JSON-lines) indexed by its ``item`` column."""
+    frame, _ = read_table(path)
+    if item not in frame.columns:
+        raise DataError(f"{path}: no '{item}' column; columns present: {', '.join(map(str, frame.columns))}")
+    if frame[item].duplicated().any():
+        raise DataError(f"{path}: item {frame[item][frame[item].duplicated()].iloc[0]!r} appears twice")
+    return frame.set_index(item)

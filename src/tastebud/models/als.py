@@ -81,6 +81,7 @@ class ImplicitALS(Recommender):
     """
 
     supports_history = True
+    docs_page = "ials"
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "reg": 0.1, "alpha": 4.0}
 
     def __init__(

@@ -18,6 +18,7 @@ class Random(Recommender):
     """Uniformly random scores, reproducible per (seed, user): the floor of every table."""
 
     supports_history = True
+    docs_page = "conventions"
 
     def __init__(self, random_state: int = 0) -> None:
         self.random_state = random_state
@@ -48,6 +49,7 @@ class MostPopular(Recommender):
     """
 
     supports_history = True
+    docs_page = "conventions"
 
     def __init__(self, half_life_days: float | None = None) -> None:
         self.half_life_days = half_life_days
@@ -93,6 +95,7 @@ class Bias(RatingModel):
         "reg_user": "reg_user_bias",
         "reg_item": "reg_item_bias",
     }
+    docs_page = "conventions"
 
     def __init__(self, reg_user_bias: float = 5.0, reg_item_bias: float = 3.0, epochs: int = 20) -> None:
         self.reg_user_bias = reg_user_bias

@@ -38,6 +38,7 @@ class Hybrid(Recommender):
     """Weighted score fusion or reciprocal rank fusion of several models (Burke 2002; Cormack et al. 2009)."""
 
     fast_params = {"models": ["popular", "bias"], "method": "rrf"}
+    docs_page = "serving"
 
     def __init__(
         self,

@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
             application = create_app(model, config)
         except (TastebudError, OSError) as exc:
             _fail(str(exc))
+        _check_port(host, port)
         typer.echo(f"serving {application.state.tb.engine.version} on http://{host}:{port} (docs at /docs)", err=True)
         uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
 
@@ -147,6 +148,7 @@ def _serve_fleet(
     version = engine.version
     del engine
     gc.collect()
+    _check_port(host, port)
     control_dir = Path(tempfile.mkdtemp(prefix="tastebud-fleet-"))
     control = control_dir / "control.json"
     FleetControl(control).write(None if is_model_folder(model) else version, 0)
@@ -170,6 +172,30 @@ def _serve_fleet(
         _fail(str(exc))
     finally:
         shutil.rmtree(control_dir, ignore_errors=True)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail in one line, before announcing anything, when ``host:port`` cannot be listened on.
+
+    Binds the way uvicorn will (``SO_REUSEADDR``, so a port in TIME_WAIT counts as free) and
+    lets go at once; uvicorn would otherwise log the announcement, then ``[Errno 98]``, then exit 3.
+    """
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        _fail(f"--host {host}: cannot resolve it ({exc.strerror})")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                _fail(f"port {port} on {host} is already in use; stop what listens there or pass --port")
+            _fail(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port or --host")
 
 
 def _load_base(base: dict[str, Any]) -> Any:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tastebud.core.errors import TastebudError
+from tastebud.core.progress import enabled, progress_enabled
 
 app = typer.Typer(
     help="tastebud: recommender systems from sparse, partial data.",
@@ -26,6 +27,16 @@ data_app = typer.Typer(help="Inspect, fetch and generate data sets.", no_args_is
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars on stderr (results still print)."),
+) -> None:
+    """Options for every command: long work (fits, evaluation) shows progress on stderr unless --quiet."""
+    ctx.with_resource(enabled(not quiet))
+
 
 DATASETS = ("synthetic", "seed", "ml-100k", "ml-latest-small", "ml-1m", "ml-20m", "ml-25m")
 
@@ -47,6 +58,12 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(exc))
 
     return wrapper
+
+
+def progress_note(message: str) -> None:
+    """One line on stderr before long work (the model's progress bars follow); silent with --quiet."""
+    if progress_enabled():
+        err_console.print(message, highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------- data sources
@@ -204,12 +221,12 @@ def train(
     if source is not None:  # a Parquet directory on Ray: each worker reads its own share
         from tastebud.dist.sharded import fit_parquet
 
-        with console.status(f"fitting {model} on Ray from {data}"):
-            fit_parquet(estimator, source)
+        progress_note(f"fitting {model} on Ray from {data}")
+        fit_parquet(estimator, source)
     else:
         inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
-        with console.status(f"fitting {model} on {inter}"):
-            estimator.fit(inter)
+        progress_note(f"fitting {model} on {inter}")
+        estimator.fit(inter)
     estimator.save(out)
     console.print(f"fitted {model} in {estimator.fit_seconds_:.2f}s; saved to {out}")
 
@@ -274,7 +291,7 @@ def evaluate(
             estimators[name] = tb.get_model(name)(**per_model.get(name, {}))
         except TypeError as exc:
             fail(f"{name}: {exc}")
-    results = run_eval(estimators, splits, k=k, progress=True)
+    results = run_eval(estimators, splits, k=k, progress=progress_enabled())
     table_frame = summarize(results)
     print_frame(table_frame, f"{dataset}, k={k}")
     for target in out:

@@ -202,3 +202,13 @@ def test_config_and_data_errors(cyc):
     with pytest.raises(DataError, match="two or more"):
         SASRec(**FAST).fit(singles)
     assert SASRec().get_params()["loss"] == "ce" and SASRec().get_params()["device"] == "auto"
+
+
+def test_early_stopping_is_the_default(cyc):
+    assert SASRec().patience == 5
+    model = SASRec(**FAST).fit(cyc)  # 40 epochs at most
+    metrics = [h["metric"] for h in model.history_]
+    assert all(m is not None for m in metrics) and model.best_epoch_ == int(np.argmax(metrics)) + 1
+    assert len(metrics) < FAST["epochs"] and len(metrics) - model.best_epoch_ == 5  # stopped 5 epochs after the best
+    off = SASRec(**dict(FAST, epochs=3, patience=None)).fit(cyc)
+    assert [h["metric"] for h in off.history_] == [None, None, None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from tastebud.core import progress
 from tastebud.core.base import RatingModel, Recommender
 from tastebud.core.errors import (
     ConfigError,
@@ -55,5 +56,6 @@ __all__ = [
     "get_model",
     "list_models",
     "load_model",
+    "progress",
     "register",
 ]

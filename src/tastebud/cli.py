@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from tastebud import __version__
 from tastebud.core.errors import TastebudError
+from tastebud.core.progress import enabled, progress_enabled
 
 try:  # typer >= 0.22 carries its own copy of click
     from typer._click.exceptions import ClickException
@@ -91,11 +92,16 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars on stderr (results still print)."),
 ) -> None:
-    """tastebud: recommender systems from sparse, partial data."""
+    """tastebud: recommender systems from sparse, partial data.
+
+    Long work (fits, evaluation, tuning) shows progress on stderr unless --quiet."""
+    ctx.with_resource(enabled(not quiet))
 
 
 DATASETS = ("synthetic", "seed", "ml-100k", "ml-latest-small", "ml-1m", "ml-20m", "ml-25m")
@@ -118,6 +124,12 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(exc))
 
     return wrapper
+
+
+def progress_note(message: str) -> None:
+    """One line on stderr before long work (the model's progress bars follow); silent with --quiet."""
+    if progress_enabled():
+        err_console.print(message, highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------- data sources
@@ -341,12 +353,12 @@ def train(
     if source is not None:  # a Parquet directory on Ray: each worker reads its own share
         from tastebud.dist.sharded import fit_parquet
 
-        with console.status(f"fitting {model} on Ray from {data}"):
-            fit_parquet(estimator, source)
+        progress_note(f"fitting {model} on Ray from {data}")
+        fit_parquet(estimator, source)
     else:
         inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
-        with console.status(f"fitting {model} on {inter}"):
-            estimator.fit(inter)
+        progress_note(f"fitting {model} on {inter}")
+        estimator.fit(inter)
     estimator.save(out)
     if source is None:
         save_titles(out, inter)
@@ -479,7 +491,7 @@ def evaluate(
             short = split.report.get("users_train_only")
             why = f" ({short} users have fewer than 5 interactions and stay in training)" if short else ""
             fail(f"split '{split.name}' of {label} has no test users{why}; use more data or --folds 5")
-    results = run_eval(estimators, splits, k=k, progress=True)
+    results = run_eval(estimators, splits, k=k, progress=progress_enabled())
     summary = summarize_folds(results)
     print_summary(
         summary,

@@ -23,6 +23,7 @@ import numpy as np
 
 from tastebud.core.errors import ConfigError, ModelFormatError, TrainingError
 from tastebud.core.persist import atomic_write_bytes
+from tastebud.core.progress import note, progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -186,6 +187,11 @@ class TrainLoop:
     weights are restored at the end and ``patience`` epochs without improvement stop training;
     without it the last weights are kept.
 
+    Progress (:mod:`tastebud.core.progress`): one bar over every batch of every epoch on stderr,
+    the running loss, examples per second and the last validation metric in its postfix, and a
+    line per epoch. It shows when progress is enabled for the run (the CLI's default) or when
+    ``progress=True`` (the models' own switch).
+
     With ``checkpoint_dir`` a checkpoint is written atomically after every epoch:
     ``{name}.json`` (epoch, best metric, history, optimizer scalars, numpy RNG states) pointing at
     ``{name}-e{epoch}.safetensors`` (module weights, best weights, optimizer tensors, torch RNG
@@ -338,10 +344,10 @@ class TrainLoop:
     ) -> list[dict[str, Any]]:
         """Train; returns the history, one dict per epoch: epoch, loss, metric, examples_per_s, seconds.
 
-        ``steps_per_epoch`` (optional) sizes the progress bar.
+        ``steps_per_epoch`` (batches per epoch) gives the progress bar its total from the start;
+        without it the bar is sized after the first epoch.
         """
         torch = require_torch()
-        from tqdm.auto import tqdm
 
         rngs = dict(rngs or {})
         history: list[dict[str, Any]] = []
@@ -366,85 +372,101 @@ class TrainLoop:
                 finished = bool(doc.get("stopped_early", False))
                 self.stopped_early = finished
 
-        for epoch in range(start_epoch, self.epochs):
-            if finished:
-                break
-            module.train()
-            started = time.perf_counter()
-            total, n_batches, n_examples = 0.0, 0, 0
-            bar = tqdm(
-                batches(epoch),
-                desc=f"{self.name} {epoch + 1}/{self.epochs}",
-                total=steps_per_epoch,
-                disable=not self.progress,
-                leave=False,
-                unit="batch",
-            )
-            for batch in bar:
-                optimizer.zero_grad(set_to_none=True)
-                loss = step(batch)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    lr = optimizer.param_groups[0].get("lr")
-                    raise TrainingError(
-                        f"{self.name}: the loss became {value} in epoch {epoch + 1} (batch {n_batches + 1}); "
-                        f"training diverged: lower learning_rate (now {lr})"
-                    )
-                loss.backward()
-                if self.clip_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(module.parameters(), self.clip_grad_norm)
-                optimizer.step()
-                total += value
-                n_batches += 1
-                n_examples += int(examples_per_batch(batch) if callable(examples_per_batch) else examples_per_batch)
-                if self.progress:
-                    elapsed = max(time.perf_counter() - started, 1e-9)
-                    bar.set_postfix(loss=f"{total / n_batches:.4f}", ex_s=f"{n_examples / elapsed:.0f}", refresh=False)
-            bar.close()
-            seconds = time.perf_counter() - started
-            metric: float | None = None
-            if validate is not None:
-                module.eval()
-                with torch.no_grad():
-                    metric = float(validate())
+        # one bar over every batch of every epoch, so it has a total and an ETA for the whole fit
+        steps = None if steps_per_epoch is None else max(1, int(steps_per_epoch))
+        bar = progress_bar(
+            None if steps is None else self.epochs * steps,
+            f"{self.name} epoch {start_epoch + 1}/{self.epochs}",
+            unit="batch",
+            initial=0 if steps is None else start_epoch * steps,
+            force=self.progress,
+        )
+        shown: dict[str, str] = {} if best_epoch is None else {"best": f"{best_metric:.4f}"}
+        with bar:
+            for epoch in range(start_epoch, self.epochs):
+                if finished:
+                    break
                 module.train()
-                if math.isnan(metric):
-                    raise TrainingError(
-                        f"{self.name}: the validation metric is NaN in epoch {epoch + 1}; lower learning_rate"
-                    )
-                if metric > best_metric:
-                    best_metric, best_epoch, bad_epochs = metric, epoch, 0
-                    best_state = _detached(module.state_dict())
-                else:
-                    bad_epochs += 1
-            row = {
-                "epoch": epoch + 1,
-                "loss": total / max(n_batches, 1),
-                "metric": metric,
-                "examples_per_s": n_examples / max(seconds, 1e-9),
-                "seconds": seconds,
-            }
-            history.append(row)
-            if self.progress:
-                shown = "" if metric is None else f" metric {metric:.4f}"
-                tqdm.write(
-                    f"{self.name} epoch {epoch + 1}/{self.epochs}: loss {row['loss']:.4f}{shown} ({row['examples_per_s']:.0f} ex/s)"
-                )
-            stop = self.patience is not None and validate is not None and bad_epochs >= self.patience
-            if self.checkpoint_dir is not None:
-                meta = {
-                    "epoch": epoch,
-                    "best_metric": None if best_epoch is None else best_metric,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "history": history,
-                    "finished": stop or epoch + 1 == self.epochs,
-                    "stopped_early": stop,
+                started = time.perf_counter()
+                total, n_batches, n_examples = 0.0, 0, 0
+                bar.set_description(f"{self.name} epoch {epoch + 1}/{self.epochs}", refresh=False)
+                for batch in batches(epoch):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = step(batch)
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        lr = optimizer.param_groups[0].get("lr")
+                        raise TrainingError(
+                            f"{self.name}: the loss became {value} in epoch {epoch + 1} (batch {n_batches + 1}); "
+                            f"training diverged: lower learning_rate (now {lr})"
+                        )
+                    loss.backward()
+                    if self.clip_grad_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(module.parameters(), self.clip_grad_norm)
+                    optimizer.step()
+                    total += value
+                    n_batches += 1
+                    n_examples += int(examples_per_batch(batch) if callable(examples_per_batch) else examples_per_batch)
+                    if not bar.disable:
+                        elapsed = max(time.perf_counter() - started, 1e-9)
+                        shown.update(loss=f"{total / n_batches:.4f}", ex_s=f"{n_examples / elapsed:.0f}")
+                        bar.set_postfix(shown, refresh=False)
+                        bar.update(1)
+                if steps is None and n_batches and not bar.disable:
+                    # sized from the first epoch run when the model did not say (and as if resumed)
+                    steps = n_batches
+                    bar.total = self.epochs * steps
+                    bar.n += start_epoch * steps
+                    bar.initial += start_epoch * steps
+                    bar.refresh()
+                seconds = time.perf_counter() - started
+                metric: float | None = None
+                if validate is not None:
+                    module.eval()
+                    with torch.no_grad():
+                        metric = float(validate())
+                    module.train()
+                    if math.isnan(metric):
+                        raise TrainingError(
+                            f"{self.name}: the validation metric is NaN in epoch {epoch + 1}; lower learning_rate"
+                        )
+                    if metric > best_metric:
+                        best_metric, best_epoch, bad_epochs = metric, epoch, 0
+                        best_state = _detached(module.state_dict())
+                    else:
+                        bad_epochs += 1
+                    shown.update(metric=f"{metric:.4f}", best=f"{best_metric:.4f}")
+                row = {
+                    "epoch": epoch + 1,
+                    "loss": total / max(n_batches, 1),
+                    "metric": metric,
+                    "examples_per_s": n_examples / max(seconds, 1e-9),
+                    "seconds": seconds,
                 }
-                self._save(module, optimizer, best_state, meta, rngs)
-            if stop:
-                self.stopped_early = True
-                break
+                history.append(row)
+                summary = "" if metric is None else f" metric {metric:.4f}"
+                note(
+                    bar,
+                    f"{self.name} epoch {epoch + 1}/{self.epochs}: loss {row['loss']:.4f}{summary} "
+                    f"({row['examples_per_s']:.0f} ex/s)",
+                )
+                stop = self.patience is not None and validate is not None and bad_epochs >= self.patience
+                if self.checkpoint_dir is not None:
+                    meta = {
+                        "epoch": epoch,
+                        "best_metric": None if best_epoch is None else best_metric,
+                        "best_epoch": best_epoch,
+                        "bad_epochs": bad_epochs,
+                        "history": history,
+                        "finished": stop or epoch + 1 == self.epochs,
+                        "stopped_early": stop,
+                    }
+                    self._save(module, optimizer, best_state, meta, rngs)
+                if stop:
+                    self.stopped_early = True
+                    best = "" if best_epoch is None else f"; best epoch {best_epoch + 1} (metric {best_metric:.4f})"
+                    note(bar, f"{self.name}: stopped early after epoch {epoch + 1}/{self.epochs}{best}")
+                    break
 
         if best_state is not None:
             module.load_state_dict(best_state)

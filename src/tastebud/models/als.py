@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, TrainingError
+from tastebud.core.progress import progress_bar
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
 from tastebud.data.idmap import IdMap
@@ -158,11 +159,12 @@ class ImplicitALS(Recommender):
         # small random start, as implicit does; the first item sweep overwrites the item side
         self.user_factors_ = (rng.random((data.n_users, k), dtype=np.float32) * 0.01).astype(np.float32)
         self.item_factors_ = (rng.random((data.n_items, k), dtype=np.float32) * 0.01).astype(np.float32)
-        with numba_threads(self.threads):
+        with numba_threads(self.threads), progress_bar(int(self.epochs), self.name, "epoch") as bar:
             for epoch in range(int(self.epochs)):
                 self._sweep(ciu, self.item_factors_, self.user_factors_)
                 self._sweep(cui, self.user_factors_, self.item_factors_)
                 self._check_finite(epoch)
+                bar.update(1)
         self._gram_cache = None
 
     def _row_reg(self, conf: sp.csr_matrix, n_cols: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import TrainingError
+from tastebud.core.progress import progress_bar
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
 from tastebud.data.interactions import Interactions
@@ -77,7 +78,7 @@ class BPR(Recommender):
         auc = []
         seed = int(self.random_state) & 0x7FFFFFFF
         if n_samples:
-            with numba_threads(self.threads):
+            with numba_threads(self.threads), progress_bar(int(self.epochs), self.name, "epoch") as bar:
                 for epoch in range(int(self.epochs)):
                     logl, correct, skipped = K.bpr_epoch(
                         rows, indptr, m.indices, self.user_factors_, self.item_factors_, self.item_bias_,
@@ -89,6 +90,8 @@ class BPR(Recommender):
                             f"(now {self.learning_rate}) or raise reg (now {self.reg})"
                         )
                     auc.append(float(correct) / max(1, n_samples - int(skipped)))
+                    bar.set_postfix(auc=f"{auc[-1]:.4f}", refresh=False)
+                    bar.update(1)
         self.train_auc_ = np.asarray(auc, np.float64)
 
     @staticmethod

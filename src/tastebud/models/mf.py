@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from tastebud.core.base import RatingModel, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, TrainingError
+from tastebud.core.progress import progress_bar
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
 from tastebud.data.interactions import Interactions
@@ -343,7 +344,7 @@ class SVD(_SGDMixin, _BiasedMF):
         reg_bu, reg_bi, reg_pu, reg_qi = self._regs()
         lr = float(self.learning_rate)
         history = []
-        with _threads(self.threads) as n_threads:
+        with _threads(self.threads) as n_threads, progress_bar(self.epochs, self.name, "epoch") as bar:
             for epoch in range(self.epochs):
                 order = rng.permutation(len(ratings))
                 sse = K.sgd_epoch(
@@ -364,6 +365,8 @@ class SVD(_SGDMixin, _BiasedMF):
                 )
                 history.append(self._epoch_rmse(sse, len(ratings), epoch))
                 lr *= self.learning_rate_decay
+                bar.set_postfix(rmse=f"{history[-1]:.4f}", refresh=False)
+                bar.update(1)
         self.train_rmse_ = np.asarray(history)
         self._finish(mu, bu, bi, p, q, m)
 
@@ -430,7 +433,7 @@ class SVDpp(SVD):
         counts = np.diff(indptr)
         lr = float(self.learning_rate)
         history = []
-        with _threads(self.threads) as n_threads:
+        with _threads(self.threads) as n_threads, progress_bar(self.epochs, self.name, "epoch") as bar:
             for epoch in range(self.epochs):
                 user_order = rng.permutation(data.n_users).astype(np.int64)
                 # a random order within every user's row: sort random keys per row segment
@@ -458,6 +461,8 @@ class SVDpp(SVD):
                 )
                 history.append(self._epoch_rmse(sse, len(ratings), epoch))
                 lr *= self.learning_rate_decay
+                bar.set_postfix(rmse=f"{history[-1]:.4f}", refresh=False)
+                bar.update(1)
         if not np.isfinite(y).all():
             raise TrainingError(f"{type(self).__name__}: implicit factors became non-finite; lower learning_rate")
         norm = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1)), 0.0)
@@ -547,7 +552,7 @@ class ExplicitALS(_BiasedMF):
         coo = m.tocoo()
         history = []
         lam_bu, lam_bi, lam_f = self._reg_bias("user"), self._reg_bias("item"), float(self.reg)
-        with _threads(self.threads):
+        with _threads(self.threads), progress_bar(self.epochs, self.name, "epoch") as bar:
             for epoch in range(self.epochs):
                 K.ridge_side(*args_i, mu + u[:, 0], u, v, lam_bi, lam_f, self.weighted_reg)
                 K.ridge_side(*args_u, mu + v[:, 0], v, u, lam_bu, lam_f, self.weighted_reg)
@@ -564,6 +569,8 @@ class ExplicitALS(_BiasedMF):
                 if not np.isfinite(sse):
                     raise _diverged("ExplicitALS", epoch, "the training loss", "raise reg")
                 history.append(float(np.sqrt(sse / m.nnz)))
+                bar.set_postfix(rmse=f"{history[-1]:.4f}", refresh=False)
+                bar.update(1)
         self.train_rmse_ = np.asarray(history)
         self._finish(mu, u[:, 0], v[:, 0], u[:, 1:], v[:, 1:], m)
 
@@ -687,7 +694,7 @@ class BayesianMF(_BiasedMF):
         rows_t, cols_t = ct.row.astype(np.int32), ct.col.astype(np.int32)
         kept_u, kept_v, kept_y, hyper_mu, hyper_lam, alphas = [], [], [], [], [], []
         history = []
-        with _threads(self.threads):
+        with _threads(self.threads), progress_bar(self.epochs, self.name, "sweep") as bar:
             for epoch in range(self.epochs):
                 mu_v, lam_v = _normal_wishart_draw(rng, v[has_i], beta0, float(d))
                 mu_u, lam_u = _normal_wishart_draw(rng, u[has_u], beta0, float(d))
@@ -763,6 +770,9 @@ class BayesianMF(_BiasedMF):
                     hyper_mu.append(mu_u)
                     hyper_lam.append(lam_u)
                     alphas.append(alpha)
+                # Gibbs sweeps: the first burn_in are discarded, then every thin-th is kept
+                bar.set_postfix(rmse=f"{history[-1]:.4f}", kept=len(kept_u), refresh=False)
+                bar.update(1)
         n_s = len(kept_u)
         us, vs = np.stack(kept_u), np.stack(kept_v)  # (S, rows, d)
         scale = 1.0 / np.sqrt(n_s)

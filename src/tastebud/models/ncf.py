@@ -410,7 +410,10 @@ class _NCF(Recommender):
             resume=bool(self.resume),
         )
         per_batch = (lambda b: len(b[0])) if loss_kind == "log" else (lambda b: int(b[2].numel()))
-        history = loop.run(net, optimizer, batches, step, validate, examples_per_batch=per_batch)
+        examples = n_pos * (1 + n_neg) if loss_kind == "log" else n_pos
+        history = loop.run(
+            net, optimizer, batches, step, validate, examples_per_batch=per_batch, steps_per_epoch=-(-examples // bs)
+        )
         for row in history:
             self.history_.append(dict(row, stage=name))
         self.best_epoch_ = loop.best_epoch

@@ -19,10 +19,11 @@ Losses (``loss``):
 * ``"sampled_softmax"``: softmax over the positive and ``negatives`` uniform negatives shared by
   the batch (accidental hits masked), for catalogues too large for the full softmax.
 
-With ``patience`` set, each person's last training item is held out as the validation target (the
-paper's protocol: the item before the test item), NDCG@10 over all items is measured every
-epoch, training stops after ``patience`` epochs without gain and the best weights are kept;
-recommendations still read the whole training sequence. Training goes through the shared
+By default (``patience=5``) each person's last training item is held out as the validation target
+(the paper's protocol: the item before the test item), NDCG@10 over all items is measured every
+epoch, training stops after ``patience`` epochs without gain and the best weights are kept, so
+``epochs`` is a ceiling rather than a cost; recommendations still read the whole training
+sequence. ``patience=None`` trains every epoch on every item. Training goes through the shared
 :class:`~tastebud.models._torch.TrainLoop` (progress, checkpoints, resume, NaN guard).
 """
 
@@ -197,7 +198,7 @@ class SASRec(Recommender):
         batch_size: int = 128,
         learning_rate: float = 0.001,
         reg: float = 0.0,
-        patience: int | None = None,
+        patience: int | None = 5,
         checkpoint_dir: str | None = None,
         resume: bool = False,
         progress: bool = False,
@@ -336,12 +337,16 @@ class SASRec(Recommender):
             val_seen = [train_seqs[u] for u in val_users]
 
             def validate() -> float:
-                scores = self._forward_scores(net, val_inp, device)
-                for row, s in enumerate(val_seen):
-                    scores[row, s] = -np.inf
-                target = scores[np.arange(len(val_users)), val_target]
-                rank = (scores > target[:, None]).sum(axis=1)
-                return float(np.mean(np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0)))
+                # NDCG@10 over all items, a block of users at a time: memory stays at block x catalogue
+                gains = []
+                for lo in range(0, len(val_users), SCORE_BATCH):
+                    scores = self._forward_scores(net, val_inp[lo : lo + SCORE_BATCH], device)
+                    for row, s in enumerate(val_seen[lo : lo + SCORE_BATCH]):
+                        scores[row, s] = -np.inf
+                    target = scores[np.arange(len(scores)), val_target[lo : lo + SCORE_BATCH]]
+                    rank = (scores > target[:, None]).sum(axis=1)
+                    gains.append(np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0))
+                return float(np.mean(np.concatenate(gains)))
 
         loop = TrainLoop(
             epochs=self.epochs,

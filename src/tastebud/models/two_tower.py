@@ -753,7 +753,13 @@ class TwoTower(Recommender):
             resume=bool(self.resume),
         )
         self.history_ = loop.run(
-            net, optimizer, batches, step, validate, examples_per_batch=lambda b: int(len(b["items"]))
+            net,
+            optimizer,
+            batches,
+            step,
+            validate,
+            examples_per_batch=lambda b: int(len(b["items"])),
+            steps_per_epoch=-(-n_ex // bs),
         )
         self.best_epoch_ = loop.best_epoch
         self._net = net.cpu().eval()

@@ -171,7 +171,7 @@ def test_fit_endpoint_and_an_edit_changes_predictions(client):
 
 def test_fit_endpoint_rejects_bad_bodies(client):
     assert client.post("/lab/api/matrix/fit", json={"ratings": [[None, None]]}).status_code == 400
-    assert "no observed cell" in client.post("/lab/api/matrix/fit", json={"ratings": [[None]]}).json()["detail"]
+    assert "no observed cell" in client.post("/lab/api/matrix/fit", json={"ratings": [[None]]}).json()["error"]
     assert client.post("/lab/api/matrix/fit", json={"ratings": [[1.0]], "factors": 99}).status_code == 422
     assert client.post("/lab/api/matrix/fit", json={"ratings": "nope"}).status_code == 422
     assert client.post("/lab/api/matrix/fit", json={"ratings": [[1.0, 2.0], [3.0]]}).status_code == 400
@@ -253,11 +253,11 @@ def test_recommend_side_by_side(client, synth_lab):
 def test_recommend_errors_are_4xx(client):
     assert client.post("/lab/api/recommend", json={"user": "nobody", "models": ["popular"]}).status_code == 404
     r = client.post("/lab/api/recommend", json={"user": "u1", "models": ["no-such-model"]})
-    assert r.status_code == 400 and "no-such-model" in r.json()["detail"]
+    assert r.status_code == 400 and "no-such-model" in r.json()["error"]
     assert client.post("/lab/api/recommend", json={"user": "u1", "models": []}).status_code == 422
     assert client.post("/lab/api/recommend", json={"user": "u1", "models": ["popular"], "k": 0}).status_code == 422
     r = client.post("/lab/api/recommend", json={"dataset": "nope", "user": "u1", "models": ["popular"]})
-    assert r.status_code == 400 and "unknown data set" in r.json()["detail"]
+    assert r.status_code == 400 and "unknown data set" in r.json()["error"]
 
 
 def test_cold_start_answers_from_every_history_model(client, synth_lab):
@@ -536,4 +536,4 @@ def test_matrix_fit_refuses_extreme_ratings_with_a_4xx():
 
     client = TestClient(create_lab_app())
     res = client.post("/lab/api/matrix/fit", json={"ratings": [[370243673.0]], "biases": False})
-    assert res.status_code == 400 and "between" in res.json()["detail"]
+    assert res.status_code == 400 and "between" in res.json()["error"]

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tastebud.core.base import Recommender
 from tastebud.core.errors import ModelFormatError, TastebudError, UnknownIdError
 from tastebud.core.results import Explanation
 from tastebud.lab.matrix import (
@@ -299,7 +300,7 @@ def recommend(request: Request, body: RecommendRequest) -> dict[str, Any]:
             entry["error"] = err
             if recs is not None:
                 entry["items"] = _rec_items(ds, recs, 0, had)
-                entry["score_kind"] = _score_kind(entry["items"], model.predicts_ratings)
+                entry["score_kind"] = _score_kind(entry["items"], model)
         results.append(entry)
     user = _py(ds.data.users.ids[uidx])  # the vocabulary's id: 1, not "1", for an integer vocabulary
     return {"dataset": body.dataset, "user": user, "results": results, "overlap": _overlap(results)}
@@ -343,7 +344,7 @@ def cold_start(request: Request, body: ColdStartRequest) -> dict[str, Any]:
                 entry["error"] = err
                 if recs is not None:
                     entry["items"] = _rec_items(ds, recs, 0, had)
-                    entry["score_kind"] = _score_kind(entry["items"], model.predicts_ratings)
+                    entry["score_kind"] = _score_kind(entry["items"], model)
                     entry["warnings"] = recs.warnings
         results.append(entry)
     picked = [ds.item_record(int(i)) for i in had]
@@ -372,7 +373,7 @@ def similar(
             entry["error"] = err
             if recs is not None:
                 entry["items"] = _rec_items(ds, recs, 0)
-                entry["score_kind"] = _score_kind(entry["items"], False, "similarity")
+                entry["score_kind"] = _score_kind(entry["items"], None, "similarity")
         results.append(entry)
     return {"dataset": dataset, "item": ds.item_record(idx), "results": results}
 
@@ -496,12 +497,16 @@ def _explanation(ds: Dataset, e: Explanation, history: set[int]) -> dict[str, An
     return {"text": e.text, "contributions": contribs}
 
 
-def _score_kind(items: list[dict[str, Any]], predicts_ratings: bool, otherwise: str = "score") -> str:
-    """How the page prints a list's scores: ``rating``, ``count`` (all whole numbers) or ``otherwise``."""
-    if predicts_ratings:
-        return "rating"
+def _score_kind(items: list[dict[str, Any]], model: Recommender | None, otherwise: str = "score") -> str:
+    """How the page prints a list's scores: ``count`` (all whole numbers), ``rating`` (a rating model's
+    scores inside its scale; a neighbour model's sums of similarities are not ratings) or ``otherwise``."""
     scores = [x["score"] for x in items if x["score"] is not None]
-    return "count" if scores and all(float(v).is_integer() for v in scores) else otherwise
+    if scores and all(float(v).is_integer() for v in scores):
+        return "count"
+    scale = getattr(model, "rating_scale_", None) if model is not None and model.predicts_ratings else None
+    if scores and scale is not None and all(scale[0] <= v <= scale[1] for v in scores):
+        return "rating"
+    return otherwise
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:

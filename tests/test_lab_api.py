@@ -637,6 +637,7 @@ def test_movielens_100k_in_the_lab(data_root):
     assert [d["name"] for d in c.get("/lab/api/datasets").json()] == ["synthetic", "ml-100k"]
     sample = c.get("/lab/api/matrix/sample", params={"dataset": "ml-100k", "users": 20, "items": 10}).json()
     assert sample["titles"][0] == "Star Wars (1977)"  # the most rated movie of ML-100K (583 ratings)
+    assert sample["items"][0] == 50 and all(type(u) is int for u in sample["users"])  # ids as ML-100K has them
     hist = c.get("/lab/api/history", params={"dataset": "ml-100k", "user": 1, "limit": 5}).json()
     assert hist["total"] == 272 and hist["items"][0]["rating"] == 5.0
     body = c.post("/lab/api/recommend", json={"dataset": "ml-100k", "user": 1, "models": ["popular"], "k": 5}).json()
@@ -645,7 +646,7 @@ def test_movielens_100k_in_the_lab(data_root):
         for x in c.get("/lab/api/history", params={"dataset": "ml-100k", "user": 1, "limit": 2000}).json()["items"]
     }
     got = [x["item"] for x in body["results"][0]["items"]]
-    assert len(got) == 5 and not set(got) & seen
+    assert len(got) == 5 and not set(got) & seen and body["user"] == 1
     assert all("(" in x["title"] for x in body["results"][0]["items"])  # real titles with years
     ev = c.post("/lab/api/evaluate", json={"dataset": "ml-100k", "models": ["popular"]}).json()
     split = ml100k_folds(data_root, folds=(1,))[0]

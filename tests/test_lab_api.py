@@ -14,7 +14,14 @@ from tastebud.core.errors import ConfigError, DataError
 from tastebud.data.synthetic import generate, seed_example
 from tastebud.eval.evaluate import evaluate_fitted
 from tastebud.lab import LabState, create_lab_app, router
-from tastebud.lab.matrix import fit_biased_mf, objective
+from tastebud.lab.matrix import (
+    DEFAULT_FACTORS,
+    DEFAULT_ITERATIONS,
+    DEFAULT_REG,
+    fit_biased_mf,
+    leave_one_out_rmse,
+    objective,
+)
 from tastebud.lab.routes import STATIC
 from tastebud.lab.state import LabError, holdout_split, item_vectors, pca_2d, popularity_profile
 from tastebud.models.baseline import Bias, MostPopular
@@ -171,10 +178,143 @@ def test_fit_endpoint_and_an_edit_changes_predictions(client):
 
 def test_fit_endpoint_rejects_bad_bodies(client):
     assert client.post("/lab/api/matrix/fit", json={"ratings": [[None, None]]}).status_code == 400
-    assert "no observed cell" in client.post("/lab/api/matrix/fit", json={"ratings": [[None]]}).json()["detail"]
+    assert "no observed cell" in client.post("/lab/api/matrix/fit", json={"ratings": [[None]]}).json()["error"]
     assert client.post("/lab/api/matrix/fit", json={"ratings": [[1.0]], "factors": 99}).status_code == 422
     assert client.post("/lab/api/matrix/fit", json={"ratings": "nope"}).status_code == 422
     assert client.post("/lab/api/matrix/fit", json={"ratings": [[1.0, 2.0], [3.0]]}).status_code == 400
+
+
+def test_defaults_keep_the_seed_on_its_scale_without_memorising_it(client):
+    # what the page sends: the seed's cells, its scale and the defaults it was given with the page
+    seed = client.get("/lab/api/matrix/seed").json()
+    defaults = seed["defaults"]
+    assert defaults == {"factors": DEFAULT_FACTORS, "reg": DEFAULT_REG, "iterations": DEFAULT_ITERATIONS}
+    body = {"ratings": seed["ratings"], "scale": seed["scale"], **defaults, "held_out": True}
+    fit = client.post("/lab/api/matrix/fit", json=body).json()
+    pred = np.array(fit["predicted"])
+    assert pred.min() >= 1.0 and pred.max() <= 5.0
+    assert fit["rmse"] > 0.5  # the 14 ratings are not reproduced: the model did not memorise them
+    assert fit["rmse_held_out"] == pytest.approx(leave_one_out_rmse(seed["ratings"], scale=(1.0, 5.0)), abs=1e-4)
+    # a memorising setting still shows predictions on the scale; the model's own sum is kept beside them
+    loose = client.post("/lab/api/matrix/fit", json={**body, "factors": 2, "reg": 0.1, "held_out": False}).json()
+    assert loose["unclipped"][2][0] > 5.0 and loose["predicted"][2][0] == 5.0  # Carl x Inception
+    assert np.array(loose["predicted"]).max() <= 5.0 and loose["rmse_held_out"] is None
+    assert loose["rmse"] < 0.1 < fit["rmse_held_out"] - loose["rmse"]
+
+
+def test_leave_one_out_known_answer():
+    # two users rated one item 5 and 3; hide either and the bias-only model (reg 0) predicts the other
+    assert leave_one_out_rmse([[5.0], [3.0]], factors=0, reg=0.0) == pytest.approx(2.0, abs=1e-9)
+    # clipped to the scale as shown: hiding the 5 predicts 3, shown as 3.5 (error 1.5); hiding the 3 errs by 2
+    assert leave_one_out_rmse([[5.0], [3.0]], factors=0, reg=0.0, scale=(3.5, 5.0)) == pytest.approx(
+        np.sqrt((1.5**2 + 2.0**2) / 2)
+    )
+    assert leave_one_out_rmse([[5.0, None]], factors=0) is None  # nothing left to fit
+
+
+def test_defaults_predict_held_out_seed_ratings_better_than_less_regularised_settings():
+    # docs/lab.md, "Why these defaults": on the seed, leave-one-out error falls as reg grows
+    ratings = seed_dense()
+    best = leave_one_out_rmse(ratings, scale=(1.0, 5.0))
+    for factors in (1, 2):
+        for reg in (0.1, 1.0, 2.0):
+            other = leave_one_out_rmse(ratings, factors, reg, scale=(1.0, 5.0))
+            assert best < other, (factors, reg, other)
+    # more dimensions do not help at the default reg
+    assert leave_one_out_rmse(ratings, 2, DEFAULT_REG, scale=(1.0, 5.0)) >= best - 1e-3
+
+
+def test_errors_have_the_service_shape_on_any_app(client):
+    bare = TestClient(_bare_app())
+    for c in (client, bare):
+        cases = [
+            (c.post("/lab/api/matrix/fit", json={"ratings": [[None]]}), 400, "no observed cell"),
+            (c.get("/lab/api/history", params={"user": "nobody"}), 404, "nobody"),
+            (c.get("/lab/api/users", params={"dataset": "nope"}), 400, "unknown data set"),
+            (c.get("/lab/static/secret.py"), 404, "no lab file"),
+        ]
+        for res, status, text in cases:
+            assert res.status_code == status and res.json() == {"error": res.json()["error"]}
+            assert text in res.json()["error"]
+        invalid = c.post("/lab/api/matrix/fit", json={"ratings": [[1.0]], "factors": 99})
+        assert invalid.status_code == 422 and invalid.json()["error"].startswith("factors: ")
+        invalid = c.get("/lab/api/users", params={"limit": 0})
+        assert invalid.status_code == 422 and invalid.json()["error"].startswith("limit: ")
+    # the stand-alone lab answers unknown paths the same way
+    res = client.get("/lab/api/no-such-endpoint")
+    assert res.status_code == 404 and res.json() == {"error": "Not Found"}
+
+
+def _bare_app() -> FastAPI:
+    app = FastAPI()
+    app.include_router(router)
+    app.state.tastebud_lab = LabState(models=MODELS, synthetic_size=SIZE, data_root="/nonexistent")
+    return app
+
+
+def test_integer_vocabulary_ids_are_ints_in_every_endpoint(tmp_path):
+    # ML-100K's ids are integers; a saved model trained on such data stands in for it here
+    import pandas as pd
+
+    from tastebud.data.interactions import Interactions
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user": rng.integers(1, 31, 600), "item": rng.integers(100, 140, 600)})
+    frame["rating"] = rng.integers(1, 6, len(frame)).astype(float)
+    data = Interactions.from_frame(frame, "user", "item", "rating", scale=(1.0, 5.0))
+    assert data.users.ids.dtype.kind == "i"
+    MostPopular().fit(data).save(tmp_path / "pop")
+    c = TestClient(create_lab_app(state=LabState(tmp_path, models=["popular"], data_root="/nonexistent")))
+    q = {"dataset": "saved:pop"}
+    user, item = int(data.users.ids[0]), int(data.items.ids[0])
+
+    def ints(values):
+        values = list(values)
+        assert values and all(type(v) is int for v in values), values[:5]
+
+    ints(u["user"] for u in c.get("/lab/api/users", params=q).json()["users"])
+    ints(x["item"] for x in c.get("/lab/api/items", params=q).json())
+    hist = c.get("/lab/api/history", params={**q, "user": str(user)}).json()
+    ints([hist["user"]] + [x["item"] for x in hist["items"]])
+    rec = c.post("/lab/api/recommend", json={**q, "user": str(user), "models": ["saved:pop"], "k": 5}).json()
+    ints([rec["user"]] + [x["item"] for x in rec["results"][0]["items"]])
+    cold = c.post("/lab/api/cold_start", json={**q, "items": [str(item)], "models": ["saved:pop"], "k": 5}).json()
+    ints([x["item"] for x in cold["picked"]] + [x["item"] for x in cold["results"][0]["items"]])
+    sim = c.get("/lab/api/similar", params={**q, "item": str(item), "models": ["saved:pop"]}).json()
+    ints([sim["item"]["item"]] + [x["item"] for x in sim["results"][0]["items"]])
+    ints(p["item"] for p in c.get("/lab/api/embedding", params=q).json()["points"])
+    sample = c.get("/lab/api/matrix/sample", params={**q, "users": 5, "items": 6}).json()
+    ints(sample["users"])
+    ints(sample["items"])
+
+
+def test_scores_say_what_kind_they_are(client, synth_lab):
+    user = str(synth_lab.users.ids[5])
+    body = client.post("/lab/api/recommend", json={"user": user, "models": ["popular", "bias", "random"]}).json()
+    kinds = {r["model"]: r["score_kind"] for r in body["results"]}
+    assert kinds == {"popular": "count", "bias": "rating", "random": "score"}
+    item = str(synth_lab.items.ids[2])
+    sim = client.get("/lab/api/similar", params={"item": item, "models": ["random"]}).json()
+    assert sim["results"][0]["score_kind"] == "similarity"
+
+
+def test_the_first_response_holds_the_seed_grid(client):
+    html = client.get("/").text
+    seed = seed_dense()
+    for u, row in enumerate(seed):
+        for i, v in enumerate(row):
+            cell = re.search(rf'<td class="(\w+)" data-u="{u}" data-i="{i}"><input [^>]*value="([^"]*)"', html)
+            assert cell, (u, i)
+            assert cell.groups() == (("missing", "") if v is None else ("observed", f"{v:g}"))
+    assert "Amit" in html and "John Wick" in html and "{{" not in html
+    assert f'id="mx-k" min="0" max="4" step="1" value="{DEFAULT_FACTORS}"' in html
+    assert f'value="{DEFAULT_REG:g}"' in html
+    # and every control of the served page is labelled (the grid's cells by aria-label)
+    inputs = re.findall(r"<(?:input|select)[^>]*>", html)
+    labelled = set(re.findall(r'<label[^>]*\bfor="([^"]+)"', html))
+    for tag in inputs:
+        ident = re.search(r'\bid="([^"]+)"', tag)
+        assert "aria-label=" in tag or (ident and ident.group(1) in labelled), tag
 
 
 def test_sample_matrix_matches_the_data_and_its_held_out_error(client, synth_lab):
@@ -253,11 +393,11 @@ def test_recommend_side_by_side(client, synth_lab):
 def test_recommend_errors_are_4xx(client):
     assert client.post("/lab/api/recommend", json={"user": "nobody", "models": ["popular"]}).status_code == 404
     r = client.post("/lab/api/recommend", json={"user": "u1", "models": ["no-such-model"]})
-    assert r.status_code == 400 and "no-such-model" in r.json()["detail"]
+    assert r.status_code == 400 and "no-such-model" in r.json()["error"]
     assert client.post("/lab/api/recommend", json={"user": "u1", "models": []}).status_code == 422
     assert client.post("/lab/api/recommend", json={"user": "u1", "models": ["popular"], "k": 0}).status_code == 422
     r = client.post("/lab/api/recommend", json={"dataset": "nope", "user": "u1", "models": ["popular"]})
-    assert r.status_code == 400 and "unknown data set" in r.json()["detail"]
+    assert r.status_code == 400 and "unknown data set" in r.json()["error"]
 
 
 def test_cold_start_answers_from_every_history_model(client, synth_lab):
@@ -497,6 +637,7 @@ def test_movielens_100k_in_the_lab(data_root):
     assert [d["name"] for d in c.get("/lab/api/datasets").json()] == ["synthetic", "ml-100k"]
     sample = c.get("/lab/api/matrix/sample", params={"dataset": "ml-100k", "users": 20, "items": 10}).json()
     assert sample["titles"][0] == "Star Wars (1977)"  # the most rated movie of ML-100K (583 ratings)
+    assert sample["items"][0] == 50 and all(type(u) is int for u in sample["users"])  # ids as ML-100K has them
     hist = c.get("/lab/api/history", params={"dataset": "ml-100k", "user": 1, "limit": 5}).json()
     assert hist["total"] == 272 and hist["items"][0]["rating"] == 5.0
     body = c.post("/lab/api/recommend", json={"dataset": "ml-100k", "user": 1, "models": ["popular"], "k": 5}).json()
@@ -505,7 +646,7 @@ def test_movielens_100k_in_the_lab(data_root):
         for x in c.get("/lab/api/history", params={"dataset": "ml-100k", "user": 1, "limit": 2000}).json()["items"]
     }
     got = [x["item"] for x in body["results"][0]["items"]]
-    assert len(got) == 5 and not set(got) & seen
+    assert len(got) == 5 and not set(got) & seen and body["user"] == 1
     assert all("(" in x["title"] for x in body["results"][0]["items"])  # real titles with years
     ev = c.post("/lab/api/evaluate", json={"dataset": "ml-100k", "models": ["popular"]}).json()
     split = ml100k_folds(data_root, folds=(1,))[0]
@@ -536,4 +677,4 @@ def test_matrix_fit_refuses_extreme_ratings_with_a_4xx():
 
     client = TestClient(create_lab_app())
     res = client.post("/lab/api/matrix/fit", json={"ratings": [[370243673.0]], "biases": False})
-    assert res.status_code == 400 and "between" in res.json()["detail"]
+    assert res.status_code == 400 and "between" in res.json()["error"]

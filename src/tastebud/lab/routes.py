@@ -8,28 +8,85 @@ HTML, JavaScript and SVG shipped in ``static/``.
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tastebud.core.errors import ConfigError, DataError, UnknownIdError, UnknownModelError
+from tastebud.core.base import Recommender
+from tastebud.core.errors import ModelFormatError, TastebudError, UnknownIdError
 from tastebud.core.results import Explanation
-from tastebud.lab.matrix import fit_biased_mf
+from tastebud.lab.matrix import (
+    DEFAULT_FACTORS,
+    DEFAULT_ITERATIONS,
+    DEFAULT_REG,
+    MAX_FACTORS,
+    clip_to_scale,
+    fit_biased_mf,
+    leave_one_out_rmse,
+)
+from tastebud.lab.page import STATIC, render_page, seed_matrix
 from tastebud.lab.state import Dataset, LabError, LabState, catch, item_vectors, pca_2d
 
-STATIC = Path(__file__).parent / "static"
 _FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
-F = TypeVar("F", bound=Callable[..., Any])
 
-router = APIRouter()
+
+def error_response(exc: Exception) -> JSONResponse | None:
+    """The service's error shape, ``{"error": "one line"}``, for an error a caller can fix (None: a bug).
+
+    The same statuses as ``tastebud serve``: 404 for an unknown id, 409 for a bad model folder, 400
+    for any other :class:`TastebudError`, 422 for a request that does not fit its schema (which also
+    carries the validation ``detail`` list, as the service's does).
+    """
+    if isinstance(exc, RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
+        msg = str(first.get("msg", "invalid request"))
+        detail = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in errors
+        ]
+        return JSONResponse({"error": f"{where}: {msg}" if where else msg, "detail": detail}, status_code=422)
+    if isinstance(exc, StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    if isinstance(exc, TastebudError):
+        status = 404 if isinstance(exc, UnknownIdError) else 409 if isinstance(exc, ModelFormatError) else 400
+        return JSONResponse({"error": str(exc)}, status_code=status)
+    return None
+
+
+class LabRoute(APIRoute):
+    """Every lab route answers errors as ``{"error": ...}`` whichever app mounts the router.
+
+    Exception handlers belong to an app, and the router is mounted on apps the lab does not create
+    (the service, a user's own); a route class is the router's own extension point for this.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                response = error_response(exc)
+                if response is None:
+                    raise
+                return response
+
+        return route
+
+
+router = APIRouter(route_class=LabRoute)
 
 
 def get_state(request: Request) -> LabState:
@@ -41,24 +98,9 @@ def get_state(request: Request) -> LabState:
     return state
 
 
-def _http_errors(fn: F) -> F:
-    """Turn the library's errors into 4xx responses with their one-line message."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (UnknownIdError, UnknownModelError) as exc:
-            raise HTTPException(404, str(exc)) from None
-        except (LabError, DataError, ConfigError) as exc:
-            raise HTTPException(400, str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 # ---------------------------------------------------------------------- page and files
 def _page() -> HTMLResponse:
-    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+    return HTMLResponse(render_page())
 
 
 @router.get("/lab", include_in_schema=False)
@@ -77,43 +119,38 @@ def lab_static(name: str) -> FileResponse:
 # ---------------------------------------------------------------------- matrix lab
 class FitRequest(BaseModel):
     ratings: list[list[float | None]] = Field(description="user x item ratings; null for a missing cell")
-    factors: int = Field(2, ge=0, le=16, description="latent dimensions k")
-    reg: float = Field(0.1, ge=0, le=100, description="L2 regularisation")
+    factors: int = Field(DEFAULT_FACTORS, ge=0, le=MAX_FACTORS, description="latent dimensions k")
+    reg: float = Field(DEFAULT_REG, ge=0, le=100, description="L2 regularisation")
     biases: bool = True
-    iterations: int = Field(30, ge=1, le=500)
+    iterations: int = Field(DEFAULT_ITERATIONS, ge=1, le=500)
+    scale: tuple[float, float] | None = Field(None, description="[low, high]: predictions are clipped to it")
+    held_out: bool = Field(False, description="also the leave-one-out RMSE (one refit per known cell)")
 
 
 @router.get("/lab/api/matrix/seed", tags=["lab"])
 def matrix_seed() -> dict[str, Any]:
-    """The seed's 5 x 5 example: users, movies and the 14 observed ratings (null = missing)."""
-    from tastebud.data.synthetic import seed_example
-
-    data = seed_example()
-    dense: list[list[float | None]] = [[None] * data.n_items for _ in range(data.n_users)]
-    coo = data.matrix.tocoo()
-    for u, i, v in zip(coo.row, coo.col, coo.data, strict=True):
-        dense[int(u)][int(i)] = float(v)
-    feats = data.item_features
-    genres = [list(feats.loc[i, "genres"]) if feats is not None else [] for i in data.items.ids]
-    return {
-        "users": [str(u) for u in data.users.ids],
-        "items": [str(i) for i in data.items.ids],
-        "genres": genres,
-        "ratings": dense,
-        "scale": list(data.rating_scale or (1.0, 5.0)),
-    }
+    """The seed's 5 x 5 example: users, movies and the 14 observed ratings (null = missing), and defaults."""
+    return seed_matrix()
 
 
 @router.post("/lab/api/matrix/fit", tags=["lab"])
-@_http_errors
 def matrix_fit(body: FitRequest) -> dict[str, Any]:
-    """Fit biased MF by ALS to the given cells; returns predictions, U, I, biases and the fit error."""
-    result = fit_biased_mf(body.ratings, body.factors, body.reg, body.biases, body.iterations, random_state=0)
-    return result.to_dict()
+    """Fit biased MF by ALS to the given cells; returns predictions, U, I, biases and the fit error.
+
+    With ``scale`` the predictions are clipped to it (``unclipped`` keeps the model's sums); with
+    ``held_out`` the answer also carries ``rmse_held_out``, the error on ratings the fit did not see.
+    """
+    args = (body.factors, body.reg, body.biases, body.iterations)
+    result = fit_biased_mf(body.ratings, *args, random_state=0)
+    out = result.to_dict(scale=body.scale)
+    out["rmse_held_out"] = None
+    if body.held_out:
+        held = leave_one_out_rmse(body.ratings, *args, scale=body.scale)
+        out["rmse_held_out"] = None if held is None else round(held, 4)
+    return out
 
 
 @router.get("/lab/api/matrix/sample", tags=["lab"])
-@_http_errors
 def matrix_sample(
     request: Request,
     dataset: str = "synthetic",
@@ -142,18 +179,20 @@ def matrix_sample(
     R_fit = R.copy()
     R_fit[held[:, 0], held[:, 1]] = np.nan
     result = fit_biased_mf(R_fit, factors, reg, True, 30, random_state=0)
+    scale = data.rating_scale if data.explicit else None
+    predicted = np.asarray(clip_to_scale(result.predicted, scale))
     rmse_held = None
     if len(held):
-        err = result.predicted[held[:, 0], held[:, 1]] - R[held[:, 0], held[:, 1]]
+        err = predicted[held[:, 0], held[:, 1]] - R[held[:, 0], held[:, 1]]
         rmse_held = round(float(np.sqrt(np.mean(err**2))), 4)
     titles = ds.titles()
     return {
         "dataset": dataset,
-        "users": [str(x) for x in data.users.to_ids(u_sel)],
-        "items": [str(x) for x in data.items.to_ids(i_sel)],
+        "users": [_py(x) for x in data.users.ids[u_sel]],
+        "items": [_py(x) for x in data.items.ids[i_sel]],
         "titles": [titles[i] for i in i_sel],
         "observed": [[None if np.isnan(v) else float(v) for v in row] for row in R],
-        "predicted": np.round(result.predicted, 3).tolist(),
+        "predicted": np.round(predicted, 3).tolist(),
         "held_out": held.tolist(),
         "rmse_train": round(result.rmse, 4),
         "rmse_held_out": rmse_held,
@@ -166,7 +205,6 @@ def matrix_sample(
 
 # ---------------------------------------------------------------------- explorer
 @router.get("/lab/api/datasets", tags=["lab"])
-@_http_errors
 def datasets(request: Request) -> list[dict[str, Any]]:
     """Data sets the explorer offers (synthetic always; ML-100K when $TASTEBUD_DATA has it)."""
     state = get_state(request)
@@ -175,14 +213,12 @@ def datasets(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/lab/api/models", tags=["lab"])
-@_http_errors
 def models(request: Request, dataset: str | None = None) -> list[dict[str, Any]]:
     """Models the lab can train (name, whether they take a history, whether they are slow)."""
     return get_state(request).model_info(dataset)
 
 
 @router.get("/lab/api/users", tags=["lab"])
-@_http_errors
 def users(request: Request, dataset: str = "synthetic", limit: int = Query(300, ge=1, le=5000)) -> dict[str, Any]:
     """The most active users first, with their number of interactions."""
     ds = get_state(request).dataset(dataset)
@@ -196,7 +232,6 @@ def users(request: Request, dataset: str = "synthetic", limit: int = Query(300, 
 
 
 @router.get("/lab/api/items", tags=["lab"])
-@_http_errors
 def items(
     request: Request, dataset: str = "synthetic", q: str = "", limit: int = Query(40, ge=1, le=2000)
 ) -> list[dict[str, Any]]:
@@ -216,7 +251,6 @@ def items(
 
 
 @router.get("/lab/api/history", tags=["lab"])
-@_http_errors
 def history(
     request: Request, user: str, dataset: str = "synthetic", limit: int = Query(50, ge=1, le=2000)
 ) -> dict[str, Any]:
@@ -250,7 +284,6 @@ class RecommendRequest(BaseModel):
 
 
 @router.post("/lab/api/recommend", tags=["lab"])
-@_http_errors
 def recommend(request: Request, body: RecommendRequest) -> dict[str, Any]:
     """Recommendations for one user from several models, with scores and explanations."""
     state = get_state(request)
@@ -267,8 +300,10 @@ def recommend(request: Request, body: RecommendRequest) -> dict[str, Any]:
             entry["error"] = err
             if recs is not None:
                 entry["items"] = _rec_items(ds, recs, 0, had)
+                entry["score_kind"] = _score_kind(entry["items"], model)
         results.append(entry)
-    return {"dataset": body.dataset, "user": body.user, "results": results, "overlap": _overlap(results)}
+    user = _py(ds.data.users.ids[uidx])  # the vocabulary's id: 1, not "1", for an integer vocabulary
+    return {"dataset": body.dataset, "user": user, "results": results, "overlap": _overlap(results)}
 
 
 class ColdStartRequest(BaseModel):
@@ -279,7 +314,6 @@ class ColdStartRequest(BaseModel):
 
 
 @router.post("/lab/api/cold_start", tags=["lab"])
-@_http_errors
 def cold_start(request: Request, body: ColdStartRequest) -> dict[str, Any]:
     """A new person picks items; every model that folds in a history recommends at once."""
     state = get_state(request)
@@ -310,6 +344,7 @@ def cold_start(request: Request, body: ColdStartRequest) -> dict[str, Any]:
                 entry["error"] = err
                 if recs is not None:
                     entry["items"] = _rec_items(ds, recs, 0, had)
+                    entry["score_kind"] = _score_kind(entry["items"], model)
                     entry["warnings"] = recs.warnings
         results.append(entry)
     picked = [ds.item_record(int(i)) for i in had]
@@ -317,7 +352,6 @@ def cold_start(request: Request, body: ColdStartRequest) -> dict[str, Any]:
 
 
 @router.get("/lab/api/similar", tags=["lab"])
-@_http_errors
 def similar(
     request: Request,
     item: str,
@@ -339,12 +373,12 @@ def similar(
             entry["error"] = err
             if recs is not None:
                 entry["items"] = _rec_items(ds, recs, 0)
+                entry["score_kind"] = _score_kind(entry["items"], None, "similarity")
         results.append(entry)
     return {"dataset": dataset, "item": ds.item_record(idx), "results": results}
 
 
 @router.get("/lab/api/embedding", tags=["lab"])
-@_http_errors
 def embedding(
     request: Request, dataset: str = "synthetic", source: str = "svd", limit: int = Query(500, ge=10, le=5000)
 ) -> dict[str, Any]:
@@ -380,7 +414,7 @@ def embedding(
         vec = models[source][1][keep]
     else:
         raise LabError(f"unknown embedding source '{source}'; available: {', '.join(s['name'] for s in sources)}")
-    xy = pca_2d(vec)
+    xy = pca_2d(_unit_rows(vec))
     primary = [genres[i][0] if genres[i] else "(none)" for i in keep]
     names, counts = np.unique(primary, return_counts=True)
     top = [str(n) for n in names[np.argsort(-counts, kind="stable")][:9]]
@@ -408,7 +442,6 @@ class EvaluateRequest(BaseModel):
 
 
 @router.post("/lab/api/evaluate", tags=["lab"])
-@_http_errors
 def evaluate(request: Request, body: EvaluateRequest) -> dict[str, Any]:
     """Each model trained on the split's train part, scored on its test part (tastebud.eval)."""
     state = get_state(request)
@@ -462,6 +495,26 @@ def _explanation(ds: Dataset, e: Explanation, history: set[int]) -> dict[str, An
             label = ds.titles()[j]
         contribs.append({"id": _py(cid), "label": label, "weight": round(float(w), 4), "is_item": bool(j >= 0)})
     return {"text": e.text, "contributions": contribs}
+
+
+def _score_kind(items: list[dict[str, Any]], model: Recommender | None, otherwise: str = "score") -> str:
+    """How the page prints a list's scores: ``count`` (all whole numbers), ``rating`` (a rating model's
+    scores inside its scale; a neighbour model's sums of similarities are not ratings) or ``otherwise``."""
+    scores = [x["score"] for x in items if x["score"] is not None]
+    if scores and all(float(v).is_integer() for v in scores):
+        return "count"
+    scale = getattr(model, "rating_scale_", None) if model is not None and model.predicts_ratings else None
+    if scores and scale is not None and all(scale[0] <= v <= scale[1] for v in scores):
+        return "rating"
+    return otherwise
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero): the map's geometry is the cosine one that
+    ``similar_items`` ranks by, and a popular item's long vector no longer pulls the rest into a corner."""
+    X = np.asarray(vectors, np.float64)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms > 0, norms, 1.0)
 
 
 def _overlap(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -527,6 +580,11 @@ def create_lab_app(models_dir: str | None = None, *, state: LabState | None = No
     if state is None and models_dir is not None:
         app.state.tastebud_lab.saved_models()  # a bad folder fails at start, not on first click
     app.include_router(router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _no_route(request: Request, exc: StarletteHTTPException) -> Response:
+        # unknown paths and methods never reach a lab route: the app answers them in the same shape
+        return error_response(exc) or JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
     @app.get("/", include_in_schema=False)
     def index() -> HTMLResponse:

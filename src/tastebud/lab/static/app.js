@@ -27,6 +27,14 @@
     }
   }
   const fmt = (x, d = 2) => (x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(d));
+  // a list's scores by what they are: whole counts, ratings on a scale, or unitless scores
+  const SCORE_FORMAT = {
+    count: [(x) => Math.round(x).toLocaleString("en"), "number of interactions"],
+    rating: [(x) => Number(x).toFixed(2), "predicted rating"],
+    similarity: [(x) => Number(x).toFixed(3), "similarity"],
+    score: [(x) => Number(x).toPrecision(3), "score"],
+  };
+  const fmtScore = (x, kind) => (x === null || x === undefined ? "–" : (SCORE_FORMAT[kind] || SCORE_FORMAT.score)[0](x));
   const signed = (x, d = 2) => (x < 0 ? "− " + Math.abs(x).toFixed(d) : "+ " + Number(x).toFixed(d));
 
   async function api(path, body) {
@@ -34,11 +42,7 @@
     const res = await fetch(path, opts);
     let data = null;
     try { data = await res.json(); } catch (e) { data = null; }
-    if (!res.ok) {
-      let msg = res.status + " " + res.statusText;
-      if (data && data.detail) msg = typeof data.detail === "string" ? data.detail : data.detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("; ");
-      throw new Error(msg);
-    }
+    if (!res.ok) throw new Error(data && data.error ? data.error : res.status + " " + res.statusText);
     return data;
   }
   function showError(err) {
@@ -100,42 +104,25 @@
   });
 
   // ================================================================== matrix lab
-  const mx = { users: [], items: [], seed: null, ratings: [], fit: null, view: "observed", inflight: false, dirty: false, version: 0, hover: null };
+  const mx = { users: [], items: [], seed: null, ratings: [], fit: null, view: "observed", inflight: false, dirty: false, version: 0, hover: null, edits: 0 };
 
-  async function mxInit() {
-    const seed = await api("/lab/api/matrix/seed");
+  function mxInit() {
+    // the server rendered the grid and inlined the seed: the script only adds behaviour to the cells
+    const seed = JSON.parse($("#mx-seed").textContent);
     mx.seed = seed;
     mx.users = seed.users;
     mx.items = seed.items;
     mx.ratings = seed.ratings.map((r) => r.slice());
-    mxBuild();
-    mxRequestFit();
-  }
-
-  function mxBuild() {
-    const table = $("#mx-grid");
-    const head = table.tHead;
-    head.replaceChildren(el("tr", {}, el("td"), mx.items.map((it, i) => el("th", { scope: "col", title: (mx.seed.genres[i] || []).join(", ") }, it))));
-    const body = table.tBodies[0];
-    body.replaceChildren();
-    mx.users.forEach((user, u) => {
-      const tr = el("tr", {}, el("th", { scope: "row" }, user));
-      mx.items.forEach((item, i) => {
-        const input = el("input", {
-          type: "text", inputmode: "decimal", autocomplete: "off", maxlength: "4",
-          "data-u": u, "data-i": i, id: `cell-${u}-${i}`,
-        });
-        input.addEventListener("input", () => mxEdit(u, i, input));
-        input.addEventListener("keydown", (e) => mxKey(e, u, i));
-        input.addEventListener("focus", () => mxHover(u, i));
-        input.addEventListener("mouseenter", () => mxHover(u, i));
-        const td = el("td", { "data-u": u, "data-i": i }, input, el("span", { class: "fit", "aria-hidden": "true" }));
-        tr.append(td);
-      });
-      body.append(tr);
-    });
+    for (const input of $$("#mx-grid tbody input")) {
+      const u = Number(input.dataset.u), i = Number(input.dataset.i);
+      input.addEventListener("input", () => mxEdit(u, i, input));
+      input.addEventListener("keydown", (e) => mxKey(e, u, i));
+      input.addEventListener("focus", () => mxHover(u, i));
+      input.addEventListener("mouseenter", () => mxHover(u, i));
+    }
     $("#mx-grid").addEventListener("mouseleave", () => mxHover(null, null));
     mxRender(true);
+    mxRequestFit();
   }
 
   function mxKey(e, u, i) {
@@ -179,6 +166,7 @@
 
   function mxRequestFit() {
     mx.dirty = true;
+    mx.edits += 1;
     if (!mx.inflight) mxFitLoop();
   }
 
@@ -193,7 +181,7 @@
       }
       const t0 = performance.now();
       try {
-        const fit = await api("/lab/api/matrix/fit", { ratings: mx.ratings, ...p });
+        const fit = await api("/lab/api/matrix/fit", { ratings: mx.ratings, scale: mx.seed.scale, ...p });
         fit.params = p;
         fit.roundtrip = performance.now() - t0;
         mx.fit = fit;
@@ -201,6 +189,28 @@
       } catch (err) { showError(err); }
     }
     mx.inflight = false;
+    mxHeldOut();
+  }
+
+  // the held-out error needs one refit per known rating: asked once the edits settle, dropped if stale
+  async function mxHeldOut() {
+    const edits = mx.edits, fit = mx.fit;
+    if (!fit || mx.dirty) return;
+    try {
+      const res = await api("/lab/api/matrix/fit", { ratings: mx.ratings, scale: mx.seed.scale, ...fit.params, held_out: true });
+      if (edits !== mx.edits || fit !== mx.fit) return;
+      fit.rmse_held_out = res.rmse_held_out;
+      mxStats(fit);
+    } catch (err) { showError(err); }
+  }
+
+  function mxStats(fit) {
+    const n = mx.ratings.flat().filter((v) => v !== null).length;
+    const p = fit.params;
+    const held = fit.rmse_held_out === null || fit.rmse_held_out === undefined ? "held-out error …"
+      : `held-out error ${fmt(fit.rmse_held_out, 3)} (each known rating hidden in turn and predicted from the others)`;
+    $("#mx-stats").textContent = `Fit error (RMSE on the ${n} known ratings): ${fmt(fit.rmse, 3)} · ${held} · k = ${p.factors}, λ = ${fmt(p.reg)}` +
+      ` · refit in ${Math.round(fit.roundtrip)} ms (solver ${fmt(fit.ms, 1)} ms, ${fit.loss_history.length - 1} ALS sweeps)`;
   }
 
   function mxRender(fillValues) {
@@ -223,10 +233,7 @@
         : `${who}: no rating` + (predicted ? `, predicted ${fmt(pred)}` : ""));
     }
     if (fit) {
-      const n = mx.ratings.flat().filter((v) => v !== null).length;
-      const p = fit.params;
-      $("#mx-stats").textContent = `Fit error (RMSE on the ${n} known ratings): ${fmt(fit.rmse, 3)} · k = ${p.factors}, λ = ${fmt(p.reg)}` +
-        ` · refit in ${Math.round(fit.roundtrip)} ms (solver ${fmt(fit.ms, 1)} ms, ${fit.loss_history.length - 1} ALS sweeps)`;
+      mxStats(fit);
       mxHeat(fit);
       mxSpark(fit.loss_history);
       if (mx.hover) mxHover(mx.hover[0], mx.hover[1]);
@@ -281,6 +288,7 @@
     const box = $("#mx-explain");
     if (u === null || !mx.fit) { mx.hover = null; return; }
     mx.hover = [u, i];
+    box.hidden = false;
     const fit = mx.fit, p = fit.params;
     const ru = $(`#mx-U tr[data-row="${u}"]`), ri = $(`#mx-I tr[data-row="${i}"]`);
     if (ru) ru.classList.add("hl");
@@ -292,14 +300,16 @@
       dot += fit.U[u][f] * fit.I[i][f];
       terms.push(`${fmt(fit.U[u][f])}×${fmt(fit.I[i][f])}`);
     }
-    const pred = fit.predicted[u][i];
+    const pred = fit.predicted[u][i], sum = fit.unclipped[u][i];
     const obs = mx.ratings[u][i];
     const parts = [];
     if (p.biases) parts.push(`μ ${fmt(fit.mu)}`, `${signed(fit.user_bias[u])} (b_u, ${mx.users[u]})`, `${signed(fit.item_bias[i])} (b_i, ${mx.items[i]})`);
     if (p.factors > 0) parts.push(`${p.biases ? signed(dot) : fmt(dot)} (U·I)`);
+    const [lo, hi] = mx.seed.scale;
+    const clipped = fmt(sum) !== fmt(pred) ? ` (the sum is ${fmt(sum)}; shown as ${fmt(pred)}, the scale runs from ${lo} to ${hi})` : "";
     box.replaceChildren(
-      el("div", {}, el("strong", {}, `${mx.users[u]} × ${mx.items[i]}: `), obs !== null ? `rated ${obs}, the model fits ${fmt(pred)}` : `not rated, predicted ${fmt(pred)}`),
-      el("div", { class: "eq" }, `${fmt(pred)} = ${parts.join(" ")}`),
+      el("div", {}, el("strong", {}, `${mx.users[u]} × ${mx.items[i]}: `), (obs !== null ? `rated ${obs}, the model fits ${fmt(pred)}` : `not rated, predicted ${fmt(pred)}`) + clipped),
+      el("div", { class: "eq" }, `${fmt(sum)} = ${parts.join(" ")}`),
       p.factors > 0 ? el("div", { class: "eq" }, `U·I = row ${mx.users[u]} of U · row ${mx.items[i]} of I = ${terms.join(" + ")} = ${fmt(dot)}`) : null,
     );
   }
@@ -466,7 +476,7 @@
       const named = it.explanation && it.explanation.contributions ? it.explanation.contributions.filter((c) => c.is_item) : [];
       const contrib = named.length ? ": " + named.slice(0, 3).map((c) => `${c.label} ${fmt(c.weight)}`).join(", ") : "";
       ol.append(el("li", { tabindex: "0", "data-item": String(it.item) },
-        el("span", { class: "s", title: "score" }, fmt(it.score, 3)),
+        el("span", { class: "s", title: (SCORE_FORMAT[result.score_kind] || SCORE_FORMAT.score)[1] }, fmtScore(it.score, result.score_kind)),
         el("span", { class: "t" }, it.title),
         el("span", { class: "g" }, " " + (it.genres || []).join(", ")),
         why ? el("span", { class: "why" }, why + contrib) : null));
@@ -641,9 +651,11 @@
     const maxCount = Math.max(...data.points.map((p) => p.count), 1);
     const box = $("#it-map");
     const selected = $("#it-item").value;
+    const X = fitAxis(data.points.map((p) => p.x), pad, W - pad);
+    const Y = fitAxis(data.points.map((p) => -p.y), pad, H - pad);
     const circles = data.points.map((p) => {
       const c = svg("circle", {
-        cx: (pad + ((p.x + 1) / 2) * (W - 2 * pad)).toFixed(1), cy: (pad + ((1 - p.y) / 2) * (H - 2 * pad)).toFixed(1),
+        cx: X(p.x).toFixed(1), cy: Y(-p.y).toFixed(1),
         r: (2.5 + 5 * Math.sqrt(p.count / maxCount)).toFixed(1), fill: colour[p.genre], "fill-opacity": 0.85,
         "data-item": String(p.item), class: String(p.item) === selected ? "sel" : null,
       }, svg("title", {}, `${p.title} (${p.genres.join(", ")})`));
@@ -663,6 +675,14 @@
     $("#it-map-cap").textContent = `${data.points.length} most rated items · ${label} · PCA to 2-D · dot size: number of interactions.`;
   }
   $("#it-source").addEventListener("change", () => itMap().catch(showError));
+
+  // the points' range on one axis, centred and stretched over [lo, hi] of the plot (each axis its own
+  // scale: the map shows who is near whom, and a flat cloud would otherwise fill a thin band)
+  function fitAxis(values, lo, hi) {
+    const min = Math.min(...values), max = Math.max(...values);
+    if (!(max > min)) return () => (lo + hi) / 2;
+    return (v) => lo + ((v - min) / (max - min)) * (hi - lo);
+  }
 
   function tip(e, title, sub) {
     const t = $("#tooltip");
@@ -774,7 +794,8 @@
   onShow.items = () => { itMap().catch(showError); };
   async function start() {
     try {
-      await Promise.all([mxInit(), loadDatasets()]);
+      mxInit();
+      await loadDatasets();
       rmLoad();
       await setDataset(st.dataset);
       document.body.dataset.ready = "1";

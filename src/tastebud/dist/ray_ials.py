@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastebud.core.errors import TrainingError
+from tastebud.core.progress import progress_bar
 from tastebud.dist.session import ray_session
 from tastebud.kernels import als as K
 
@@ -148,17 +149,19 @@ def fit_ials_ray(
 
         gram_users = K.gramian(user_factors, 0.0)  # float64 Y^T Y of the starting user vectors
         epoch_seconds = []
-        for epoch in range(int(model.epochs)):
-            started = time.perf_counter()
-            # items given users, then users given items (the local fit's order)
-            item_factors, gram_items = sweep(item_blocks, item_x, user_factors, gram_users)
-            user_factors, gram_users = sweep(user_blocks, user_x, item_factors, gram_items)
-            if not (np.isfinite(user_factors).all() and np.isfinite(item_factors).all()):
-                raise TrainingError(
-                    f"ImplicitALS (ray) diverged in epoch {epoch + 1} (non-finite factors): lower alpha "
-                    f"(now {model.alpha}) or raise reg (now {model.reg})"
-                )
-            epoch_seconds.append(time.perf_counter() - started)
+        with progress_bar(int(model.epochs), f"{model.name} (ray)", "epoch") as bar:
+            for epoch in range(int(model.epochs)):
+                started = time.perf_counter()
+                # items given users, then users given items (the local fit's order)
+                item_factors, gram_items = sweep(item_blocks, item_x, user_factors, gram_users)
+                user_factors, gram_users = sweep(user_blocks, user_x, item_factors, gram_items)
+                if not (np.isfinite(user_factors).all() and np.isfinite(item_factors).all()):
+                    raise TrainingError(
+                        f"ImplicitALS (ray) diverged in epoch {epoch + 1} (non-finite factors): lower alpha "
+                        f"(now {model.alpha}) or raise reg (now {model.reg})"
+                    )
+                epoch_seconds.append(time.perf_counter() - started)
+                bar.update(1)
         user_factors = np.array(user_factors, copy=True)
         item_factors = np.array(item_factors, copy=True)
 

@@ -44,6 +44,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from tastebud.core.errors import ConfigError, DataError, NotSupportedError
+from tastebud.core.progress import progress_bar
 from tastebud.dist.parquet import Scan, fragments, read_interactions, scan
 from tastebud.dist.ray_ials import row_blocks, solve_block
 from tastebud.dist.session import ray_session
@@ -308,13 +309,15 @@ def fit_ials_parquet(
 
         gram_users = K.gramian(user_factors, 0.0)
         epoch_seconds = []
-        for epoch in range(int(model.epochs)):
-            t0 = time.perf_counter()
-            item_factors, gram_items = sweep("items", user_factors, gram_users)
-            user_factors, gram_users = sweep("users", item_factors, gram_items)
-            model.user_factors_, model.item_factors_ = user_factors, item_factors
-            model._check_finite(epoch)
-            epoch_seconds.append(time.perf_counter() - t0)
+        with progress_bar(int(model.epochs), f"{model.name} (ray)", "epoch") as bar:
+            for epoch in range(int(model.epochs)):
+                t0 = time.perf_counter()
+                item_factors, gram_items = sweep("items", user_factors, gram_users)
+                user_factors, gram_users = sweep("users", item_factors, gram_items)
+                model.user_factors_, model.item_factors_ = user_factors, item_factors
+                model._check_finite(epoch)
+                epoch_seconds.append(time.perf_counter() - t0)
+                bar.update(1)
         seen = sp.vstack([m for m in ray.get([s.seen_rows.remote() for s in shards]) if m is not None], format="csr")
         user_factors = np.array(user_factors, copy=True)
         item_factors = np.array(item_factors, copy=True)

@@ -41,6 +41,7 @@ from tastebud.core.errors import (
     NotSupportedError,
 )
 from tastebud.core.results import Explanation, Recommendations, as_list
+from tastebud.core.space import Dist
 from tastebud.core.topk import topk
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
@@ -59,6 +60,10 @@ class Recommender:
     supports_history: ClassVar[bool] = False
     #: Hyper-parameters for a quick fit on a tiny data set (contract tests, smoke runs).
     fast_params: ClassVar[dict[str, Any]] = {}
+    #: What ``tastebud.tune`` may try for each hyper-parameter (empty: nothing worth tuning).
+    search_space: ClassVar[dict[str, Dist]] = {}
+    #: True for next-item models: their validation holds out each user's last item, not random ones.
+    sequential: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ params
     @classmethod

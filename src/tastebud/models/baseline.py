@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
 from tastebud.core.base import RatingModel, Recommender, non_negative, positive
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Categorical, Dist, LogFloat
 from tastebud.data.interactions import Interactions
 
 
@@ -16,6 +19,8 @@ class Random(Recommender):
     """Uniformly random scores, reproducible per (seed, user): the floor of every table."""
 
     supports_history = True
+    # a floor has nothing to tune: ``random_state`` only reshuffles the noise.
+    search_space: ClassVar[dict[str, Dist]] = {}
 
     def __init__(self, random_state: int = 0) -> None:
         self.random_state = random_state
@@ -46,6 +51,8 @@ class MostPopular(Recommender):
     """
 
     supports_history = True
+    # None counts every interaction alike (and is what data without timestamps gets anyway).
+    search_space: ClassVar[dict[str, Dist]] = {"half_life_days": Categorical([None, 7.0, 30.0, 90.0, 365.0, 1825.0])}
 
     def __init__(self, half_life_days: float | None = None) -> None:
         self.half_life_days = half_life_days
@@ -87,6 +94,7 @@ class Bias(RatingModel):
     """
 
     supports_history = True
+    search_space: ClassVar[dict[str, Dist]] = {"reg_user": LogFloat(0.1, 100.0), "reg_item": LogFloat(0.1, 100.0)}
 
     def __init__(self, reg_user: float = 5.0, reg_item: float = 3.0, epochs: int = 20) -> None:
         self.reg_user = reg_user

@@ -30,6 +30,7 @@ from tastebud.core.base import RatingModel, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Categorical, Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.kernels import mf as K
 
@@ -275,6 +276,14 @@ class SVD(_SGDMixin, _BiasedMF):
     """
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 10, "random_state": 0}
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(8, 256, log=True),
+        "epochs": Int(10, 150),
+        "learning_rate": LogFloat(1e-3, 0.05),
+        "reg": LogFloat(1e-3, 0.5),
+        "reg_bu": LogFloat(1e-3, 0.5),
+        "reg_bi": LogFloat(1e-3, 0.5),
+    }
 
     def __init__(
         self,
@@ -376,6 +385,13 @@ class SVDpp(SVD):
     """
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 10, "random_state": 0}
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(4, 64, log=True),
+        "epochs": Int(10, 100),
+        "learning_rate": LogFloat(1e-3, 0.03),
+        "reg": LogFloat(1e-3, 0.5),
+        "reg_yj": LogFloat(1e-3, 1.0),
+    }
 
     def __init__(
         self,
@@ -479,6 +495,12 @@ class ExplicitALS(_BiasedMF):
     """
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "random_state": 0}
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(4, 128, log=True),
+        "epochs": Int(5, 30),
+        "reg": LogFloat(1e-3, 1.0),
+        "reg_bias": LogFloat(1e-4, 1.0),
+    }
 
     def __init__(
         self,
@@ -602,6 +624,11 @@ class BayesianMF(_BiasedMF):
     """
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 4, "epochs": 12, "burn_in": 4, "random_state": 0, "threads": 1}
+    # ``epochs`` / ``burn_in`` buy accuracy with time rather than trade it off: not searched.
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(4, 64, log=True),
+        "implicit": Categorical(["none", "users", "both"]),
+    }
 
     def __init__(
         self,

@@ -55,6 +55,7 @@ from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, ModelFormatError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Dist, Float, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.dist.session import check_engine_params
 from tastebud.models._torch import (
@@ -340,6 +341,13 @@ class TwoTower(Recommender):
         "validation": 0.0,
         "device": "cpu",
         "max_history": 20,
+    }
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(16, 128, log=True),
+        "temperature": LogFloat(0.01, 0.5),
+        "learning_rate": LogFloat(3e-4, 1e-2),
+        "id_dropout": Float(0.0, 0.5),
+        "max_history": Int(10, 100, log=True),
     }
 
     def __init__(

@@ -28,7 +28,7 @@ from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
-from tastebud.core.space import Dist, Int, LogFloat
+from tastebud.core.space import Dist, Float, Int, LogFloat
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
 from tastebud.dist.session import check_engine_params
@@ -85,9 +85,10 @@ class ImplicitALS(Recommender):
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "reg": 0.1, "alpha": 4.0}
     search_space: ClassVar[dict[str, Dist]] = {
         "factors": Int(8, 256, log=True),
-        "reg": LogFloat(1e-3, 10.0),
-        "alpha": LogFloat(0.5, 100.0),
+        "reg": LogFloat(1e-2, 100.0),
+        "alpha": LogFloat(0.5, 50.0),
         "epochs": Int(5, 30),
+        "reg_exponent": Float(0.0, 1.0),
     }
 
     def __init__(

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import tastebud as tb
 from tastebud.cli import app
-from tastebud.core.errors import ConfigError, DataError
+from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.data import splits
 from tastebud.tune import load_params, parse_metric, tune, validation_split
 
@@ -93,6 +93,16 @@ def test_rating_metric_is_minimised(synth):
     assert not result.maximize and result.metric == "rmse"
     assert result.value == result.trials["value"].min()
     assert set(result.params) == {"reg_user", "reg_item"}
+
+
+def test_a_diverging_trial_is_recorded_and_the_search_goes_on(synth):
+    fixed = {"epochs": 5, "factors": 4}
+    result = tune("svd", synth, metric="rmse", trials=3, params=fixed, enqueue=[{"learning_rate": 1000.0}])
+    first = result.trials.iloc[0]
+    assert first["state"] == "FAIL" and "lower learning_rate" in first["error"]
+    assert (result.trials["state"].iloc[1:] == "COMPLETE").all() and result.params["learning_rate"] != 1000.0
+    with pytest.raises(TrainingError, match="no trial completed .*lower learning_rate"):
+        tune("svd", synth, metric="rmse", trials=2, params={**fixed, "learning_rate": 1000.0})
 
 
 def test_nothing_to_search_is_one_fit(synth_implicit):

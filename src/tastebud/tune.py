@@ -241,22 +241,27 @@ def tune(
                 raise optuna.TrialPruned(f"epoch {epoch}: {value:.4f} trails the median of earlier trials")
 
         started = time.perf_counter()
-        if m.maximize:  # loops report higher-is-better metrics; a minimised study cannot compare them
-            with epoch_observer(report):
+        try:
+            if m.maximize:  # loops report higher-is-better metrics; a minimised study cannot compare them
+                with epoch_observer(report):
+                    estimator.fit(split.train)
+            else:
                 estimator.fit(split.train)
-        else:
-            estimator.fit(split.train)
-        scores = evaluate_fitted(estimator, split, k=m.k, metrics=() if not m.maximize else (m.name,))
-        value = float(scores[m.label])
-        trial.set_user_attr("seconds", time.perf_counter() - started)
-        if not math.isfinite(value):
-            raise TrainingError(f"{model}: validation {m.label} is {value}; the fit diverged")
+            scores = evaluate_fitted(estimator, split, k=m.k, metrics=() if not m.maximize else (m.name,))
+            value = float(scores[m.label])
+            if not math.isfinite(value):
+                raise TrainingError(f"{model}: validation {m.label} is {value}; the fit diverged")
+        except TrainingError as exc:  # recorded as a failed trial; the search goes on
+            trial.set_user_attr("error", str(exc))
+            raise
+        finally:
+            trial.set_user_attr("seconds", time.perf_counter() - started)
         return value
 
     from tqdm.auto import tqdm
 
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar says it per trial; optuna's log repeats it
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the bar and the table say it per trial
     sampler = optuna.samplers.TPESampler(seed=int(random_state))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     bar = tqdm(total=trials, desc=f"tune {model}", unit="trial", disable=not progress, dynamic_ncols=True)
@@ -279,8 +284,10 @@ def tune(
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
+        errors = [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]
         states = ", ".join(sorted({t.state.name.lower() for t in study.trials})) or "none ran"
-        raise TrainingError(f"tune {model}: no trial completed ({states}); widen the budget or fix the parameters")
+        why = f"; the last error: {errors[-1]}" if errors else "; widen the budget"
+        raise TrainingError(f"tune {model}: no trial completed ({states}){why}")
     best = study.best_trial
     return TuneResult(
         model=model,
@@ -351,10 +358,11 @@ def _trials_frame(study: Any, names: list[str]) -> pd.DataFrame:
             "value": t.value,
             "seconds": t.user_attrs.get("seconds"),
             "epochs_reported": len(t.intermediate_values),
+            "error": t.user_attrs.get("error", ""),
         }
         row.update({name: t.params.get(name) for name in names})
         rows.append(row)
-    return pd.DataFrame(rows, columns=["trial", "state", "value", "seconds", "epochs_reported", *names])
+    return pd.DataFrame(rows, columns=["trial", "state", "value", "seconds", "epochs_reported", "error", *names])
 
 
 def _importances(study: Any, complete: list[Any], names: list[str]) -> dict[str, float]:

@@ -263,7 +263,7 @@ def tune(
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the bar and the table say it per trial
     sampler = optuna.samplers.TPESampler(seed=int(random_state))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)  # the first epoch is noise
     bar = tqdm(total=trials, desc=f"tune {model}", unit="trial", disable=not progress, dynamic_ncols=True)
 
     def on_trial(study: Any, trial: Any) -> None:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import tastebud as tb
+from tastebud.core.base import RatingModel, Recommender
 from tastebud.core.errors import ConfigError, NotFittedError, UnknownIdError
+from tastebud.core.space import Dist, sample_space
 
 
 def _available() -> list[str]:
@@ -56,6 +58,23 @@ def test_params_round_trip():
         clone = model.clone()
         assert clone.get_params() == model.get_params()
         assert not hasattr(clone, "user_items_")
+
+
+def test_search_space_is_declared_and_valid():
+    """Each model says what tune may try (an explicit, possibly empty, ClassVar) over real ``__init__``
+    parameters, and any sampled point builds a model that passes its own parameter checks."""
+    rng = np.random.default_rng(0)
+    for name in MODELS:
+        cls = tb.get_model(name)
+        declared = [c for c in cls.__mro__ if "search_space" in vars(c) and c not in (Recommender, RatingModel)]
+        assert declared, f"{name} declares no search_space (use {{}} with a comment when nothing is worth tuning)"
+        space = cls.search_space
+        assert set(space) <= set(cls().get_params()), f"{name}: search_space names unknown parameters"
+        assert all(isinstance(d, Dist) for d in space.values()), name
+        for _ in range(8):
+            point = sample_space(space, rng)
+            cls(**point)._check_params()
+            cls(**{**cls.fast_params, **point})._check_params()
 
 
 def test_batch_equals_loop(fitted, synth):

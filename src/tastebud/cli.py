@@ -201,9 +201,17 @@ def note(message: str) -> None:
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """``--param factors=64 --param similarity=cosine``: values are JSON when they parse, else text."""
+    """``--param factors=64 --param similarity=cosine``: values are JSON when they parse, else text.
+
+    ``--param @best.json`` reads a JSON object of parameters (as ``tastebud tune`` writes it); later
+    pairs override it."""
     out: dict[str, Any] = {}
     for pair in pairs:
+        if pair.startswith("@"):
+            from tastebud.tune import load_params
+
+            out.update(load_params(pair[1:]))
+            continue
         if "=" not in pair:
             fail(f"--param expects key=value, got '{pair}'")
         key, raw = pair.split("=", 1)
@@ -393,6 +401,76 @@ def load_titles(model_dir: Path) -> dict[Any, str]:
     except (ValueError, TypeError) as exc:
         fail(f"{path}: not a title table ({exc}); delete it to recommend without titles")
     return {}
+
+
+@app.command("tune")
+@friendly
+def tune_cmd(
+    model: str = typer.Argument(..., help="Registry name, e.g. ials, itemknn, svd."),
+    out: Path = typer.Option(
+        Path("best.json"),
+        "--out",
+        "-o",
+        help="Best parameters (JSON); NAME.trials.csv and NAME.history.png go beside it.",
+    ),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help=f"Named data set: {', '.join(DATASETS)}, or ml-100k-fixed / ml-latest-small-fixed (their train part).",
+    ),
+    data: Path | None = FileOpt,
+    path: Path | None = PathOpt,
+    user_col: str = UserCol,
+    item_col: str = ItemCol,
+    rating_col: str | None = RatingCol,
+    time_col: str | None = TimeCol,
+    metric: str = typer.Option(
+        "ndcg@10", "--metric", help="ndcg@10, recall@20, precision@k, map@k, mrr@k, hit_rate@k, rmse, mae."
+    ),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Trial budget (default 20 when no --timeout)."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0.001, help="Time budget in seconds (a running trial finishes)."
+    ),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="Fixed hyper-parameter key=value or @file.json (repeatable)."
+    ),
+    validation: float = typer.Option(0.2, "--validation", help="Share of the training data held out to validate on."),
+    random_state: int = typer.Option(0, "--random-state", min=0, help="Seeds the sampler, the carve and the model."),
+) -> None:
+    """Search a model's hyper-parameters on a validation split carved from the training data only.
+
+    A bar per trial shows on stderr unless `tastebud --quiet tune ...`."""
+    import tastebud as tb
+    from tastebud.tune import parse_metric, tune
+
+    tb.get_model(model)  # unknown models and metrics fail before any data is read
+    parse_metric(metric)
+    fixed = parse_params(param)
+    if dataset is not None and dataset.endswith("-fixed") and data is None:
+        from tastebud.data import movielens
+
+        inter = movielens.fixed_split(dataset.removesuffix("-fixed"), path).train  # the test part stays unread
+    else:
+        inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
+    budget = trials if trials is not None or timeout is not None else 20
+    result = tune(
+        model,
+        inter,
+        metric=metric,
+        trials=budget,
+        timeout=timeout,
+        params=fixed,
+        fraction=validation,
+        random_state=random_state,
+    )
+    paths = result.save(out)
+    states = result.trials["state"].value_counts().to_dict()
+    summary = ", ".join(f"{n} {s.lower()}" for s, n in states.items())
+    console.print(f"best validation {result.metric} = {result.value:.4f} over {len(result.trials)} trials ({summary})")
+    console.print(json.dumps(result.params, sort_keys=True, default=str), highlight=False, soft_wrap=True)
+    console.print(f"wrote {paths['json']}, {paths['csv']}, {paths['png']}", soft_wrap=True)
+    console.print(f"use it: tastebud train {model} -p @{paths['json']} ...", highlight=False)
 
 
 @app.command()

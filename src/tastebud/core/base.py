@@ -44,6 +44,7 @@ from tastebud.core.errors import (
     NotSupportedError,
 )
 from tastebud.core.results import Explanation, Recommendations, as_list
+from tastebud.core.space import Dist
 from tastebud.core.topk import topk
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
@@ -75,6 +76,10 @@ class Recommender:
     renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {}
     #: Old names of learned attributes, so that models saved before a rename still load: old -> new.
     renamed_attrs: ClassVar[dict[str, str]] = {}
+    #: What ``tastebud.tune`` may try for each hyper-parameter (empty: nothing worth tuning).
+    search_space: ClassVar[dict[str, Dist]] = {}
+    #: True for next-item models: their validation holds out each user's last item, not random ones.
+    sequential: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ params
     def __init_subclass__(cls, **kwargs: Any) -> None:

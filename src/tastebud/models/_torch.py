@@ -15,7 +15,9 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,24 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 CHECKPOINT_VERSION = 1
+
+# Who hears each epoch's validation metric (see ``epoch_observer``); None outside such a block.
+_EPOCH_OBSERVER: ContextVar[Callable[[int, float], None] | None] = ContextVar("tastebud_epoch_observer", default=None)
+
+
+@contextmanager
+def epoch_observer(callback: Callable[[int, float], None]) -> Iterator[None]:
+    """Within this block every :class:`TrainLoop` calls ``callback(epoch, metric)`` after each
+    validated epoch (1-based epoch; the metric is higher-is-better), once its checkpoint is written.
+
+    The callback may raise to stop training: a hyper-parameter search prunes a hopeless trial
+    this way (:mod:`tastebud.tune`). Models need not know: the loop they already run reports.
+    """
+    token = _EPOCH_OBSERVER.set(callback)
+    try:
+        yield
+    finally:
+        _EPOCH_OBSERVER.reset(token)
 
 
 def require_torch() -> Any:
@@ -462,6 +482,9 @@ class TrainLoop:
                         "stopped_early": stop,
                     }
                     self._save(module, optimizer, best_state, meta, rngs)
+                observer = _EPOCH_OBSERVER.get()
+                if observer is not None and metric is not None:
+                    observer(epoch + 1, metric)
                 if stop:
                     self.stopped_early = True
                     best = "" if best_epoch is None else f"; best epoch {best_epoch + 1} (metric {best_metric:.4f})"

@@ -29,6 +29,7 @@ from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.core.progress import progress_bar
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Dist, Float, Int, LogFloat
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
 from tastebud.dist.session import check_engine_params
@@ -84,6 +85,13 @@ class ImplicitALS(Recommender):
     supports_history = True
     docs_page = "ials"
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "reg": 0.1, "alpha": 4.0}
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(8, 256, log=True),
+        "reg": LogFloat(1e-2, 100.0),
+        "alpha": LogFloat(0.5, 50.0),
+        "epochs": Int(5, 30),
+        "reg_exponent": Float(0.0, 1.0),
+    }
 
     def __init__(
         self,

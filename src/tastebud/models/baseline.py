@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from tastebud.core.base import RatingModel, Recommender, non_negative, positive
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Categorical, Dist, LogFloat
 from tastebud.data.interactions import Interactions
 
 
@@ -19,6 +20,8 @@ class Random(Recommender):
 
     supports_history = True
     docs_page = "conventions"
+    # a floor has nothing to tune: ``random_state`` only reshuffles the noise.
+    search_space: ClassVar[dict[str, Dist]] = {}
 
     def __init__(self, random_state: int = 0) -> None:
         self.random_state = random_state
@@ -50,6 +53,8 @@ class MostPopular(Recommender):
 
     supports_history = True
     docs_page = "conventions"
+    # None counts every interaction alike (and is what data without timestamps gets anyway).
+    search_space: ClassVar[dict[str, Dist]] = {"half_life_days": Categorical([None, 7.0, 30.0, 90.0, 365.0, 1825.0])}
 
     def __init__(self, half_life_days: float | None = None) -> None:
         self.half_life_days = half_life_days
@@ -96,6 +101,10 @@ class Bias(RatingModel):
         "reg_item": "reg_item_bias",
     }
     docs_page = "conventions"
+    search_space: ClassVar[dict[str, Dist]] = {
+        "reg_user_bias": LogFloat(0.1, 100.0),
+        "reg_item_bias": LogFloat(0.1, 100.0),
+    }
 
     def __init__(self, reg_user_bias: float = 5.0, reg_item_bias: float = 3.0, epochs: int = 20) -> None:
         self.reg_user_bias = reg_user_bias

@@ -22,6 +22,7 @@ from tastebud.core.errors import TrainingError
 from tastebud.core.progress import progress_bar
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.kernels import bpr as K
 from tastebud.models.als import check_values, cosine_rows, numba_threads
@@ -41,6 +42,12 @@ class BPR(Recommender):
     """
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "learning_rate": 0.05, "threads": 1}
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(8, 256, log=True),
+        "learning_rate": LogFloat(1e-3, 0.2),
+        "reg": LogFloat(1e-5, 0.1),
+        "epochs": Int(10, 200, log=True),
+    }
 
     def __init__(
         self,

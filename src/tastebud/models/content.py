@@ -27,6 +27,7 @@ from tastebud.core.base import Recommender
 from tastebud.core.errors import ConfigError, DataError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Categorical, Dist
 from tastebud.data.features import ItemFeatureEncoder, normalize_blocks
 from tastebud.data.interactions import Interactions
 
@@ -55,6 +56,11 @@ class ContentBased(Recommender):
     supports_history = True
     fast_params: ClassVar[dict[str, Any]] = {}
     renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {"blocks": "feature_blocks"}
+    # ``blocks`` names the user's own feature columns, so only the weighting scheme is searched.
+    search_space: ClassVar[dict[str, Dist]] = {
+        "centered": Categorical([True, False]),
+        "calibrate": Categorical([True, False]),
+    }
 
     def __init__(
         self,

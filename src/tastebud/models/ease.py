@@ -23,6 +23,7 @@ from tastebud.core.base import Recommender, positive
 from tastebud.core.errors import ConfigError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Dist, Float, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.models.als import check_values
 
@@ -64,6 +65,7 @@ class EASE(Recommender):
 
     supports_history = True
     fast_params: ClassVar[dict[str, Any]] = {"reg": 50.0}
+    search_space: ClassVar[dict[str, Dist]] = {"reg": LogFloat(1.0, 5000.0), "dropout": Float(0.0, 0.5)}
 
     def __init__(self, reg: float = 300.0, dropout: float = 0.0, max_memory_gb: float | None = None) -> None:
         self.reg = reg

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +30,7 @@ from tastebud.core.base import Recommender
 from tastebud.core.errors import ConfigError, ModelFormatError, NotSupportedError, UnknownModelError
 from tastebud.core.registry import get_model, register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Categorical, Dist, Int
 from tastebud.data.interactions import Interactions
 
 
@@ -39,6 +40,9 @@ class Hybrid(Recommender):
 
     fast_params = {"models": ["popular", "bias"], "method": "rrf"}
     docs_page = "serving"
+    # which models to blend (and their own parameters) is the user's design; the fusion is searched.
+    # ``weights`` is a list per blend, so it is left out: tune the members, then fix the weights.
+    search_space: ClassVar[dict[str, Dist]] = {"method": Categorical(["score", "rrf"]), "rrf_k": Int(5, 200, log=True)}
 
     def __init__(
         self,

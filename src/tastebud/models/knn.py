@@ -34,6 +34,7 @@ from tastebud.core.base import RatingModel, non_negative, positive
 from tastebud.core.errors import ConfigError, NotSupportedError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Categorical, Dist, Float, Int
 from tastebud.data.interactions import Interactions
 from tastebud.kernels import knn as K
 
@@ -69,6 +70,13 @@ class _KNN(RatingModel):
         "B": "bm25_b",
         "reg_user": "reg_user_bias",
         "reg_item": "reg_item_bias",
+    }
+    # similarities that also work on implicit data; ``prediction`` matters for RMSE only.
+    search_space: ClassVar[dict[str, Dist]] = {
+        "neighbors": Int(5, 200, log=True),
+        "similarity": Categorical(["cosine", "bm25", "tfidf", "asymmetric_cosine"]),
+        "shrinkage": Float(0.0, 100.0),
+        "prediction": Categorical(["plain", "mean", "zscore", "baseline"]),
     }
 
     def __init__(

@@ -31,6 +31,7 @@ from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.core.progress import progress_bar
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Categorical, Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.kernels import mf as K
 
@@ -287,6 +288,14 @@ class SVD(_SGDMixin, _BiasedMF):
         "reg_pu": "reg_user_factors",
         "reg_qi": "reg_item_factors",
     }
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(8, 256, log=True),
+        "epochs": Int(10, 150),
+        "learning_rate": LogFloat(1e-3, 0.05),
+        "reg": LogFloat(1e-3, 0.5),
+        "reg_user_bias": LogFloat(1e-3, 0.5),
+        "reg_item_bias": LogFloat(1e-3, 0.5),
+    }
 
     def __init__(
         self,
@@ -394,6 +403,13 @@ class SVDpp(SVD):
         **SVD.renamed_params,
         "reg_yj": "reg_implicit_factors",
     }
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(4, 64, log=True),
+        "epochs": Int(10, 100),
+        "learning_rate": LogFloat(1e-3, 0.03),
+        "reg": LogFloat(1e-3, 0.5),
+        "reg_implicit_factors": LogFloat(1e-3, 1.0),
+    }
 
     def __init__(
         self,
@@ -500,6 +516,13 @@ class ExplicitALS(_BiasedMF):
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "random_state": 0}
     renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {"reg_bias": ("reg_user_bias", "reg_item_bias")}
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(4, 128, log=True),
+        "epochs": Int(5, 30),
+        "reg": LogFloat(1e-3, 1.0),
+        "reg_user_bias": LogFloat(1e-4, 1.0),
+        "reg_item_bias": LogFloat(1e-4, 1.0),
+    }
 
     def __init__(
         self,
@@ -629,6 +652,11 @@ class BayesianMF(_BiasedMF):
     """
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 4, "epochs": 12, "burn_in": 4, "random_state": 0, "threads": 1}
+    # ``epochs`` / ``burn_in`` buy accuracy with time rather than trade it off: not searched.
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(4, 64, log=True),
+        "implicit": Categorical(["none", "users", "both"]),
+    }
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError
 from tastebud.core.registry import register
+from tastebud.core.space import Categorical, Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.dist.session import check_engine_params
 from tastebud.models._torch import (
@@ -254,6 +255,14 @@ class _NCF(Recommender):
         "device": "cpu",
     }
     renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {"alpha": "gmf_weight"}
+    # ``epochs`` is a cap: early stopping on the model's own validation picks the epoch.
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(8, 64, log=True),
+        "layers": Int(1, 4),
+        "negatives": Int(1, 8),
+        "learning_rate": LogFloat(1e-4, 1e-2),
+        "batch_size": Categorical([256, 512, 1024]),
+    }
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 
 from tastebud.core.base import non_negative, positive
 from tastebud.core.registry import register
+from tastebud.core.space import Categorical, Dist, Float, Int
 from tastebud.core.topk import topk
 from tastebud.data.interactions import Interactions
 from tastebud.models._item_item import SparseItemItem
@@ -46,6 +47,12 @@ class RP3beta(SparseItemItem):
 
     explain_phrase = "reached from"
     fast_params: ClassVar[dict[str, Any]] = {"neighbors": 20}
+    search_space: ClassVar[dict[str, Dist]] = {
+        "neighbors": Int(10, 500, log=True),
+        "transition_exponent": Float(0.1, 1.5),
+        "popularity_exponent": Float(0.0, 1.0),
+        "normalize": Categorical([True, False]),
+    }
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError
 from tastebud.core.registry import register
 from tastebud.core.results import Recommendations, as_list
+from tastebud.core.space import Dist, Float, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.dist.session import check_engine_params
 from tastebud.models._torch import (
@@ -184,6 +185,14 @@ class SASRec(Recommender):
         "blocks": "transformer_blocks",
         "n_negatives": "negatives",
     }
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(16, 128, log=True),
+        "transformer_blocks": Int(1, 3),
+        "maxlen": Int(10, 200, log=True),
+        "dropout": Float(0.0, 0.5),
+        "learning_rate": LogFloat(1e-4, 1e-2),
+    }
+    sequential: ClassVar[bool] = True
 
     def __init__(
         self,

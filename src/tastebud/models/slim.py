@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from tastebud.core.base import non_negative, positive
 from tastebud.core.errors import ConfigError
 from tastebud.core.registry import register
+from tastebud.core.space import Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.models._item_item import SparseItemItem
 from tastebud.models.als import check_values, numba_threads
@@ -50,6 +51,11 @@ class SLIM(SparseItemItem):
     """
 
     fast_params: ClassVar[dict[str, Any]] = {"neighbors": 20, "epochs": 20}
+    search_space: ClassVar[dict[str, Dist]] = {
+        "reg": LogFloat(1e-3, 100.0),
+        "l1_penalty": LogFloat(1e-4, 10.0),
+        "neighbors": Int(20, 500, log=True),
+    }
 
     def __init__(
         self,

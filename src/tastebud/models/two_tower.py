@@ -55,6 +55,7 @@ from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, ModelFormatError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
+from tastebud.core.space import Dist, Float, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.dist.session import check_engine_params
 from tastebud.models._torch import (
@@ -344,6 +345,13 @@ class TwoTower(Recommender):
     renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {"embedding_dim": "input_dim"}
     #: models saved by tastebud 0.1.0 name the towers' output vectors ``user_vectors_`` / ``item_vectors_``
     renamed_attrs: ClassVar[dict[str, str]] = {"user_vectors_": "user_factors_", "item_vectors_": "item_factors_"}
+    search_space: ClassVar[dict[str, Dist]] = {
+        "factors": Int(16, 128, log=True),
+        "temperature": LogFloat(0.01, 0.5),
+        "learning_rate": LogFloat(3e-4, 1e-2),
+        "id_dropout": Float(0.0, 0.5),
+        "max_history": Int(10, 100, log=True),
+    }
 
     def __init__(
         self,

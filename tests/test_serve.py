@@ -301,6 +301,16 @@ def test_metrics_health_openapi(client):
     } <= set(spec["paths"])
 
 
+def test_docs_pages_need_no_internet(client):
+    # the pages name only this server's files (a browser test renders them with the internet cut off)
+    for url, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        page = client.get(url)
+        assert page.status_code == 200 and f"/docs/static/{script}" in page.text
+        assert "cdn." not in page.text and "fonts.googleapis" not in page.text
+        assert client.get(f"/docs/static/{script}").status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "tastebud"
+
+
 def test_hot_reload_without_failed_requests(client, registry, data):
     statuses: list[int] = []
     stop = threading.Event()

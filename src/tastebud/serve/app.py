@@ -48,6 +48,7 @@ from tastebud.core.errors import (
     TastebudError,
     UnknownIdError,
 )
+from tastebud.serve.docs import add_offline_docs
 from tastebud.serve.engine import Engine
 from tastebud.serve.events import Event, StoreUnavailableError, open_store
 from tastebud.serve.fleet import POLL_SECONDS, FleetControl
@@ -282,7 +283,10 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         title="tastebud",
         version=__version__,
         description="Recommendations for known and new people, similar items, rating predictions and live events.",
+        docs_url=None,  # served from local files below: FastAPI's pages load their scripts from a CDN
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.tb = state
 
     # -------------------------------------------------------------- errors

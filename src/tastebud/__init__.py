@@ -8,6 +8,7 @@ from tastebud.core.base import RatingModel, Recommender
 from tastebud.core.errors import (
     ConfigError,
     DataError,
+    FallbackWarning,
     ModelFormatError,
     NotFittedError,
     NotSupportedError,
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Explanation",
+    "FallbackWarning",
     "IdMap",
     "Interactions",
     "ModelFormatError",

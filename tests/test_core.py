@@ -199,6 +199,22 @@ def test_one_fallback_rule_unknown_people_get_the_most_popular_items(name):
         model.recommend(["a"], unknown="ignore")
 
 
+def test_cli_uses_the_same_fallback(tmp_path):
+    from typer.testing import CliRunner
+
+    from tastebud.cli import app
+
+    data = tb.Interactions.from_frame(_counts_frame())
+    folder = tb.get_model("itemknn")().fit(data).save(tmp_path / "m")
+    runner = CliRunner()
+    for args in (["--user", "zed"], ["--history", "nope"]):
+        res = runner.invoke(app, ["recommend", "--model", str(folder), "--k", "3", "--json", *args])
+        assert res.exit_code == 0, res.output
+        payload = json.loads(res.output)
+        assert [e["item"] for e in payload["results"][0]["items"]] == [3, 1, 2]
+        assert "most popular items of the training data" in payload["warnings"][-1]
+
+
 def test_predict_falls_back_to_biases_and_says_so():
     data = tb.Interactions.from_frame(_seed_frame(), rating="rating")
     model = tb.get_model("bias")().fit(data)

@@ -246,6 +246,10 @@ def test_short_lists_are_shorter_not_padded():
     assert json.dumps(recs.to_records())  # JSON-ready: no NaN, no numpy scalars
     hist = model.recommend_for_history([1, 2], k=3, explain=True)
     assert hist.items_of(0) == [3] and len(hist.explanations[0]) == 1
+    # no candidate at all: empty lists, not an error
+    assert model.recommend(["a"], k=3, items=[]).items_of(0) == []
+    assert model.recommend_for_history([1], k=3, candidates=[]).items_of(0) == []
+    assert model.popular_items(k=3, candidates=[]).to_frame().empty
 
 
 def test_ids_keep_the_vocabulary_type():

@@ -325,6 +325,8 @@ def test_unknown_people_get_the_librarys_popularity_fallback(client, registry):
     short = client.post("/recommendations", json={"items": [], "k": 10, "candidates": [120, 121, 999]}).json()
     assert items_of(short) == bias.popular_items(k=10, candidates=[120, 121]).items_of(0)
     assert len(short["items"]) == 2 and None not in items_of(short)  # shorter, not padded
+    none = client.get("/users/nobody/recommendations?k=3&candidates=998,999").json()
+    assert none["path"] == "popular" and none["items"] == [] and "998" in none["warnings"][0]
 
 
 @pytest.mark.parametrize(

@@ -253,7 +253,7 @@ class Recommender:
         if cand is None:
             return topk(scores, k)
         i, v = topk(scores[:, cand], k)
-        return np.where(i >= 0, cand[np.clip(i, 0, None)], -1), v
+        return _from_candidates(i, cand), v
 
     def _popular_explanations(self, item_idx: np.ndarray) -> list[Explanation]:
         counts = self.item_counts()
@@ -300,7 +300,7 @@ class Recommender:
             if exclude_seen:
                 _mask_seen(scores, seen[block], cand)
             i, v = topk(scores, k)
-            out_idx[s : s + rows] = np.where(i >= 0, cand[np.clip(i, 0, None)], -1)
+            out_idx[s : s + rows] = _from_candidates(i, cand)
             out_val[s : s + rows] = v
         return out_idx, out_val
 
@@ -351,7 +351,7 @@ class Recommender:
             _mask_seen(scores, history, cand)
         i, v = topk(scores, k)
         if cand is not None:
-            i = np.where(i >= 0, cand[np.clip(i, 0, None)], -1)
+            i = _from_candidates(i, cand)
         explanations = None
         if explain:
             hist_vals = sp.csr_matrix((vals, (np.zeros(len(iidx), int), iidx)), shape=(1, self.n_items))
@@ -523,6 +523,13 @@ def _some(ids: Sequence[Any], mask: np.ndarray, what: str) -> str:
     named = [ids[i] for i in np.nonzero(mask)[0]]
     more = f" and {len(named) - 10} more" if len(named) > 10 else ""
     return f"{len(named)} {what}(s) {', '.join(map(repr, named[:10]))}{more}"
+
+
+def _from_candidates(i: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Top-k positions in a candidate list -> item indices (-1 stays -1; an empty list gives none)."""
+    if not len(cand):
+        return np.full_like(i, -1)
+    return np.where(i >= 0, cand[np.clip(i, 0, None)], -1)
 
 
 def _plain_id(value: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -75,8 +76,9 @@ def test_bias_recovers_additive_ratings():
     model = tb.get_model("bias")(reg_user_bias=0.0, reg_item_bias=0.0, epochs=50).fit(data)
     pred = model.predict([r[0] for r in rows], [r[1] for r in rows])
     np.testing.assert_allclose(pred, [r[2] for r in rows], atol=1e-5)
-    # unknown user: global mean + item bias
-    assert model.predict(["new"], [1])[0] == pytest.approx(3.0 + 1.0 + np.mean(list(a.values())) * 0, abs=0.2)
+    # unknown user: global mean + item bias, and a warning that says so
+    with pytest.warns(tb.FallbackWarning, match="1 unknown user\\(s\\) 'new': predicted from the biases"):
+        assert model.predict(["new"], [1])[0] == pytest.approx(3.0 + 1.0, abs=0.2)
 
 
 def test_popular_known_answer_and_recency():
@@ -85,9 +87,9 @@ def test_popular_known_answer_and_recency():
     )
     data = tb.Interactions.from_frame(frame, time="t")
     plain = tb.get_model("popular")().fit(data)
-    assert plain.recommend_for_history([], k=3).items_of(0) == ["x", "y", "z"]
+    assert plain.recommend_for_history(["x"], k=3, exclude_seen=False).items_of(0) == ["x", "y", "z"]
     recent = tb.get_model("popular")(half_life_days=1.0).fit(data)
-    assert recent.recommend_for_history([], k=3).items_of(0) == ["y", "z", "x"]
+    assert recent.recommend_for_history(["x"], k=3, exclude_seen=False).items_of(0) == ["y", "z", "x"]
 
 
 def test_registry_errors():
@@ -161,6 +163,117 @@ def test_recommend_for_history_unknown_and_values():
     assert 1 not in recs.items_of(0)
     with pytest.raises(tb.DataError, match="values has 1 entries"):
         model.recommend_for_history([1, 2], values=[1.0])
+
+
+def _counts_frame():
+    """Item 3 is the most popular (4 people), then 1 (3), 2 (2), 4 (1); users a..e."""
+    pairs = [("a", 3), ("b", 3), ("c", 3), ("d", 3), ("a", 1), ("b", 1), ("e", 1), ("c", 2), ("e", 2), ("d", 4)]
+    return pd.DataFrame(pairs, columns=["user", "item"])
+
+
+@pytest.mark.parametrize("name", ["itemknn", "bias", "random"])
+def test_one_fallback_rule_unknown_people_get_the_most_popular_items(name):
+    data = tb.Interactions.from_frame(_counts_frame())
+    model = tb.get_model(name)().fit(data)
+    assert dict(zip(model.items_.ids.tolist(), model.item_counts().tolist(), strict=True)) == {1: 3, 2: 2, 3: 4, 4: 1}
+    popular = model.popular_items(k=3)
+    assert popular.items_of(0) == [3, 1, 2] and popular.scores_of(0) == [4.0, 3.0, 2.0]
+    # a history of only unknown items: the popular items, said in warnings (not 10 arbitrary zeros)
+    recs = model.recommend_for_history(["nope", "never"], k=3)
+    assert recs.items_of(0) == [3, 1, 2] and recs.scores_of(0) == [4.0, 3.0, 2.0]
+    assert recs.warnings == [
+        "ignored 2 unknown item(s): 'nope', 'never'",
+        "empty history (no known item): recommended the most popular items of the training data",
+    ]
+    assert model.recommend_for_history([], k=2, candidates=[4, 2]).items_of(0) == [2, 4]
+    assert model.popular_items(k=3, exclude=[3]).items_of(0) == [1, 2, 4]
+    # unknown users raise by default (the contract), or opt in to the same fallback
+    with pytest.raises(UnknownIdError, match="unknown user id\\(s\\): 'zed'"):
+        model.recommend(["a", "zed"], k=3)
+    both = model.recommend(["a", "zed"], k=3, unknown="popular", explain=True)
+    assert both.items_of(0) == model.recommend(["a"], k=3).items_of(0)
+    assert both.items_of(1) == [3, 1, 2] and both.explanations[1][0].text == "popular: 4 interactions"
+    assert both.warnings == ["1 unknown user(s) 'zed': recommended the most popular items of the training data"]
+    assert model.recommend(["a"], k=3, unknown="popular").warnings == []
+    with pytest.raises(ConfigError, match="unknown must be 'raise' or 'popular'"):
+        model.recommend(["a"], unknown="ignore")
+
+
+def test_cli_uses_the_same_fallback(tmp_path):
+    from typer.testing import CliRunner
+
+    from tastebud.cli import app
+
+    data = tb.Interactions.from_frame(_counts_frame())
+    folder = tb.get_model("itemknn")().fit(data).save(tmp_path / "m")
+    runner = CliRunner()
+    for args in (["--user", "zed"], ["--history", "nope"]):
+        res = runner.invoke(app, ["recommend", "--model", str(folder), "--k", "3", "--json", *args])
+        assert res.exit_code == 0, res.output
+        payload = json.loads(res.output)
+        assert [e["item"] for e in payload["results"][0]["items"]] == [3, 1, 2]
+        assert "most popular items of the training data" in payload["warnings"][-1]
+
+
+def test_predict_falls_back_to_biases_and_says_so():
+    data = tb.Interactions.from_frame(_seed_frame(), rating="rating")
+    model = tb.get_model("bias")().fit(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # known pairs: no warning
+        model.predict(["a"], [1])
+    with pytest.warns(tb.FallbackWarning) as caught:
+        pred = model.predict(["a", "nobody"], [99, 1])
+    assert [str(w.message) for w in caught] == [
+        "1 unknown user(s) 'nobody': predicted from the biases the model has (the global mean at worst)",
+        "1 unknown item(s) 99: predicted from the biases the model has (the global mean at worst)",
+    ]
+    assert np.isfinite(pred).all() and ((1 <= pred) & (pred <= 5)).all()
+    again, notes = model.predict_with_warnings(["a", "nobody"], [99, 1])
+    np.testing.assert_array_equal(again, pred)
+    assert notes == [str(w.message) for w in caught]
+
+
+def test_short_lists_are_shorter_not_padded():
+    data = tb.Interactions.from_frame(_seed_frame(), rating="rating")
+    model = tb.get_model("popular")().fit(data)
+    recs = model.recommend(["a", "b"], k=3, explain=True)  # a has seen 1 and 2: one item is left
+    assert [len(row) for row in recs.items] == [1, 1] and [len(row) for row in recs.scores] == [1, 1]
+    assert not any(np.isnan(row).any() for row in recs.scores)
+    assert [len(row) for row in recs.explanations] == [1, 1]
+    frame = recs.to_frame()
+    assert len(frame) == 2 and frame.notna().all().all() and frame["explanation"].str.len().gt(0).all()
+    assert [len(r["items"]) for r in recs.to_records()] == [1, 1]
+    assert json.dumps(recs.to_records())  # JSON-ready: no NaN, no numpy scalars
+    hist = model.recommend_for_history([1, 2], k=3, explain=True)
+    assert hist.items_of(0) == [3] and len(hist.explanations[0]) == 1
+    # no candidate at all: empty lists, not an error
+    assert model.recommend(["a"], k=3, items=[]).items_of(0) == []
+    assert model.recommend_for_history([1], k=3, candidates=[]).items_of(0) == []
+    assert model.popular_items(k=3, candidates=[]).to_frame().empty
+
+
+def test_ids_keep_the_vocabulary_type():
+    ints = tb.Interactions.from_frame(_counts_frame().assign(user=lambda f: f.user.map(ord)))
+    model = tb.get_model("popular")().fit(ints)
+    recs = model.recommend(["97", 98], k=2)  # "97" finds the integer user 97
+    assert recs.users == [97, 98] and recs.items[0].dtype == np.int64
+    frame = recs.to_frame()
+    assert frame["user"].dtype == np.int64 and frame["item"].dtype == np.int64
+    assert model.recommend([97], k=2, exclude_seen=False).to_frame()["item"].tolist() == [3, 1]
+    strs = tb.Interactions.from_frame(_seed_frame(), item="user", user="item")  # string items a, b, c
+    frame = tb.get_model("popular")().fit(strs).recommend([1, 2], k=2, exclude_seen=False).to_frame()
+    assert frame["user"].dtype == np.int64
+    assert all(type(i) is str for i in frame["item"]) and frame["item"].dtype != np.int64
+
+
+def test_similar_items_frame_names_the_query_item():
+    data = tb.Interactions.from_frame(_counts_frame())
+    recs = tb.get_model("itemknn")().fit(data).similar_items([3, "1"], k=2)
+    frame = recs.to_frame()
+    assert list(frame.columns) == ["query_item", "item", "score", "rank"]
+    assert set(frame["query_item"]) == {3, 1} and frame["query_item"].dtype == np.int64
+    assert not (frame["query_item"] == frame["item"]).any()
+    assert [r["query_item"] for r in recs.to_records()] == [3, 1]
 
 
 def test_recommendations_frame_and_records():

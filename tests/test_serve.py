@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -225,6 +226,109 @@ def test_similar_and_predict(client):
     assert client.post("/predict", json={"pairs": [{"user": 2, "item": 100}], "model": "popular"}).status_code == 400
 
 
+def _readme_predict_body(path: str) -> dict[str, Any]:
+    """The body of the documented ``curl ... /predict ... -d '{...}'`` example."""
+    text = open(os.path.join(os.path.dirname(__file__), "..", path), encoding="utf-8").read()
+    found = re.search(r"localhost:8000/predict .*?-d '(\{.*?\})'", text, re.S)
+    assert found, f"{path} has no POST /predict example"
+    return json.loads(found.group(1))
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/serving.md"])
+def test_documented_predict_example_runs(tmp_path, doc):
+    body = _readme_predict_body(doc)
+    frame = pd.DataFrame(
+        [(u, i, r) for u in range(1, 6) for i, r in ((50, 5), (172, 4), (181, 3), (1, 2)) if (u, i) != (1, 172)],
+        columns=["user", "item", "rating"],
+    )
+    data = tb.Interactions.from_frame(frame, rating="rating", scale=(1, 5))
+    folder = tb.get_model("bias")().fit(data).save(tmp_path / "bias")
+    with TestClient(create_app(folder, ServeConfig(token=TOKEN, events=str(tmp_path / "e.db")))) as c:
+        r = c.post("/predict", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["model"] == "bias" and out["warnings"] == [] and len(out["predictions"]) == len(body["pairs"])
+    assert all(type(p["user"]) is int and type(p["item"]) is int for p in out["predictions"])
+    assert all(1 <= p["rating"] <= 5 for p in out["predictions"])
+
+
+def test_predict_pairs_ids_warnings_and_clipping(client, data, registry):
+    # [user, item] lists are pairs too; ids come back as the vocabulary's integers, even sent as text
+    r = client.post("/predict", json={"pairs": [[1, 100], {"user": "2", "item": "101"}]})
+    assert r.status_code == 200, r.text
+    preds = r.json()["predictions"]
+    assert [(p["user"], p["item"]) for p in preds] == [(1, 100), (2, 101)] and r.json()["warnings"] == []
+    bias = tb.load_model(str(registry / "versions" / "v0001" / "models" / "bias"))
+    np.testing.assert_allclose([p["rating"] for p in preds], bias.predict([1, 2], [100, 101]))
+    # unknown ids: the biases' fallback, and the answer says so
+    body = client.post("/predict", json={"pairs": [["someone new", 100], [2, 999]]}).json()
+    assert body["predictions"][0]["user"] == "someone new"
+    assert body["warnings"] == [
+        "1 unknown user(s) 'someone new': predicted from the biases the model has (the global mean at worst)",
+        "1 unknown item(s) 999: predicted from the biases the model has (the global mean at worst)",
+    ]
+    # a wrong shape: one message that says which shape is expected
+    for pairs, got in (([[1]], "a list of 1"), ([[1, 2, 3]], "a list of 3"), ([7], "int")):
+        r = client.post("/predict", json={"pairs": pairs})
+        assert r.status_code == 422
+        assert r.json()["error"] == f'pairs.0: each pair is {{"user": ID, "item": ID}} or [user, item]; got {got}'
+    r = client.post("/predict", json={"pairs": [[1.5, 100]]})
+    assert r.json()["error"] == "pairs.0.user: must be an integer or a string of 1 to 256 characters"
+
+
+def test_predict_is_clipped_to_the_rating_scale(tmp_path):
+    # a user who rates everything 5 and an item everyone rates 5: the biases add up past the scale
+    frame = pd.DataFrame(
+        [("fan", i, 5.0) for i in range(6)]
+        + [(u, 0, 5.0) for u in "abc"]
+        + [(u, i, 2.0) for u in "abc" for i in (1, 2)],
+        columns=["user", "item", "rating"],
+    )
+    data = tb.Interactions.from_frame(frame, rating="rating", scale=(1, 5))
+    model = tb.get_model("bias")(reg_user=0.0, reg_item=0.0).fit(data)
+    uidx, iidx = model.users_.index(["fan"]), model.items_.index([0])
+    assert model._predict_pairs(uidx, iidx)[0] > 5  # unclipped
+    folder = model.save(tmp_path / "bias")
+    with TestClient(create_app(folder, ServeConfig(token=TOKEN, events=str(tmp_path / "e.db")))) as c:
+        assert (
+            c.post("/predict", json={"pairs": [{"user": "fan", "item": 0}]}).json()["predictions"][0]["rating"] == 5.0
+        )
+
+
+@pytest.mark.parametrize(
+    "body,error",
+    [
+        ({"user": 1, "item": 100, "value": "abc"}, "value: Input should be a valid number"),
+        ({"user": 1}, "item: Field required"),
+        ({"user": [1], "item": 100}, "user: must be an integer or a string of 1 to 256 characters"),
+        ({"user": 1, "item": 100, "colour": "red"}, "colour: Extra inputs are not permitted"),
+        ({"events": [{"user": 1, "item": 100}, {"user": 1, "item": 1.5}]}, "events.1.item: must be an integer"),
+        ([{"user": 1, "item": 100}], 'expected one event {"user": ID, "item": ID, ...} or a batch {"events": [...]}'),
+    ],
+)
+def test_a_malformed_event_gets_one_clear_error(client, body, error):
+    r = client.post("/events", json=body, headers=AUTH)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"].startswith(error), r.json()["error"]
+
+
+def test_unknown_people_get_the_librarys_popularity_fallback(client, registry):
+    bias = tb.load_model(str(registry / "versions" / "v0001" / "models" / "bias"))
+    expected = bias.popular_items(k=5)
+    for body in (
+        client.get("/users/nobody/recommendations?k=5").json(),
+        client.post("/recommendations", json={"items": ["nope", 999], "k": 5}).json(),
+    ):
+        assert body["path"] == "popular"
+        assert items_of(body) == expected.items_of(0)
+        assert [e["score"] for e in body["items"]] == expected.scores_of(0)
+    short = client.post("/recommendations", json={"items": [], "k": 10, "candidates": [120, 121, 999]}).json()
+    assert items_of(short) == bias.popular_items(k=10, candidates=[120, 121]).items_of(0)
+    assert len(short["items"]) == 2 and None not in items_of(short)  # shorter, not padded
+    none = client.get("/users/nobody/recommendations?k=3&candidates=998,999").json()
+    assert none["path"] == "popular" and none["items"] == [] and "998" in none["warnings"][0]
+
+
 @pytest.mark.parametrize(
     "method,url,kwargs,status",
     [
@@ -299,6 +403,16 @@ def test_metrics_health_openapi(client):
         "/events",
         "/admin/reload",
     } <= set(spec["paths"])
+
+
+def test_docs_pages_need_no_internet(client):
+    # the pages name only this server's files (a browser test renders them with the internet cut off)
+    for url, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        page = client.get(url)
+        assert page.status_code == 200 and f"/docs/static/{script}" in page.text
+        assert "cdn." not in page.text and "fonts.googleapis" not in page.text
+        assert client.get(f"/docs/static/{script}").status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "tastebud"
 
 
 def test_hot_reload_without_failed_requests(client, registry, data):

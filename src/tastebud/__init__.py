@@ -9,6 +9,7 @@ from tastebud.core.base import RatingModel, Recommender
 from tastebud.core.errors import (
     ConfigError,
     DataError,
+    FallbackWarning,
     ModelFormatError,
     NotFittedError,
     NotSupportedError,
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Explanation",
+    "FallbackWarning",
     "IdMap",
     "Interactions",
     "ModelFormatError",

@@ -490,7 +490,7 @@ def recommend(
     if history is not None:
         recs = model.recommend_for_history([h.strip() for h in history.split(",") if h.strip()], k=k, explain=explain)
     elif user:
-        recs = model.recommend(user, k=k, explain=explain)
+        recs = model.recommend(user, k=k, explain=explain, unknown="popular")  # the library's one fallback rule
     else:
         fail("give --user ID (repeatable) or --history ITEM,ITEM,...")
     scale = getattr(model, "rating_scale_", None) if model.predicts_ratings else None

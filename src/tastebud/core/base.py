@@ -29,7 +29,7 @@ import typing
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +39,7 @@ from tastebud.core import persist
 from tastebud.core.errors import (
     ConfigError,
     DataError,
+    FallbackWarning,
     ModelFormatError,
     NotFittedError,
     NotSupportedError,
@@ -238,26 +239,91 @@ class Recommender:
         exclude_seen: bool = True,
         items: Sequence[Any] | None = None,
         explain: bool = False,
+        unknown: Literal["raise", "popular"] = "raise",
     ) -> Recommendations:
         """Top-``k`` items for each user (external ids in and out), batch-first.
 
         ``items`` restricts the candidates; ``exclude_seen`` drops the user's training items.
-        Unknown users raise :class:`UnknownIdError` (use ``recommend_for_history`` for them).
+        Unknown users raise :class:`UnknownIdError` (use ``recommend_for_history`` for them), or
+        with ``unknown="popular"`` get the popularity fallback (:meth:`popular_items`), named in
+        ``warnings``: what the CLI and the service do.
         """
         self._check_fitted()
         k = _check_k(k)
+        if unknown not in ("raise", "popular"):
+            raise ConfigError(f"unknown must be 'raise' or 'popular', got {unknown!r}")
         users = as_list(users)
-        uidx = self.users_.index(users, "user")
+        uidx = self.users_.index(users, "user") if unknown == "raise" else self.users_.lookup(users)
         cand = None if items is None else self.items_.index(as_list(items), "item")
-        idx, scores = self._recommend_idx(uidx, k, exclude_seen, cand)
+        known = uidx >= 0
+        notes: list[str] = []
+        if known.all():
+            idx, scores = self._recommend_idx(uidx, k, exclude_seen, cand)
+        else:
+            idx = np.full((len(users), k), -1, np.int64)
+            scores = np.full((len(users), k), np.nan, np.float32)
+            if known.any():
+                idx[known], scores[known] = self._recommend_idx(uidx[known], k, exclude_seen, cand)
+            idx[~known], scores[~known] = self._popular_idx(k, cand)
+            notes.append(f"{_some(users, ~known, 'unknown user')}: {POPULAR_FALLBACK}")
         explanations = None
         if explain:
             explanations = [
                 self._explain(int(u), row[row >= 0], self.user_items_[int(u)])
-                + [Explanation("")] * int((row < 0).sum())
+                if u >= 0
+                else self._popular_explanations(row[row >= 0])
                 for u, row in zip(uidx, idx, strict=True)
             ]
-        return Recommendations(list(users), self.items_.to_ids(idx), scores, explanations)
+        queries = [_plain_id(self.users_.ids[u]) if u >= 0 else user for u, user in zip(uidx, users, strict=True)]
+        return Recommendations.from_topk(queries, self.items_, idx, scores, explanations, notes)
+
+    def item_counts(self) -> np.ndarray:
+        """Interactions per item in the training data (``user_items_``), aligned with ``items_``.
+
+        The scores of the popularity fallback; computed once per fitted state, read-only.
+        """
+        self._check_fitted()
+        cached = self.__dict__.get("_item_counts")
+        if cached is None or cached[0] is not self.user_items_:
+            counts = np.bincount(self.user_items_.indices, minlength=self.n_items).astype(np.float64)
+            counts.flags.writeable = False
+            cached = self._item_counts = (self.user_items_, counts)
+        return cached[1]
+
+    def popular_items(
+        self, k: int = 10, candidates: Sequence[Any] | None = None, exclude: Sequence[Any] | None = None
+    ) -> Recommendations:
+        """The fallback for a person the model cannot score (an unknown user, a history with no
+        known item): the ``k`` items with the most interactions in the training data, scored by
+        their counts (ties: vocabulary order). ``candidates`` restricts them, ``exclude`` drops some.
+        The library, the CLI and the service all answer such people with this one rule.
+        """
+        self._check_fitted()
+        k = _check_k(k)
+        cand = None if candidates is None else self.items_.index(as_list(candidates), "item")
+        drop = None if exclude is None else self.items_.index(as_list(exclude), "item")
+        idx, scores = self._popular_idx(k, cand, drop)
+        return Recommendations.from_topk([None], self.items_, idx, scores, [self._popular_explanations(idx[0])])
+
+    def _popular_idx(
+        self, k: int, cand: np.ndarray | None = None, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(1, k) top-k item indices and counts of the popularity fallback (-1 / NaN pad)."""
+        scores = np.array(self.item_counts(), np.float32).reshape(1, -1)
+        if exclude is not None and len(exclude):
+            scores[0, exclude] = -np.inf
+        if cand is None:
+            return topk(scores, k)
+        i, v = topk(scores[:, cand], k)
+        return _from_candidates(i, cand), v
+
+    def _popular_explanations(self, item_idx: np.ndarray) -> list[Explanation]:
+        counts = self.item_counts()
+        return [
+            Explanation(f"popular: {counts[i]:.0f} interactions", [("interactions", float(counts[i]))])
+            for i in item_idx
+            if i >= 0
+        ]
 
     def _recommend_idx(
         self, uidx: np.ndarray, k: int, exclude_seen: bool = True, cand: np.ndarray | None = None
@@ -296,7 +362,7 @@ class Recommender:
             if exclude_seen:
                 _mask_seen(scores, seen[block], cand)
             i, v = topk(scores, k)
-            out_idx[s : s + rows] = np.where(i >= 0, cand[np.clip(i, 0, None)], -1)
+            out_idx[s : s + rows] = _from_candidates(i, cand)
             out_val[s : s + rows] = v
         return out_idx, out_val
 
@@ -311,8 +377,9 @@ class Recommender:
     ) -> Recommendations:
         """Top-``k`` for a person not in the model, from the items they had (in order).
 
-        Unknown items are ignored and listed in ``warnings``. ``values`` are ratings or weights
-        (1 when omitted).
+        Unknown items are ignored and listed in ``warnings``; a history with no known item gets
+        the popularity fallback (:meth:`popular_items`), said in ``warnings`` too. ``values`` are
+        ratings or weights (1 when omitted).
         """
         self._check_fitted()
         k = _check_k(k)
@@ -324,31 +391,35 @@ class Recommender:
             raise DataError("values must be finite numbers")
         iidx = self.items_.lookup(items)
         known = iidx >= 0
-        warnings = []
+        notes = []
         if (~known).any():
             unknown = [items[i] for i in np.nonzero(~known)[0]]
-            warnings.append(f"ignored {len(unknown)} unknown item(s): {', '.join(map(repr, unknown[:10]))}")
+            notes.append(f"ignored {len(unknown)} unknown item(s): {', '.join(map(repr, unknown[:10]))}")
         iidx, vals = iidx[known], vals[known]
+        cand = None if candidates is None else self.items_.index(as_list(candidates), "item")
+        if not len(iidx):
+            notes.append(f"empty history (no known item): {POPULAR_FALLBACK}")
+            i, v = self._popular_idx(k, cand)
+            explanations = [self._popular_explanations(i[0])] if explain else None
+            return Recommendations.from_topk([None], self.items_, i, v, explanations, notes)
         scores = np.array(self._score_history(iidx, vals), dtype=np.float32, copy=True).reshape(1, -1)
         history = sp.csr_matrix(
-            (np.ones(len(iidx), np.float32) if len(iidx) else [], (np.zeros(len(iidx), int), iidx)),
-            shape=(1, self.n_items),
+            (np.ones(len(iidx), np.float32), (np.zeros(len(iidx), int), iidx)), shape=(1, self.n_items)
         )
         history.sum_duplicates()
-        cand = None if candidates is None else self.items_.index(as_list(candidates), "item")
         if cand is not None:
             scores = scores[:, cand]
         if exclude_seen:
             _mask_seen(scores, history, cand)
         i, v = topk(scores, k)
         if cand is not None:
-            i = np.where(i >= 0, cand[np.clip(i, 0, None)], -1)
+            i = _from_candidates(i, cand)
         explanations = None
         if explain:
             hist_vals = sp.csr_matrix((vals, (np.zeros(len(iidx), int), iidx)), shape=(1, self.n_items))
             row = i[0]
-            explanations = [self._explain(-1, row[row >= 0], hist_vals) + [Explanation("")] * int((row < 0).sum())]
-        return Recommendations([None], self.items_.to_ids(i), v, explanations, warnings)
+            explanations = [self._explain(-1, row[row >= 0], hist_vals)]
+        return Recommendations.from_topk([None], self.items_, i, v, explanations, notes)
 
     def similar_items(self, items: Any, k: int = 10) -> Recommendations:
         """The ``k`` items most similar to each given item (the item itself excluded)."""
@@ -359,7 +430,8 @@ class Recommender:
         scores = np.array(self._similar(iidx), dtype=np.float32, copy=True)
         scores[np.arange(len(iidx)), iidx] = -np.inf
         i, v = topk(scores, k)
-        return Recommendations(list(items), self.items_.to_ids(i), v)
+        queries = [_plain_id(self.items_.ids[j]) for j in iidx]
+        return Recommendations.from_topk(queries, self.items_, i, v, query="query_item")
 
     def predict(self, users: Any, items: Any) -> np.ndarray:
         """Predicted ratings for (user, item) pairs: ``predict(["u1","u2"], ["i9","i3"])``."""
@@ -477,13 +549,30 @@ class RatingModel(Recommender):
         raise NotImplementedError
 
     def predict(self, users: Any, items: Any) -> np.ndarray:
+        """Ratings for (user, item) pairs, clipped to the rating scale. An unknown user or item is
+        predicted from the biases the model has (the global mean at worst), with a
+        :class:`~tastebud.FallbackWarning` that says so."""
+        pred, notes = self.predict_with_warnings(users, items)
+        for note in notes:
+            warnings.warn(note, FallbackWarning, stacklevel=2)
+        return pred
+
+    def predict_with_warnings(self, users: Any, items: Any) -> tuple[np.ndarray, list[str]]:
+        """``predict``, with the fallbacks it took returned as sentences instead of warned
+        (the service puts them in its answer's ``warnings``)."""
         self._check_fitted()
         users, items = as_list(users), as_list(items)
         if len(users) != len(items):
             raise DataError(f"predict takes pairs: got {len(users)} users and {len(items)} items")
         uidx = self.users_.lookup(users)
         iidx = self.items_.lookup(items)
-        return self._predict_idx(uidx, iidx)
+        pred = self._predict_idx(uidx, iidx)
+        notes = [
+            f"{_some(ids, idx < 0, f'unknown {what}')}: {RATING_FALLBACK}"
+            for what, ids, idx in (("user", users, uidx), ("item", items, iidx))
+            if (idx < 0).any()
+        ]
+        return pred, notes
 
     def _predict_idx(self, uidx: np.ndarray, iidx: np.ndarray) -> np.ndarray:
         pred = np.asarray(self._predict_pairs(np.asarray(uidx, np.int64), np.asarray(iidx, np.int64)), dtype=np.float64)
@@ -521,6 +610,26 @@ def _checked_init(init: Any) -> Any:
 def _renamed(key: str, renames: dict[str, str]) -> str:
     base, dot, rest = key.partition(".")  # sparse arrays are stored as "<name>.csr.<part>"
     return renames.get(base, base) + dot + rest
+POPULAR_FALLBACK = "recommended the most popular items of the training data"
+RATING_FALLBACK = "predicted from the biases the model has (the global mean at worst)"
+
+
+def _some(ids: Sequence[Any], mask: np.ndarray, what: str) -> str:
+    """'unknown user(s) 'x', 'y'' for the ids where ``mask`` is set (at most ten named)."""
+    named = [ids[i] for i in np.nonzero(mask)[0]]
+    more = f" and {len(named) - 10} more" if len(named) > 10 else ""
+    return f"{len(named)} {what}(s) {', '.join(map(repr, named[:10]))}{more}"
+
+
+def _from_candidates(i: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Top-k positions in a candidate list -> item indices (-1 stays -1; an empty list gives none)."""
+    if not len(cand):
+        return np.full_like(i, -1)
+    return np.where(i >= 0, cand[np.clip(i, 0, None)], -1)
+
+
+def _plain_id(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _check_k(k: Any) -> int:

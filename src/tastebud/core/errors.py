@@ -43,3 +43,8 @@ class ModelFormatError(TastebudError, ValueError):
 
 class TrainingError(TastebudError, RuntimeError):
     """Training diverged (NaN or inf loss); the message names the hyper-parameter to lower."""
+
+
+class FallbackWarning(UserWarning):
+    """A documented fallback answered instead of the model: a rating for an unknown user or item
+    predicted from the biases the model has (the global mean at worst)."""

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tastebud.data.idmap import IdMap
+
 
 @dataclass
 class Explanation:
@@ -31,17 +33,41 @@ def _py(value: Any) -> Any:
 
 @dataclass
 class Recommendations:
-    """Top-k lists for a batch of users.
+    """Top-k lists for a batch of queries (users, or items for ``similar_items``).
 
-    ``items`` and ``scores`` have shape (n_users, k); a list shorter than k (too few candidates)
-    is padded with ``None`` items and NaN scores, which ``to_frame`` and iteration drop.
+    ``items[row]`` and ``scores[row]`` hold one list each: at most k entries, fewer when there
+    were fewer candidates, never padded. Item ids keep the vocabulary's type (an ``int64``
+    array for integer ids, ``str`` otherwise); ``query`` names what the rows are for (``user``
+    or ``query_item``), which is the first column of ``to_frame`` and the key of ``to_records``.
     """
 
     users: list[Any]
-    items: np.ndarray
-    scores: np.ndarray
+    items: list[np.ndarray]
+    scores: list[np.ndarray]
     explanations: list[list[Explanation]] | None = None
     warnings: list[str] = field(default_factory=list)
+    query: str = "user"
+
+    @classmethod
+    def from_topk(
+        cls,
+        users: Sequence[Any],
+        vocabulary: IdMap,
+        idx: np.ndarray,
+        scores: np.ndarray,
+        explanations: list[list[Explanation]] | None = None,
+        warnings: list[str] | None = None,
+        query: str = "user",
+    ) -> Recommendations:
+        """From padded (n, k) top-k blocks of item indices (-1 and NaN pad a short row): each row
+        is cut to its real entries and indices become the vocabulary's ids."""
+        idx, scores = np.atleast_2d(idx), np.atleast_2d(scores)
+        keep = [np.asarray(row >= 0) for row in idx]
+        item_rows = [_id_array(vocabulary.ids[row[mask]]) for row, mask in zip(idx, keep, strict=True)]
+        score_rows = [np.asarray(v[mask], np.float32) for v, mask in zip(scores, keep, strict=True)]
+        if explanations is not None:
+            explanations = [list(e[: int(mask.sum())]) for e, mask in zip(explanations, keep, strict=True)]
+        return cls(list(users), item_rows, score_rows, explanations, list(warnings or []), query)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -50,49 +76,57 @@ class Recommendations:
         for row, user in enumerate(self.users):
             yield user, self.items_of(row), self.scores_of(row)
 
-    def _valid(self, row: int) -> np.ndarray:
-        return ~np.isnan(self.scores[row])
-
     def items_of(self, row: int) -> list[Any]:
-        return [_py(i) for i in self.items[row][self._valid(row)]]
+        return self.items[row].tolist()
 
     def scores_of(self, row: int) -> list[float]:
-        return [float(s) for s in self.scores[row][self._valid(row)]]
+        return [float(s) for s in self.scores[row]]
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy frame with columns user, item, score, rank (rank starts at 1)."""
-        n, k = self.scores.shape if self.scores.ndim == 2 else (0, 0)
-        valid = ~np.isnan(self.scores)
+        """Tidy frame with columns ``query`` (user or query_item), item, score, rank (from 1).
+
+        Ids keep their type: ``int64`` columns for integer vocabularies, strings otherwise.
+        """
+        lengths = [len(row) for row in self.items]
+        queries = [_py(u) for u, n in zip(self.users, lengths, strict=True) for _ in range(n)]
+        items = np.concatenate(self.items) if self.items else np.empty(0, object)
         frame = pd.DataFrame(
             {
-                "user": np.repeat(np.asarray(self.users, dtype=object), k)[valid.ravel()] if n else [],
-                "item": self.items[valid] if n else [],
-                "score": self.scores[valid] if n else [],
-                "rank": np.tile(np.arange(1, k + 1), n)[valid.ravel()] if n else [],
+                self.query: pd.Series(queries, dtype=_query_dtype(queries)),
+                "item": pd.Series(items, dtype=np.int64 if items.dtype.kind in "iu" else None),
+                "score": np.concatenate(self.scores) if self.scores else np.empty(0, np.float32),
+                "rank": np.concatenate([np.arange(1, n + 1) for n in lengths]) if lengths else np.empty(0, np.int64),
             }
         )
-        if self.explanations is not None and n:
-            flat = [e.text for row in self.explanations for e in row]
-            frame["explanation"] = flat
+        if self.explanations is not None:
+            frame["explanation"] = [e.text for row in self.explanations for e in row]
         return frame
 
     def to_records(self) -> list[dict[str, Any]]:
-        """JSON-ready list, one entry per user: {user, items: [{item, score, rank, explanation?}]}."""
+        """JSON-ready list, one entry per query: {user (or query_item), items: [{item, score, rank, explanation?}]}."""
         out = []
         for row, user in enumerate(self.users):
-            valid = np.nonzero(self._valid(row))[0]
             entries = []
-            for rank, col in enumerate(valid, start=1):
-                entry: dict[str, Any] = {
-                    "item": _py(self.items[row, col]),
-                    "score": float(self.scores[row, col]),
-                    "rank": rank,
-                }
+            for col, (item, score) in enumerate(zip(self.items_of(row), self.scores_of(row), strict=True)):
+                entry: dict[str, Any] = {"item": item, "score": score, "rank": col + 1}
                 if self.explanations is not None:
                     entry["explanation"] = self.explanations[row][col].to_dict()
                 entries.append(entry)
-            out.append({"user": _py(user), "items": entries})
+            out.append({self.query: _py(user), "items": entries})
         return out
+
+
+def _id_array(ids: np.ndarray) -> np.ndarray:
+    """Ids of one list: ``int64`` for integer vocabularies, an object array of ``str`` otherwise."""
+    if ids.dtype.kind in "iu":
+        return ids.astype(np.int64, copy=False)
+    return np.asarray([str(i) for i in ids], dtype=object)
+
+
+def _query_dtype(values: Sequence[Any]) -> Any:
+    """``int64`` when every query id is an integer (a user trained as ``2``); else pandas infers."""
+    ints = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values)
+    return np.int64 if ints and len(values) else None
 
 
 def as_list(values: Any) -> Sequence[Any]:

@@ -437,9 +437,7 @@ class SASRec(Recommender):
         """
         recs = super().recommend_for_history(items, values, k, exclude_seen, candidates, explain)
         known = int((self.items_.lookup(as_list(items)) >= 0).sum())
-        if known == 0:
-            recs.warnings.append("empty history (no known items): recommended the most popular items")
-        elif known > self.maxlen:
+        if known > self.maxlen:  # an empty one is the base class's popularity fallback, already reported
             recs.warnings.append(f"history has {known} known items; SASRec read the last {self.maxlen} (maxlen)")
         return recs
 

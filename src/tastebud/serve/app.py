@@ -35,7 +35,19 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    GetPydanticSchema,
+    StrictInt,
+    StrictStr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import core_schema
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -48,6 +60,7 @@ from tastebud.core.errors import (
     TastebudError,
     UnknownIdError,
 )
+from tastebud.serve.docs import add_offline_docs
 from tastebud.serve.engine import Engine
 from tastebud.serve.events import Event, StoreUnavailableError, open_store
 from tastebud.serve.fleet import POLL_SECONDS, FleetControl
@@ -62,7 +75,17 @@ MAX_K = 1000
 DEFAULT_K = 10
 MAX_MODEL_NAME = 64
 
-Id = StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID)]
+# an id: a JSON integer or a string; one error message for both (not one per member of the union)
+Id = Annotated[
+    int | str,
+    GetPydanticSchema(
+        lambda _tp, _handler: core_schema.union_schema(
+            [core_schema.int_schema(strict=True), core_schema.str_schema(strict=True, min_length=1, max_length=MAX_ID)],
+            custom_error_type="id_type",
+            custom_error_message=f"must be an integer or a string of 1 to {MAX_ID} characters",
+        )
+    ),
+]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -132,16 +155,49 @@ class EventBatch(BaseModel):
     events: list[EventIn] = Field(..., min_length=1)
 
 
+# POST /events takes one event or a batch: the shape is chosen by the "events" key, so a malformed
+# event gets one error naming its field instead of one per member of the union. The tags are left
+# out of the error's location (``_invalid``).
+EVENT_SHAPES = ("event", "batch")
+EventsBody = Annotated[
+    Annotated[EventIn, Tag("event")] | Annotated[EventBatch, Tag("batch")],
+    Discriminator(
+        lambda v: ("batch" if "events" in v else "event") if isinstance(v, (dict, EventIn, EventBatch)) else None,
+        custom_error_type="event_shape",
+        custom_error_message='expected one event {"user": ID, "item": ID, ...} or a batch {"events": [...]}',
+    ),
+]
+
+PAIR_SHAPE = 'each pair is {"user": ID, "item": ID} or [user, item]'
+
+
 class Pair(BaseModel):
+    """One (user, item) pair; ``[user, item]`` is read as ``{"user": user, "item": item}``."""
+
     model_config = ConfigDict(extra="forbid")
     user: Id
     item: Id
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            if len(value) != 2:
+                raise ValueError(f"{PAIR_SHAPE}; got a list of {len(value)}")
+            return {"user": value[0], "item": value[1]}
+        if not isinstance(value, dict):
+            raise ValueError(f"{PAIR_SHAPE}; got {type(value).__name__}")
+        return value
+
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    pairs: list[Pair] = Field(..., min_length=1, max_length=10_000)
-    model: str | None = None
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"pairs": [{"user": 1, "item": 50}, [1, 172]]}]}
+    )
+    pairs: list[Pair] = Field(
+        ..., min_length=1, max_length=10_000, description='Pairs as {"user": ID, "item": ID} or [user, item].'
+    )
+    model: str | None = Field(None, description="Predict with this model (default: the first that predicts ratings).")
 
 
 class ReloadRequest(BaseModel):
@@ -282,7 +338,10 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         title="tastebud",
         version=__version__,
         description="Recommendations for known and new people, similar items, rating predictions and live events.",
+        docs_url=None,  # served from local files below: FastAPI's pages load their scripts from a CDN
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.tb = state
 
     # -------------------------------------------------------------- errors
@@ -290,8 +349,11 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        msg = first.get("msg", "invalid request")
+        loc = list(first.get("loc", ()))
+        if loc[:1] == ["body"]:  # the body's own fields, without the event shape's tag
+            loc = loc[2:] if loc[1:2] and loc[1] in EVENT_SHAPES else loc[1:]
+        where = ".".join(str(p) for p in loc)
+        msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
         return JSONResponse({"error": f"{where}: {msg}" if where else msg, "detail": _plain(errors)}, status_code=422)
 
     @app.exception_handler(TastebudError)
@@ -418,20 +480,21 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
 
     @app.post("/predict", tags=["recommend"], dependencies=read_guard)
     def predict(req: PredictRequest) -> JSONResponse:
-        """Predicted ratings for (user, item) pairs; unknown ids fall back to the model's biases."""
+        """Predicted ratings for (user, item) pairs, clipped to the rating scale. Unknown ids fall
+        back to the model's biases (the global mean at worst), said in ``warnings``."""
         eng = state.engine
-        users = [p.user for p in req.pairs]
-        items = [p.item for p in req.pairs]
-        preds, name = eng.predict(users, items, req.model)
+        users = [_coerce_id(p.user, eng, "user") for p in req.pairs]
+        items = [_coerce_id(p.item, eng, "item") for p in req.pairs]
+        preds, name, warnings = eng.predict(users, items, req.model)
         out = [
             {"user": u, "item": i, "rating": float(r) if math.isfinite(r) else None}
             for u, i, r in zip(users, items, preds, strict=False)
         ]
-        return JSONResponse({"model": name, "predictions": out, "version": eng.version})
+        return JSONResponse({"model": name, "predictions": out, "warnings": warnings, "version": eng.version})
 
     @app.post("/events", tags=["events"], dependencies=[Depends(require_write)], status_code=201)
     async def record_events(
-        body: Annotated[EventBatch | EventIn, Body()],
+        body: Annotated[EventsBody, Body()],
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> JSONResponse:
         """Record one event or a batch; durable before the response. Retries with the same

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from tastebud.core.base import Recommender
+from tastebud.core.base import RatingModel, Recommender
 from tastebud.core.errors import ConfigError, ModelFormatError, NotSupportedError, UnknownIdError
 from tastebud.core.results import Explanation
 from tastebud.core.topk import topk
@@ -200,7 +200,8 @@ class Engine:
                 raise ModelFormatError(
                     f"model '{name}' was fitted on other items than '{first.name}'; a version serves one catalogue"
                 )
-        self.popularity = popularity or Popularity.from_model(first)
+        self.fallback = first  # the library's popularity fallback: the same counts as every model's
+        self.popularity = popularity or Popularity(first.item_counts())
         self.served: dict[str, Served] = {}
         indexes = indexes or {}
         for name, m in models.items():
@@ -428,13 +429,23 @@ class Engine:
         allowed: np.ndarray | None,
         warnings: list[str],
     ) -> Result:
+        """No history to go on: the library's fallback (the most popular items of the training
+        data), or, when ``context`` matches segments, popularity within them (a service extension)."""
         scores, matched = self.popularity.scores(context)
-        scores = np.array(scores, np.float32, copy=True)
-        idx, val = _top(scores, k, exclude, allowed)
-        why = f"popular with {', '.join(matched)}" if matched else "popular overall"
         if context and not matched:
             warnings.append(f"no popularity segment matches context {sorted(context)}; served overall popularity")
+        if not matched:
+            recs = self.fallback.popular_items(
+                k,
+                candidates=None if allowed is None else self.items.ids[allowed],
+                exclude=self.items.ids[exclude] if len(exclude) else None,
+            )
+            counts = recs.scores_of(0)
+            texts = [f"popular overall ({c:.0f} interactions overall)" for c in counts]
+            return Result(recs.items_of(0), counts, texts, "popular", "popularity", list(warnings))
+        idx, val = _top(np.array(scores, np.float32, copy=True), k, exclude, allowed)
         counts = self.popularity.counts
+        why = f"popular with {', '.join(matched)}"
         texts = [f"{why} ({counts[i]:.0f} interactions overall)" for i in idx[idx >= 0]]
         return self._result(idx, val, texts, "popular", "popularity", warnings)
 
@@ -481,7 +492,11 @@ class Engine:
         texts = [f"{served.name}: similar to {_py(self.items.ids[iidx])!r}"] * int((idx >= 0).sum())
         return self._result(idx, val, texts, "similar", served.name, [])
 
-    def predict(self, users: list[Any], items: list[Any], model: str | None = None) -> tuple[np.ndarray, str]:
+    def predict(
+        self, users: list[Any], items: list[Any], model: str | None = None
+    ) -> tuple[np.ndarray, str, list[str]]:
+        """Ratings for pairs (clipped to the rating scale), the model's name, and the fallbacks taken
+        for unknown ids (the library's :meth:`RatingModel.predict_with_warnings`)."""
         served = self._model(model)
         if served is None:
             served = next((s for s in self.served.values() if s.model.predicts_ratings), None)
@@ -489,7 +504,10 @@ class Engine:
                 raise NotSupportedError(
                     f"no model in this version predicts ratings ({', '.join(self.served)} rank items)"
                 )
-        return served.model.predict(users, items), served.name
+        if not isinstance(served.model, RatingModel) or not served.model.predicts_ratings:
+            raise NotSupportedError(f"model '{served.name}' ranks items; it does not predict ratings")
+        pred, notes = served.model.predict_with_warnings(users, items)
+        return pred, served.name, notes
 
 
 def _has_similar(model: Recommender) -> bool:

@@ -3,7 +3,8 @@
 For each categorical user feature (at most ``max_values`` distinct values, e.g. age group,
 country, occupation) the item counts of every segment are kept. A request that gives
 ``context={"country": "FR"}`` is ranked by the share of each item within the matching segments;
-no match (or no context) falls back to global popularity.
+no match (or no context) falls back to global popularity: the library's own fallback
+(``Recommender.popular_items``), which the engine calls.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import pandas as pd
 
 from tastebud.core import persist
 from tastebud.core.errors import ModelFormatError
-from tastebud.core.topk import topk
 from tastebud.data.interactions import Interactions
 
 KIND = "tastebud-popularity"
@@ -53,11 +53,6 @@ class Popularity:
                     )
         return cls(counts, segments)
 
-    @classmethod
-    def from_model(cls, model: Any) -> Popularity:
-        ui = model.user_items_
-        return cls(np.bincount(ui.indices, minlength=model.n_items).astype(np.float64))
-
     def scores(self, context: dict[str, Any] | None = None) -> tuple[np.ndarray, list[str]]:
         """Scores over items and the segments that matched."""
         matched = []
@@ -74,17 +69,6 @@ class Popularity:
         # global popularity breaks ties among items no one in the segment has touched
         share = share / len(matched) + 1e-9 * self.counts / max(1.0, self.counts.sum())
         return share, [f"{k}={v}" for k, v in matched]
-
-    def top(
-        self, k: int, context: dict[str, Any] | None = None, exclude: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, str]:
-        scores, matched = self.scores(context)
-        scores = np.array(scores, np.float32, copy=True)
-        if exclude is not None and len(exclude):
-            scores[exclude] = -np.inf
-        idx, val = topk(scores, k)
-        why = f"popular with {', '.join(matched)}" if matched else "popular overall"
-        return idx, val, why
 
     def save(self, directory: str | Path) -> Path:
         keys = sorted(self.segments)

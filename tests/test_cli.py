@@ -261,13 +261,13 @@ def test_recommend_clips_predicted_ratings_to_the_scale(tmp_path):
     data = _csv(tmp_path, "user,item,rating\n" + rows)
     out = tmp_path / "bias"
     res = runner.invoke(
-        app, ["train", "bias", "--data", str(data), "--out", str(out), "-p", "reg_user=0", "-p", "reg_item=0"]
+        app, ["train", "bias", "--data", str(data), "--out", str(out), "-p", "reg_user_bias=0", "-p", "reg_item_bias=0"]
     )
     assert res.exit_code == 0, res.output
     import tastebud as tb
 
     raw = tb.load_model(str(out)).recommend(["a"], k=2)
-    assert raw.scores[0, 0] > 5  # the model's own score runs past the scale
+    assert raw.scores[0][0] > 5  # the model's own score runs past the scale
     res = runner.invoke(app, ["recommend", "--model", str(out), "--user", "a", "--k", "2", "--json"])
     items = json.loads(res.stdout)["results"][0]["items"]
     assert [e["item"] for e in items] == list(raw.items[0]) and max(e["score"] for e in items) == 5.0

@@ -54,7 +54,7 @@ def test_fold_in_and_explanations_are_the_score_split():
     if len(items) <= 5:
         for score, expl in zip(a.scores_of(0), a.explanations[0], strict=False):
             assert sum(w for _, w in expl.contributions) == pytest.approx(score, rel=1e-4)
-    contrib = model.weights_[row.indices, a.items[0, 0]]
+    contrib = model.weights_[row.indices, a.items[0][0]]
     assert a.explanations[0][0].contributions[0][1] == pytest.approx(contrib.max(), rel=1e-5)
 
 

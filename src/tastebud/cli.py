@@ -495,7 +495,7 @@ def recommend(
         fail("give --user ID (repeatable) or --history ITEM,ITEM,...")
     scale = getattr(model, "rating_scale_", None) if model.predicts_ratings else None
     if scale is not None:  # a predicted rating above the scale means nothing to a reader; the order stays
-        recs = dataclasses.replace(recs, scores=np.clip(recs.scores, *scale))
+        recs = dataclasses.replace(recs, scores=[np.clip(row, *scale) for row in recs.scores])
     titles = load_titles(model_dir)
     if as_json:
         records = recs.to_records()

@@ -77,11 +77,23 @@ def git(*args: str) -> str:
 
 
 def measured_commit(paths: Sequence[str]) -> str:
-    """HEAD's commit, with ``+dirty`` when any measured path differs from it (then nothing is stamped clean)."""
+    """The commit the code was at when this script started, with ``+dirty`` when any measured path
+    differed from it then, or when HEAD has moved since (a long run must not stamp a later commit)."""
     head = git("rev-parse", "HEAD") or "unknown"
-    if head != "unknown" and git("status", "--porcelain", "--", *paths):
-        return head + "+dirty"
+    if head == "unknown":
+        return head
+    if (
+        head != _START_HEAD
+        or git("status", "--porcelain", "--", *paths)
+        or any(p == "." or any(d == p or d.startswith(p.rstrip("/") + "/") for d in _START_DIRTY) for p in paths)
+    ):
+        return _START_HEAD + "+dirty"
     return head
+
+
+# What the repository looked like when this script started: the code a run measures.
+_START_HEAD = git("rev-parse", "HEAD") or "unknown"
+_START_DIRTY = [line[3:] for line in git("status", "--porcelain").splitlines()]
 
 
 def section_paths(script: str, measures: Sequence[str]) -> list[str]:

@@ -94,3 +94,15 @@ def test_interleave_alternates_sides_and_keeps_warmup_apart(bench_modules) -> No
     assert rows[0]["threads"] == "1 thread" and rows[0]["runs"] == 3
     assert "wall / b, per pair" in rows[0]
     assert common.spread([3.0, 1.0, 2.0]) == "2.00 (1.00-3.00)"
+
+
+def test_a_run_that_outlives_its_commit_is_stamped_dirty(bench_modules, monkeypatch) -> None:
+    """The stamp names the code the run started on: if HEAD moved meanwhile, the figures are not HEAD's."""
+    common, _ = bench_modules
+    monkeypatch.setattr(common, "_START_HEAD", "0" * 40)
+    monkeypatch.setattr(common, "_START_DIRTY", [])
+    assert common.measured_commit(["src/tastebud/core"]) == "0" * 40 + "+dirty"
+    monkeypatch.setattr(common, "_START_HEAD", common.git("rev-parse", "HEAD"))
+    monkeypatch.setattr(common, "_START_DIRTY", ["src/tastebud/core/base.py"])
+    assert common.measured_commit(["src/tastebud/core"]).endswith("+dirty")
+    assert not common.measured_commit(["docs/no-such-folder"]).endswith("+dirty")

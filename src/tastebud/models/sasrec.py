@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import torch  # without torch this ImportError makes get_model say which extra to install
 
 from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError
@@ -45,11 +46,9 @@ from tastebud.models._torch import (
     module_from_bytes,
     module_to_bytes,
     pick_device,
-    require_torch,
     seed_everything,
 )
 
-torch = require_torch()
 nn = torch.nn
 F = torch.nn.functional
 

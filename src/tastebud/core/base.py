@@ -59,6 +59,9 @@ class Recommender:
     supports_history: ClassVar[bool] = False
     #: Hyper-parameters for a quick fit on a tiny data set (contract tests, smoke runs).
     fast_params: ClassVar[dict[str, Any]] = {}
+    #: Optional packages the model needs to fit, as ``(import name, extra)``: without one of them
+    #: ``get_model`` raises UnknownModelError naming the extra to install.
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     # ------------------------------------------------------------------ params
     @classmethod

@@ -170,6 +170,7 @@ class SASRec(Recommender):
     """
 
     supports_history: ClassVar[bool] = True
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "neural"),)
     fast_params: ClassVar[dict[str, Any]] = {
         "factors": 8,
         "blocks": 1,

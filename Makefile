@@ -34,8 +34,9 @@ system-deps:
 	bash scripts/system-deps.sh
 
 # The default suite: everything but the tests marked slow and the reliability suite.
+# PYTEST_ARGS narrows or adds to it, e.g. `make test PYTEST_ARGS="tests/test_splits.py -x"`.
 test: $(STAMP) system-deps
-	. scripts/start-services.sh && $(BIN)/pytest -q -m "not slow" -p no:cacheprovider --ignore=tests/reliability
+	. scripts/start-services.sh && $(BIN)/pytest -q -m "not slow" -p no:cacheprovider --ignore=tests/reliability $(PYTEST_ARGS)
 
 test-slow: $(STAMP) system-deps
 	. scripts/start-services.sh && $(BIN)/pytest -q -m "slow" -p no:cacheprovider --ignore=tests/reliability

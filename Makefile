@@ -1,17 +1,29 @@
 # Two commands for a fresh clone: `make demo` and `make test`. Both create .venv and install.
-PYTHON ?= python3
-VENV := .venv
+# Another Python: `make test PY=3.13` (finds python3.13, installs into .venv-3.13), or PYTHON=... VENV=...
+PY ?=
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(if $(PY),$(shell bash scripts/find-python.sh $(PY)),python3)
+endif
+VENV ?= $(if $(PY),.venv-$(PY),.venv)
+PYVER := $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
+# torch==2.13.0 (extras neural and text) is installed only on 3.11, whose CPU wheel this machine holds;
+# on other Pythons pip would download the multi-GB CUDA build, so they get every other extra.
+# EXTRAS must include test (pytest) for `make test`.
+NO_TORCH_EXTRAS := ann,serve,dist,bench,tune,test
+EXTRAS ?= $(if $(filter 3.11,$(PYVER)),all,$(NO_TORCH_EXTRAS))
+comma := ,
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export HF_HUB_OFFLINE := 1
 export TASTEBUD_DATA ?= $(abspath ../shared/data)
 
 .PHONY: demo test test-slow test-all reliability system-deps bench lint clean
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYVER)" || { echo "no working Python at '$(PYTHON)'" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[all]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,8 +34,9 @@ system-deps:
 	bash scripts/system-deps.sh
 
 # The default suite: everything but the tests marked slow and the reliability suite.
+# PYTEST_ARGS narrows or adds to it, e.g. `make test PYTEST_ARGS="tests/test_splits.py -x"`.
 test: $(STAMP) system-deps
-	. scripts/start-services.sh && $(BIN)/pytest -q -m "not slow" -p no:cacheprovider --ignore=tests/reliability
+	. scripts/start-services.sh && $(BIN)/pytest -q -m "not slow" -p no:cacheprovider --ignore=tests/reliability $(PYTEST_ARGS)
 
 test-slow: $(STAMP) system-deps
 	. scripts/start-services.sh && $(BIN)/pytest -q -m "slow" -p no:cacheprovider --ignore=tests/reliability
@@ -41,7 +54,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
 
 # BENCHMARKS.md sections whose measured code changed since the commit they record (exit 1 if any).
 .PHONY: bench-check

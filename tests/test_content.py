@@ -189,7 +189,7 @@ def test_ml100k_cold_start_beats_random(data_root):
     from tastebud.data.splits import Split
     from tastebud.eval import metrics as M
 
-    d = load_ml100k()
+    d = load_ml100k(data_root)
     rng = np.random.default_rng(0)
     held = np.sort(rng.choice(d.n_items, size=d.n_items // 10, replace=False))
     mask = np.isin(d.item_idx, held)

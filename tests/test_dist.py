@@ -177,6 +177,7 @@ def test_batch_scoring_equals_recommend_and_index_from_exported_vectors(ray_loca
 
 @pytest.mark.slow
 def test_two_tower_on_two_ray_workers_trains_and_evaluates(ray_local):
+    pytest.importorskip("torch")
     from tastebud.models.two_tower import TwoTower
 
     data = generate(n_users=200, n_items=80, n_interactions=4000, explicit=False, features=False, random_state=5)
@@ -205,6 +206,7 @@ def test_engine_hyper_parameters_are_checked_and_saved_as_json():
     from tastebud.core.base import _jsonable_params
     from tastebud.core.registry import get_model
 
+    pytest.importorskip("torch")
     for name in ("ials", "two_tower", "neumf", "sasrec"):
         cls = get_model(name)
         with pytest.raises(ConfigError, match="engine"):

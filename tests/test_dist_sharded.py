@@ -204,6 +204,7 @@ def test_ials_from_parquet_shards_equals_the_in_memory_fit(ray_local, events):
 
 @pytest.mark.slow
 def test_neumf_from_parquet_shards_trains_to_the_single_process_quality(ray_local, events):
+    pytest.importorskip("torch")
     from tastebud.models.baseline import MostPopular
     from tastebud.models.ncf import NeuMF
 
@@ -229,6 +230,7 @@ def _held_halves(model, n_events):
 
 @pytest.mark.slow
 def test_two_tower_from_parquet_shards_trains_to_the_single_process_quality(ray_local, featured):
+    pytest.importorskip("torch")
     """Each worker: its users' events and features, the whole item catalogue; the rest is merged."""
     from tastebud.models.baseline import MostPopular
     from tastebud.models.two_tower import TwoTower
@@ -259,6 +261,7 @@ def test_two_tower_from_parquet_shards_trains_to_the_single_process_quality(ray_
 
 @pytest.mark.slow
 def test_sasrec_from_parquet_shards_trains_to_the_single_process_quality(ray_local, featured):
+    pytest.importorskip("torch")
     from tastebud.models.sasrec import SASRec
 
     split, src, _ = featured
@@ -296,6 +299,7 @@ def test_cli_picks_the_sharded_path_only_for_a_directory_on_ray(events, tmp_path
     assert sharded_source("ials", ray_params, None) is None
     with pytest.raises(ConfigError, match="Parquet directory"):
         sharded_source("svd", ray_params, path)
+    pytest.importorskip("torch")
     for name in ("two_tower", "sasrec"):
         assert isinstance(sharded_source(name, ray_params, path, time="timestamp"), ParquetSource)
 

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 
 pytestmark = pytest.mark.postgres
 
-URL = os.environ.get("TASTEBUD_PG_URL")
-
 
 @pytest.fixture()
-def pg_url():
-    if not URL:
-        pytest.skip("TASTEBUD_PG_URL is not set (start a server with scripts/start_postgres.sh)")
+def pg_url(postgres_url):
     pytest.importorskip("psycopg")
     import psycopg
 
     # a fresh table per test: point the store at its own schema
     schema = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(URL, autocommit=True) as con:
+    with psycopg.connect(postgres_url, autocommit=True) as con:
         con.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in URL else "?"
-    yield f"{URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(URL, autocommit=True) as con:
+    sep = "&" if "?" in postgres_url else "?"
+    yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
         con.execute(f"DROP SCHEMA {schema} CASCADE")
 
 

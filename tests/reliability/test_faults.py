@@ -409,18 +409,15 @@ def test_read_only_store_during_post_events_is_503_with_no_partial_write(tmp_pat
 
 
 @pytest.mark.postgres
-def test_read_only_postgres_store_is_503_with_no_partial_write(tmp_path):
-    url = os.environ.get("TASTEBUD_PG_URL")
-    if not url:
-        pytest.skip("TASTEBUD_PG_URL is not set (scripts/start_postgres.sh starts a server)")
+def test_read_only_postgres_store_is_503_with_no_partial_write(tmp_path, postgres_url):
     import psycopg
 
     from tastebud.serve.events import PostgresEventStore
 
-    with psycopg.connect(url, autocommit=True) as con:
+    with psycopg.connect(postgres_url, autocommit=True) as con:
         con.execute(f"DROP TABLE IF EXISTS {PostgresEventStore.TABLE}")
     reg = build_registry(tmp_path / "reg")
-    with TestClient(create_app(reg, ServeConfig(token=TOKEN, events=url))) as client:
+    with TestClient(create_app(reg, ServeConfig(token=TOKEN, events=postgres_url))) as client:
         assert client.post("/events", json=_batch("ok", 3), headers=AUTH).status_code == 201
         store = client.app.state.tb.store
         # the server refuses writes in this session, as a read-only replica or a read-only database would

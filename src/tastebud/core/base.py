@@ -81,6 +81,9 @@ class Recommender:
     search_space: ClassVar[dict[str, Dist]] = {}
     #: True for next-item models: their validation holds out each user's last item, not random ones.
     sequential: ClassVar[bool] = False
+    #: Optional packages the model needs to fit, as ``(import name, extra)``: without one of them
+    #: ``get_model`` raises UnknownModelError naming the extra to install.
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     # ------------------------------------------------------------------ params
     def __init_subclass__(cls, **kwargs: Any) -> None:

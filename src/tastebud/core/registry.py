@@ -81,8 +81,14 @@ def get_model(name: str) -> type[Recommender]:
                 "Install the matching extra, for example `pip install tastebud[neural]`."
             ) from exc
     try:
-        return _REGISTRY[name]
+        cls = _REGISTRY[name]
     except KeyError:
         raise UnknownModelError(
             f"no model named '{name}'; known models: {', '.join(list_models())}"
         ) from None
+    for module, extra in cls.requires:
+        if not _module_present(module):
+            raise UnknownModelError(
+                f"model '{name}' needs {module}, which is not installed: `pip install tastebud[{extra}]`"
+            )
+    return cls

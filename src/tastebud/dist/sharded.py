@@ -160,12 +160,18 @@ def fit_parquet(
     """
     from tastebud.models.als import ImplicitALS
     from tastebud.models.ncf import _NCF
-    from tastebud.models.sasrec import SASRec
     from tastebud.models.two_tower import TwoTower
 
+    neural: tuple[type, ...] = (_NCF, TwoTower)
+    try:
+        from tastebud.models.sasrec import SASRec
+
+        neural += (SASRec,)
+    except ImportError:  # no torch, so no SASRec instance either: other models still get their answer
+        pass
     if isinstance(model, ImplicitALS):
         return fit_ials_parquet(model, source, workers, address)
-    if isinstance(model, (_NCF, TwoTower, SASRec)):
+    if isinstance(model, neural):
         return fit_neural_parquet(model, source, workers, address)
     raise NotSupportedError(
         f"{type(model).__name__} cannot train from sharded Parquet yet; use ials, gmf, mlp, neumf, two_tower "

@@ -246,6 +246,7 @@ class _NCF(Recommender):
     """Shared fit / score / persistence of the three NCF models."""
 
     kind: ClassVar[str] = ""
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "neural"),)
     fast_params: ClassVar[dict[str, Any]] = {
         "factors": 8,
         "layers": 2,

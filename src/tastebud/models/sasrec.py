@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import torch  # without torch this ImportError makes get_model say which extra to install
 
 from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError
@@ -47,11 +48,9 @@ from tastebud.models._torch import (
     module_from_bytes,
     module_to_bytes,
     pick_device,
-    require_torch,
     seed_everything,
 )
 
-torch = require_torch()
 nn = torch.nn
 F = torch.nn.functional
 
@@ -173,6 +172,7 @@ class SASRec(Recommender):
     """
 
     supports_history: ClassVar[bool] = True
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "neural"),)
     fast_params: ClassVar[dict[str, Any]] = {
         "factors": 8,
         "transformer_blocks": 1,

@@ -334,6 +334,7 @@ class TwoTower(Recommender):
     correction (Covington et al. 2016; Yi et al. 2019). See the module docstring."""
 
     supports_history = True
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "neural"),)
     fast_params: ClassVar[dict[str, Any]] = {
         "factors": 8,
         "epochs": 1,

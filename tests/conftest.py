@@ -91,6 +91,19 @@ def chromium() -> str:
     return path
 
 
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: str):
+    """Debian's chromium driven by Playwright, headless, one for the whole session."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """A PostgreSQL server's URL from $TASTEBUD_PG_URL (`make test` starts one where PostgreSQL is installed)."""

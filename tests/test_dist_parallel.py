@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from servers import free_port
 
 torch = pytest.importorskip("torch")
 
@@ -124,10 +125,6 @@ if rank == 0:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _fit_two_ranks(tmp_path: Path, name: str, params: dict) -> object:
@@ -135,7 +132,7 @@ def _fit_two_ranks(tmp_path: Path, name: str, params: dict) -> object:
 
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE="2")
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE="2")
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), name, json.dumps(params), str(tmp_path / "model")],

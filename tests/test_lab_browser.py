@@ -7,53 +7,24 @@ A uvicorn server runs in a thread on a free loopback port. Screenshots go to ``a
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from servers import serving
+
 pytestmark = pytest.mark.browser
 
 SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "lab"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def base_url():
-    uvicorn = pytest.importorskip("uvicorn")
     from tastebud.lab import LabState, create_lab_app
 
     state = LabState(models=["random", "popular", "bias"], synthetic_size=(120, 80, 3600), data_root="/nonexistent")
-    server = uvicorn.Server(
-        uvicorn.Config(create_lab_app(state=state), host="127.0.0.1", port=_free_port(), log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            pytest.fail("the lab server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.config.port}"
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def browser(chromium):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=ARGS)
-        yield b
-        b.close()
+    with serving(create_lab_app(state=state)) as url:
+        yield url
 
 
 @pytest.fixture()

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import tastebud as tb
+from servers import free_port, serving
 from tastebud.core.base import Recommender
 from tastebud.data.idmap import IdMap
 from tastebud.serve.app import ServeConfig, create_app
@@ -480,42 +481,18 @@ def test_index_path_matches_exact_scoring():
     assert len(got) == 10 and all(int(i[1:]) % 4 == 0 for i in got)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_real_uvicorn_server(registry):
-    import uvicorn
-
-    app = create_app(registry, ServeConfig(token=TOKEN))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 20
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        assert server.started
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            assert http.get("/health").json()["status"] == "ok"
-            assert (
-                http.post("/events", json={"user": "live", "item": 100, "event_id": "x"}, headers=AUTH).status_code
-                == 201
-            )
-            body = http.get("/users/live/recommendations?k=3").json()
-            assert body["path"] == "history" and 100 not in items_of(body)
-            assert (
-                http.post(
-                    "/recommendations", content=b"{oops", headers={"content-type": "application/json"}
-                ).status_code
-                == 422
-            )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app(registry, ServeConfig(token=TOKEN))) as url, httpx.Client(base_url=url, timeout=10) as http:
+        assert http.get("/health").json()["status"] == "ok"
+        assert http.post("/events", json={"user": "live", "item": 100, "event_id": "x"}, headers=AUTH).status_code == 201
+        body = http.get("/users/live/recommendations?k=3").json()
+        assert body["path"] == "history" and 100 not in items_of(body)
+        assert (
+            http.post("/recommendations", content=b"{oops", headers={"content-type": "application/json"}).status_code
+            == 422
+        )
 
 
 def test_retrain_and_serve_commands(tmp_path, data, monkeypatch):
@@ -577,7 +554,7 @@ def test_serve_single_model_folder(tmp_path, data):
 
 def _start_fleet(registry) -> tuple[int, subprocess.Popen]:
     """`tastebud serve --workers 2` on a free port, returned once both workers answer."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tastebud", "serve", "--model", str(registry), "--port", str(port), "--workers", "2"],
         env={**os.environ, "TASTEBUD_TOKEN": TOKEN},
@@ -808,7 +785,7 @@ def test_worker_fleet_that_cannot_start_stops_with_an_error(tmp_path, monkeypatc
 
     monkeypatch.setenv("TASTEBUD_SERVE_SOURCE", str(tmp_path / "gone"))
     monkeypatch.setenv("TASTEBUD_TOKEN", TOKEN)
-    options = {"host": "127.0.0.1", "port": _free_port(), "log_level": "critical"}
+    options = {"host": "127.0.0.1", "port": free_port(), "log_level": "critical"}
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="failed to start"):
         fleet.run_fleet(options, 2, tmp_path / "connections")

@@ -36,6 +36,19 @@ def test_train_and_recommend_round_trip(tmp_path):
     assert "nope" in json.loads(res.output)["warnings"][0]
 
 
+def test_recommend_for_a_history_has_no_user_column(tmp_path):
+    # a new person has no id: the table shows item, score, rank, not a user column reading "None"
+    data = _csv(tmp_path, "user,item\na,x\na,y\nb,x\nb,z\nc,y\nc,z\n")
+    out = tmp_path / "model"
+    assert runner.invoke(app, ["train", "popular", "--data", str(data), "--out", str(out)]).exit_code == 0
+    res = runner.invoke(app, ["recommend", "--model", str(out), "--history", "x", "--k", "2"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    header = next(line for line in res.output.splitlines() if "item" in line)
+    assert "user" not in header and "None" not in res.output, res.output
+    res = runner.invoke(app, ["recommend", "--model", str(out), "--user", "a"], env={"COLUMNS": "200"})
+    assert "user" in next(line for line in res.output.splitlines() if "item" in line), res.output
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     bad = _csv(tmp_path, "user,item,rating\na,x,5\nb,y,abc\n")
     res = runner.invoke(app, ["data", "info", "--data", str(bad), "--rating-col", "rating"])

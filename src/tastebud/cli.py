@@ -507,6 +507,8 @@ def recommend(
     for warning in recs.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     frame = recs.to_frame()
+    if history is not None:  # a new person has no id: a user column would read "None"
+        frame = frame.drop(columns="user")
     if titles:
         frame.insert(frame.columns.get_loc("item") + 1, "title", [titles.get(i, "") for i in frame["item"]])
     table = Table(*[str(c) for c in frame.columns])

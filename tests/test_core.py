@@ -363,3 +363,14 @@ def test_bundle_verify_false_skips_the_checksums_and_unread_files_stay_on_disk(t
     (folder / "blob.bin").unlink()
     with pytest.raises(ModelFormatError, match="missing"):
         persist.read_bundle(folder, verify=False)
+
+
+def test_saved_files_have_the_permissions_of_any_file_the_user_writes(tmp_path):
+    """mkstemp/mkdtemp make owner-only entries; renamed into place they must follow the umask."""
+    mask = persist._UMASK
+    folder = persist.write_bundle(tmp_path / "b", {"kind": "test"}, {"x": np.arange(4)}, {"blob.bin": b"abc"})
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~mask
+    for f in folder.iterdir():
+        assert f.stat().st_mode & 0o777 == 0o666 & ~mask, f.name
+    persist.atomic_write_bytes(tmp_path / "one.json", b"{}")
+    assert (tmp_path / "one.json").stat().st_mode & 0o777 == 0o666 & ~mask

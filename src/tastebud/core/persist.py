@@ -38,12 +38,34 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _read_umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back: done once, at import,
+    so no other thread's file is ever created under the placeholder)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _as_if_created(path: str | os.PathLike[str], mode: int) -> None:
+    """Give a temp file or folder the permissions ``open``/``mkdir`` would have given it.
+
+    ``mkstemp`` and ``mkdtemp`` create owner-only entries (0600/0700) for their own safety; a model
+    folder or file renamed into place from them would stay unreadable to a service running as
+    another user, unlike any other file the user writes.
+    """
+    os.chmod(path, mode & ~_UMASK)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
     """Write ``payload`` to ``path`` through a temp file, fsync and rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        _as_if_created(tmp, 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
@@ -117,6 +139,7 @@ def write_bundle(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
+        _as_if_created(tmp, 0o777)
         for name, arr in arrays.items():
             if np.asarray(arr).dtype == object:
                 raise TypeError(f"array '{name}' has dtype object; it cannot be saved without pickle")

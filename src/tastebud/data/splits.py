@@ -254,7 +254,7 @@ def strong_generalization(
             raise ConfigError(f"heldout_users must be at least 1, got {heldout_users!r}")
         n_part = int(heldout_users)
     parts = 2 if validation else 1
-    if n_part * parts >= len(eligible) or n_part * parts >= int((counts > 0).sum()):
+    if n_part * parts > len(eligible) or n_part * parts >= int((counts > 0).sum()):
         raise DataError(
             f"{data.summary.source}: {parts} x {n_part} held-out users asked but only {len(eligible)} users have "
             f">= {min_interactions} events (and some must stay for training); lower heldout_users"

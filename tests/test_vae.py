@@ -193,6 +193,11 @@ def test_bad_parameters_and_histories(synth_implicit):
     tiny = generate(n_users=6, n_items=10, n_interactions=20, explicit=False, random_state=0)
     with pytest.raises(DataError, match="validation"):
         tb.get_model("recvae")(validation=0.9, device="cpu").fit(tiny)
+    signed = tb.Interactions.from_frame(
+        synth_implicit.to_frame().assign(value=lambda f: np.where(f.index % 2, 1.0, -1.0)), rating="value"
+    )
+    with pytest.raises(DataError, match="must be >= 0"):
+        tb.get_model("recvae")(**tb.get_model("recvae").fast_params).fit(signed)
     model = tb.get_model("mult_vae")(**tb.get_model("mult_vae").fast_params).fit(synth_implicit)
     with pytest.raises(DataError, match=">= 0"):
         model.recommend_for_history(list(synth_implicit.items.ids[:2]), [1.0, -1.0])

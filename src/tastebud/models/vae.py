@@ -103,6 +103,11 @@ class _VAE(Recommender):
 
     def _fit(self, data: Interactions) -> None:
         torch = require_torch()
+        if (self.user_items_.data < 0).any():
+            raise DataError(
+                f"{data.summary.source}: {self.name} reads interaction values as counts of a multinomial; "
+                "they must be >= 0 (drop or shift the negative ones)"
+            )
         seed_everything(int(self.random_state))
         device = pick_device(self.device)
         train, val = self._split(data)

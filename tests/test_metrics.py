@@ -48,6 +48,8 @@ def brute(name: str, items: list[int], relevant: set[int], k: int) -> float:
         return n_hits / k
     if name == "recall":
         return n_hits / len(relevant) if relevant else 0.0
+    if name == "recall_capped":
+        return n_hits / min(k, len(relevant)) if relevant else 0.0
     if name == "hit_rate":
         return float(n_hits > 0)
     if name == "ndcg":

@@ -39,6 +39,8 @@ BUILTIN: dict[str, str] = {
     "neumf": "tastebud.models.ncf",
     "two_tower": "tastebud.models.two_tower",
     "sasrec": "tastebud.models.sasrec",
+    "mult_vae": "tastebud.models.vae",
+    "recvae": "tastebud.models.vae",
     "hybrid": "tastebud.models.hybrid",
 }
 

@@ -175,3 +175,128 @@ def kfold(data: Interactions, k: int = 5, random_state: int = 0) -> list[Split]:
         _make(data, fold == f, f"fold{f + 1}of{k}", fold=f + 1, k=int(k), random_state=int(random_state))
         for f in range(k)
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Strong generalisation (Liang et al., WWW 2018): the users evaluated are not the users trained on.
+
+
+@dataclass
+class FoldIn:
+    """Held-out users: the events given as each one's history at query time, and the events to score.
+
+    Both share the full vocabularies; ``fold_in`` holds every held-out user, ``target`` only those
+    with events to score.
+    """
+
+    fold_in: Interactions
+    target: Interactions
+    name: str = "heldout"
+
+    @property
+    def users(self) -> np.ndarray:
+        """Indices of the held-out users with at least one target event (the users evaluated)."""
+        return np.nonzero(np.diff(self.target.matrix.indptr) > 0)[0]
+
+
+@dataclass
+class StrongSplit:
+    """Training users, and disjoint validation and test users who are folded in at query time.
+
+    Fit on ``train``; choose hyper-parameters on ``validation`` (None when not carved); report on
+    ``test`` once. :func:`tastebud.eval.strong.evaluate_fold_in` scores a :class:`FoldIn`.
+    """
+
+    train: Interactions
+    validation: FoldIn | None
+    test: FoldIn
+    name: str = "strong"
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def strong_generalization(
+    data: Interactions,
+    heldout_users: int | float = 0.1,
+    fold_in: float = 0.8,
+    validation: bool = True,
+    min_interactions: int = 5,
+    random_state: int = 0,
+) -> StrongSplit:
+    """Liang et al.'s protocol: whole users are held out, and for each a share of their events is
+    folded in (given as a history) while the rest is scored.
+
+    ``heldout_users`` is the number of test users (an int) or their share of all users (a float in
+    (0, 1)); a validation set of the same size is carved too unless ``validation=False``. Held-out
+    users are drawn among those with at least ``min_interactions`` events. As in the paper, their
+    events on items no training user has are dropped (a model cannot learn such an item); then for
+    each, ``floor((1 - fold_in) * n)`` random events are the target and the rest the fold-in (users
+    left with fewer than ``min_interactions`` events have no target and are not evaluated).
+    """
+    if not 0.0 < fold_in < 1.0:
+        raise ConfigError(f"fold_in must be between 0 and 1 (exclusive), got {fold_in!r}")
+    if (
+        isinstance(min_interactions, bool)
+        or not isinstance(min_interactions, (int, np.integer))
+        or min_interactions < 2
+    ):
+        raise ConfigError(f"min_interactions must be an integer of at least 2, got {min_interactions!r}")
+    rng = _check_random_state(random_state)
+    counts = np.diff(data.matrix.indptr)
+    eligible = np.nonzero(counts >= min_interactions)[0]
+    if isinstance(heldout_users, bool) or not isinstance(heldout_users, (int, np.integer, float)):
+        raise ConfigError(f"heldout_users must be a count or a share in (0, 1), got {heldout_users!r}")
+    if isinstance(heldout_users, float):
+        if not 0.0 < heldout_users < 1.0:
+            raise ConfigError(f"heldout_users as a share must be in (0, 1), got {heldout_users!r}")
+        n_part = max(1, int(round(heldout_users * int((counts > 0).sum()))))
+    else:
+        if heldout_users < 1:
+            raise ConfigError(f"heldout_users must be at least 1, got {heldout_users!r}")
+        n_part = int(heldout_users)
+    parts = 2 if validation else 1
+    if n_part * parts > len(eligible) or n_part * parts >= int((counts > 0).sum()):
+        raise DataError(
+            f"{data.summary.source}: {parts} x {n_part} held-out users asked but only {len(eligible)} users have "
+            f">= {min_interactions} events (and some must stay for training); lower heldout_users"
+        )
+    chosen = rng.permutation(eligible)[: n_part * parts]
+    role = np.zeros(data.n_users, np.int8)  # 0 train, 1 test, 2 validation
+    role[chosen[:n_part]] = 1
+    role[chosen[n_part:]] = 2
+    event_role = role[data.user_idx]
+    train = data.subset(event_role == 0, source=f"{data.summary.source} [strong train]")
+    known = np.zeros(data.n_items, bool)
+    known[train.item_idx] = True
+    keep = known[data.item_idx]
+    # random target events per held-out user, among the events kept (drawn once for every user)
+    kept_counts = np.bincount(data.user_idx[keep], minlength=data.n_users)
+    perm = np.lexsort((rng.random(len(data)), ~keep, data.user_idx))  # kept events first, shuffled, per user
+    starts = np.concatenate([[0], np.cumsum(np.bincount(data.user_idx, minlength=data.n_users))[:-1]])
+    rank = _rank_in_user(data.user_idx[perm], starts)
+    n_target = np.where(
+        kept_counts >= min_interactions, np.floor((1.0 - fold_in) * kept_counts + 1e-9).astype(np.int64), 0
+    )
+    is_target = np.zeros(len(data), bool)
+    is_target[perm[rank < n_target[data.user_idx[perm]]]] = True
+    is_target &= keep
+
+    def part(code: int, name: str) -> FoldIn:
+        mine = (event_role == code) & keep
+        return FoldIn(
+            data.subset(mine & ~is_target, source=f"{data.summary.source} [{name} fold-in]"),
+            data.subset(mine & is_target, source=f"{data.summary.source} [{name} target]"),
+            name,
+        )
+
+    test = part(1, "test")
+    val = part(2, "validation") if validation else None
+    report = {
+        "train_users": int(((role == 0) & (counts > 0)).sum()),
+        "train_interactions": len(train),
+        "test_users": int(len(test.users)),
+        "validation_users": 0 if val is None else int(len(val.users)),
+        "heldout_events_on_unseen_items": int(((event_role > 0) & ~keep).sum()),
+        "fold_in": float(fold_in),
+        "random_state": int(random_state),
+    }
+    return StrongSplit(train, val, test, name=f"strong{n_part}x{parts}", report=report)

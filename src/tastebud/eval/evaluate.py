@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from tastebud.core.base import RatingModel, Recommender
-from tastebud.data.splits import Split
+from tastebud.core.errors import NotSupportedError
+from tastebud.data.splits import Split, StrongSplit
 from tastebud.eval import metrics as M
 
 DEFAULT_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hit_rate")
@@ -17,7 +18,7 @@ DEFAULT_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hit_rate")
 
 def evaluate(
     models: Mapping[str, Recommender] | Sequence[Recommender] | Recommender,
-    splits: Split | Sequence[Split],
+    splits: Split | StrongSplit | Sequence[Split | StrongSplit],
     k: int = 10,
     metrics: Sequence[str] = DEFAULT_METRICS,
     relevance_threshold: float | None = None,
@@ -30,15 +31,26 @@ def evaluate(
     Rating models on explicit data also get RMSE and MAE over every test pair.
     Columns: model, split, fit_s, eval_s, users, rmse, mae, <metric>@k..., coverage, novelty,
     popularity.
+
+    A :class:`StrongSplit` (held-out users) is scored by folding in each test user's history
+    (:func:`tastebud.eval.strong.evaluate_fold_in`, models with ``supports_history`` only): its
+    row has ``<metric>@k``, ``users`` and ``eval_s``.
     """
     if isinstance(models, Recommender):
         models = {models.name or type(models).__name__: models}
     elif not isinstance(models, Mapping):
         models = {m.name or type(m).__name__: m for m in models}
-    split_list = [splits] if isinstance(splits, Split) else list(splits)
+    split_list = [splits] if isinstance(splits, (Split, StrongSplit)) else list(splits)
     unknown = [m for m in metrics if m not in M.RANKING_METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {sorted(M.RANKING_METRICS)}")
+    if any(isinstance(s, StrongSplit) for s in split_list):
+        lacking = [name for name, m in models.items() if not m.supports_history]
+        if lacking:
+            raise NotSupportedError(
+                f"strong generalisation folds in new users' histories, which {', '.join(lacking)} cannot; "
+                "evaluate models with supports_history (ease, mult_vae, recvae, ...)"
+            )
     rows = []
     jobs = [(name, model, split) for split in split_list for name, model in models.items()]
     bar = _progress(len(jobs), progress)
@@ -48,7 +60,12 @@ def evaluate(
         model.fit(split.train)
         fit_s = time.perf_counter() - start
         row = {"model": name, "split": split.name, "fit_s": fit_s}
-        row.update(evaluate_fitted(model, split, k, metrics, relevance_threshold))
+        if isinstance(split, StrongSplit):
+            from tastebud.eval.strong import evaluate_fold_in
+
+            row.update(evaluate_fold_in(model, split.test, [f"{m}@{k}" for m in metrics]))
+        else:
+            row.update(evaluate_fitted(model, split, k, metrics, relevance_threshold))
         rows.append(row)
         if bar is not None:
             bar.update(1)

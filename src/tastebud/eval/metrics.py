@@ -7,6 +7,8 @@ held-out items (binary relevance). They return one value per user; averaging is 
 Definitions (docs/metrics.md has them with formulas):
 
 * Precision@k = hits / k;  Recall@k = hits / |rel|;  HitRate@k = 1 if hits > 0.
+* RecallCapped@k = hits / min(k, |rel|): Liang et al.'s Recall@k (WWW 2018), which reaches 1 when
+  the list is all hits even for a user with more than k held-out items.
 * NDCG@k = DCG / IDCG, DCG = sum over hits at rank r (1-based) of 1 / log2(r + 1),
   IDCG over min(k, |rel|) — the convention of the fixed splits' peer table.
 * MAP@k = (1 / min(k, |rel|)) * sum over hits at rank r of precision@r.
@@ -51,6 +53,12 @@ def recall_at_k(recommended: np.ndarray, relevant: sp.csr_matrix, k: int | None 
     rec = _cut(recommended, k)
     nrel = _n_relevant(relevant)
     return _safe_div(hits_matrix(rec, relevant).sum(axis=1), nrel)
+
+
+def recall_capped_at_k(recommended: np.ndarray, relevant: sp.csr_matrix, k: int | None = None) -> np.ndarray:
+    rec = _cut(recommended, k)
+    denom = np.minimum(_n_relevant(relevant), rec.shape[1])
+    return _safe_div(hits_matrix(rec, relevant).sum(axis=1), denom)
 
 
 def hit_rate_at_k(recommended: np.ndarray, relevant: sp.csr_matrix, k: int | None = None) -> np.ndarray:
@@ -135,6 +143,7 @@ def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
 RANKING_METRICS = {
     "precision": precision_at_k,
     "recall": recall_at_k,
+    "recall_capped": recall_capped_at_k,
     "ndcg": ndcg_at_k,
     "map": map_at_k,
     "mrr": mrr_at_k,

@@ -28,7 +28,7 @@ from tastebud.data.splits import Split
 #: Models whose default hyper-parameters train for tens of seconds or minutes on a CPU (torch
 #: networks, Gibbs sampling): the lab trains them with their ``fast_params`` and does not select
 #: them by default.
-HEAVY_MODULES = {"tastebud.models.ncf", "tastebud.models.two_tower", "tastebud.models.sasrec"}
+HEAVY_MODULES = {"tastebud.models.ncf", "tastebud.models.two_tower", "tastebud.models.sasrec", "tastebud.models.vae"}
 HEAVY_MODELS = {"bayesmf"}
 #: Selected by default in the explorer when available (quick to train, different families).
 DEFAULT_PICKS = ("popular", "itemknn", "ials", "ease", "content", "bpr", "svd", "userknn")

@@ -57,6 +57,7 @@ class _VAE(Recommender):
     """What both autoencoders share: the validation users, the batches, scoring and persistence."""
 
     supports_history = True
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "neural"),)
     kind: ClassVar[str] = ""
 
     # ------------------------------------------------------------------ checks

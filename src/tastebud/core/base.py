@@ -54,6 +54,15 @@ from tastebud.data.interactions import Interactions
 SCORE_BLOCK = 16_000_000
 
 
+#: The engine hyper-parameters that models with ``scale_out`` had until 0.1 (``deprecated_params``):
+#: the engine is now an argument of ``fit``, not something the model is.
+ENGINE_PARAMS: dict[str, str] = {
+    name: "choose the engine when fitting: model.fit(data, engine=tastebud.dist.RayEngine(workers=..., address=...)) "
+    "or tastebud train --engine ray"
+    for name in ("engine", "workers", "address")
+}
+
+
 @typing.runtime_checkable
 class FitEngine(typing.Protocol):
     """Something that trains a model beyond this process (``tastebud.dist.RayEngine``).
@@ -99,6 +108,9 @@ class Recommender:
     #: Where the service ranks this model when it picks one to serve people by their history
     #: (lower first; needs ``supports_history``); None: never picked by itself (baselines).
     history_preference: ClassVar[int | None] = 100
+    #: True for reference points rather than recommenders (random, popular): the service leaves
+    #: them out of its default blend.
+    baseline: ClassVar[bool] = False
     #: True when the default hyper-parameters train for tens of seconds or more on a CPU (torch
     #: networks, Gibbs sampling): the lab trains such models with ``fast_params`` and does not pick them.
     heavy: ClassVar[bool] = False
@@ -110,6 +122,8 @@ class Recommender:
     #: engine=RayEngine(...))``, in-memory data on Ray workers) and ``"parquet"`` (each worker reads
     #: its own share of Parquet files, :func:`tastebud.dist.sharded.fit_parquet`).
     scale_out: ClassVar[frozenset[str]] = frozenset()
+    #: True when ``fit`` reads ``data.item_features`` / ``data.user_features`` (the sharded fit then reads them too).
+    uses_features: ClassVar[bool] = False
     #: Hyper-parameters removed from ``__init__`` but still accepted for one release with a
     #: DeprecationWarning: name -> what to do instead. Their values are kept aside (``deprecated_values``),
     #: never in ``get_params``; saved models that still name them load silently.
@@ -230,7 +244,9 @@ class Recommender:
         from tastebud.core.registry import get_engine
 
         owner = type(self).__name__
-        return get_engine(owner, given.get("engine", "local"), workers=given.get("workers", 2), address=given.get("address"))
+        return get_engine(
+            owner, given.get("engine", "local"), workers=given.get("workers", 2), address=given.get("address")
+        )
 
     # ------------------------------------------------------------------ fit
     def fit(self, data: Interactions, *, engine: FitEngine | None = None) -> Recommender:
@@ -710,6 +726,8 @@ def _checked_init(init: Any) -> Any:
 def _renamed(key: str, renames: dict[str, str]) -> str:
     base, dot, rest = key.partition(".")  # sparse arrays are stored as "<name>.csr.<part>"
     return renames.get(base, base) + dot + rest
+
+
 POPULAR_FALLBACK = "recommended the most popular items of the training data"
 RATING_FALLBACK = "predicted from the biases the model has (the global mean at worst)"
 

@@ -87,9 +87,7 @@ def get_model(name: str) -> type[Recommender]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownModelError(
-            f"no model named '{name}'; known models: {', '.join(list_models())}"
-        ) from None
+        raise UnknownModelError(f"no model named '{name}'; known models: {', '.join(list_models())}") from None
 
 
 def get_engine(owner: str, name: Any, **options: Any) -> Any:
@@ -102,7 +100,9 @@ def get_engine(owner: str, name: Any, **options: Any) -> Any:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"{owner}: workers must be a positive integer, got {workers!r}")
         if address is not None and (not isinstance(address, str) or not address.strip()):
-            raise ConfigError(f"{owner}: address must be a Ray address such as 'ray://host:10001' or 'auto', got {address!r}")
+            raise ConfigError(
+                f"{owner}: address must be a Ray address such as 'ray://host:10001' or 'auto', got {address!r}"
+            )
         return None
     if not isinstance(name, str) or name not in ENGINES:
         raise ConfigError(f"{owner}: engine must be 'local' or {' or '.join(map(repr, ENGINES))}, got {name!r}")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from tastebud.core.base import FitEngine, Recommender, positive
+from tastebud.core.base import ENGINE_PARAMS, FitEngine, Recommender, positive
 from tastebud.core.errors import ConfigError, ModelFormatError, TrainingError
 from tastebud.core.persist import atomic_write_bytes
 from tastebud.core.progress import note, progress_bar
@@ -286,14 +286,6 @@ class TrainHooks:
     softmax_loss: Callable[..., Any] | None = None
     features: Callable[[Any], list[Any]] | None = None
     finish: Callable[[Any], None] | None = None
-
-
-#: The deprecated engine hyper-parameters of the models that train on Ray, and what replaces them.
-ENGINE_PARAMS: dict[str, str] = {
-    name: "choose the engine when fitting: model.fit(data, engine=tastebud.dist.RayEngine(workers=..., address=...)) "
-    "or tastebud train --engine ray"
-    for name in ("engine", "workers", "address")
-}
 
 
 class TorchModel(Recommender):

@@ -32,6 +32,7 @@ events; each holds about ``1/W`` of them (counted, see ``_dist_info["held_events
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -393,9 +394,11 @@ def _neural_worker(config: dict[str, Any]) -> None:
         fitted.random_state = seed
         fitted.merge_user_blocks(lo, hi, lambda obj: _gather(obj, rank, world), _sum)
 
-    hooks = data_parallel_hooks(rank, world, local_data=True, frequency=frequency)
-    hooks.features = lambda mine: _all_gather(mine, world)
-    hooks.finish = finish
+    hooks = dataclasses.replace(
+        data_parallel_hooks(rank, world, local_data=True, frequency=frequency),
+        features=lambda mine: _all_gather(mine, world),  # unite the user-feature vocabularies
+        finish=finish,
+    )
     model.fit(share, hooks=hooks)
     del share
     everyone = _all_gather(held, world)

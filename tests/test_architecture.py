@@ -246,3 +246,4 @@ def test_capabilities_give_todays_lineups():
     assert ray == {"ials", "two_tower", "gmf", "mlp", "neumf", "sasrec"}
     assert {n for n, c in models.items() if "parquet" in c.scale_out} == ray
     assert {n for n, c in models.items() if c.baseline} == {"random", "popular"}
+    assert {n for n, c in models.items() if c.uses_features} == {"content", "two_tower"}

@@ -352,6 +352,7 @@ class TwoTower(TorchModel):
     correction (Covington et al. 2016; Yi et al. 2019). See the module docstring."""
 
     supports_history = True
+    uses_features: ClassVar[bool] = True
     history_preference: ClassVar[int | None] = 2
     demo_params: ClassVar[dict[str, Any] | None] = {"epochs": 3}
     fast_params: ClassVar[dict[str, Any]] = {

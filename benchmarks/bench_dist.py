@@ -34,6 +34,7 @@ from common import timer, write_section  # noqa: E402
 from tastebud.data.interactions import Interactions  # noqa: E402
 from tastebud.data.splits import Split, holdout  # noqa: E402
 from tastebud.data.synthetic import generate  # noqa: E402
+from tastebud.dist.engine import RayEngine  # noqa: E402
 from tastebud.eval.evaluate import evaluate_fitted  # noqa: E402
 from tastebud.models.als import ImplicitALS  # noqa: E402
 
@@ -222,9 +223,9 @@ def ials_and_batch(args: argparse.Namespace, parts: list[str], measured: dict, i
         ials_local_seconds_per_epoch=per_epoch_local,
     )
     if "ials" in parts:
-        dist = ImplicitALS(**params, engine="ray", workers=args.workers)
+        dist = ImplicitALS(**params)
         with timer() as t_dist:
-            dist.fit(split.train)
+            dist.fit(split.train, engine=RayEngine(workers=args.workers))
         info = dist._dist_info
         print(f"ray fit {t_dist['s']:.1f}s {info}", flush=True)
         diff = float(
@@ -320,9 +321,9 @@ def parquet_row(
             )
             write_interactions(test, f"{tmp}/test", partitions=1)
         print(f"parquet written in {t_write['s']:.0f}s", flush=True)
-        model = ImplicitALS(**params, engine="ray", workers=args.workers)
+        model = ImplicitALS(**params)
         with timer() as t_fit:
-            fit_parquet(model, f"{tmp}/train")
+            fit_parquet(model, f"{tmp}/train", workers=args.workers)
         info = model._dist_info
         print(f"parquet fit {t_fit['s']:.1f}s {info}", flush=True)
         test_pq = read_interactions(f"{tmp}/test", users=model.users_, items=model.items_)
@@ -379,10 +380,9 @@ def parity(workers: int, seeds: int, models: list[str], measured: dict) -> None:
         for seed in range(seeds):
             p = dict(params, device="cpu", random_state=seed)
             for engine in ("local", "ray"):
-                extra = {"engine": "ray", "workers": workers} if engine == "ray" else {}
-                model = get_model(name)(**p, **extra)
+                model = get_model(name)(**p)
                 with timer() as t:
-                    model.fit(split.train)
+                    model.fit(split.train, engine=RayEngine(workers=workers) if engine == "ray" else None)
                 res[engine].append(evaluate_fitted(model, split, 10)["ndcg@10"])
                 res[f"{engine}_s"].append(t["s"])
                 print(f"parity {label} seed {seed} {engine}: {res[engine][-1]:.4f} in {t['s']:.0f}s", flush=True)
@@ -458,13 +458,12 @@ def parquet_neural(workers: int, models: list[str]) -> dict:
             p = dict(params, device="cpu", random_state=0)
             res: dict = {"params": params, "events": len(train), "files": 8, "test_dropped": dropped}
             for run in ("local", "ray", "parquet"):
-                extra = {} if run == "local" else {"engine": "ray", "workers": workers}
-                model = get_model(name)(**p, **extra)
+                model = get_model(name)(**p)
                 with timer() as t:
                     if run == "parquet":
-                        fit_parquet(model, src)
+                        fit_parquet(model, src, workers=workers)
                     else:
-                        model.fit(train)
+                        model.fit(train, engine=RayEngine(workers=workers) if run == "ray" else None)
                 res[run] = evaluate_fitted(model, files, 10)["ndcg@10"]
                 res[f"{run}_s"] = t["s"]
                 if run == "parquet":
@@ -555,9 +554,9 @@ def two_tower_throughput(workers: int) -> dict:
     local = TwoTower(**params)
     with timer() as t_local:
         local.fit(split.train)
-    dist = TwoTower(**params, engine="ray", workers=workers)
+    dist = TwoTower(**params)
     with timer() as t_dist:
-        dist.fit(split.train)
+        dist.fit(split.train, engine=RayEngine(workers=workers))
     examples = len(split.train) * params["epochs"]
     return {
         "interactions": len(split.train),

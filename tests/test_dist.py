@@ -199,20 +199,36 @@ def test_two_tower_on_two_ray_workers_trains_and_evaluates(ray_local):
     assert all(len([i for i in row if i is not None]) == 5 for row in recs.items)
 
 
-def test_engine_hyper_parameters_are_checked_and_saved_as_json():
-    """engine / workers / address: validated like every hyper-parameter, stored as plain JSON."""
+def test_engine_hyper_parameters_are_deprecated_checked_and_not_saved():
+    """engine / workers / address: still accepted for one release with a DeprecationWarning naming
+    the new way, validated like every hyper-parameter, but no longer hyper-parameters: get_params
+    (and so the saved manifest) leaves them out, and fit uses the engine they name."""
     import json
 
     from tastebud.core.base import _jsonable_params
     from tastebud.core.registry import get_model
+    from tastebud.dist.engine import RayEngine
 
     pytest.importorskip("torch")
     for name in ("ials", "two_tower", "neumf", "sasrec"):
         cls = get_model(name)
+        with pytest.warns(DeprecationWarning, match="engine=tastebud.dist.RayEngine"):
+            bad = cls(engine="spark")
         with pytest.raises(ConfigError, match="engine"):
-            cls(engine="spark")._check_params()
+            bad._check_params()
+        with pytest.warns(DeprecationWarning):
+            few = cls(engine="ray", workers=0)
         with pytest.raises(ConfigError, match="workers"):
-            cls(engine="ray", workers=0)._check_params()
-        params = cls(engine="ray", workers=4, address="ray://head:10001").get_params()
-        assert json.loads(json.dumps(_jsonable_params(params)))["workers"] == 4
-        assert cls().get_params()["engine"] == "local"
+            few._check_params()
+        with pytest.warns(DeprecationWarning, match="'address' is deprecated"):
+            model = cls(engine="ray", workers=4, address="ray://head:10001")
+        params = model.get_params()
+        assert not {"engine", "workers", "address"} & set(json.loads(json.dumps(_jsonable_params(params))))
+        assert model.legacy_engine() == RayEngine(workers=4, address="ray://head:10001")
+        assert cls().legacy_engine() is None and "engine" not in cls().get_params()
+        with pytest.warns(DeprecationWarning):
+            assert cls().set_params(engine="ray").legacy_engine() == RayEngine(workers=2)
+        # a manifest written before the change still loads, silently
+        assert "engine" not in cls._from_saved_params({"engine": "ray", "workers": 2}).get_params()
+    with pytest.raises(ConfigError, match="workers"):
+        RayEngine(workers=0)

@@ -2,8 +2,8 @@
 
 Fast tests check the pieces in one process (the share cuts, the global in-batch softmax summed
 over shares equals the whole batch's loss and gradient). The slow ones run the real thing
-without Ray: two OS processes joined by a gloo process group, each a rank of
-:func:`data_parallel`, must end with the single-process weights up to float rounding.
+without Ray: two OS processes joined by a gloo process group, each fitting with
+:func:`data_parallel_hooks`, must end with the single-process weights up to float rounding.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ import json, os, sys
 import torch, torch.distributed as dist
 from tastebud.core.registry import get_model
 from tastebud.data.synthetic import generate
-from tastebud.dist.ray_train import data_parallel
+from tastebud.dist.ray_train import data_parallel_hooks
 
 name, params, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -118,8 +118,7 @@ torch.set_num_threads(1)
 data = generate(n_users=150, n_items=60, n_interactions=3000, explicit=False, features=False, random_state=5)
 model = get_model(name)(**params)
 dist.init_process_group("gloo", rank=rank, world_size=world)
-with data_parallel(rank, world, name, params):
-    model.fit(data)
+model.fit(data, hooks=data_parallel_hooks(rank, world))
 if rank == 0:
     model.save(out)
 """

@@ -333,4 +333,4 @@ def test_cli_trains_ials_from_a_parquet_directory_on_ray(ray_local, events, tmp_
     assert res.exit_code == 0, res.output
     model = tb.load_model(str(out))
     assert model.n_users == split.train.n_users and model.user_items_.nnz == split.train.matrix.nnz
-    assert model.get_params()["engine"] == "ray"
+    assert "engine" not in model.get_params()  # where a model trained is not a hyper-parameter

@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 from tastebud import __version__
 from tastebud.core.errors import TastebudError
 from tastebud.core.progress import enabled, progress_enabled
+from tastebud.data.sources import DATASETS
 
 try:  # typer >= 0.22 carries its own copy of click
     from typer._click.exceptions import ClickException
@@ -104,9 +105,6 @@ def _root(
     ctx.with_resource(enabled(not quiet))
 
 
-DATASETS = ("synthetic", "seed", "ml-100k", "ml-latest-small", "ml-1m", "ml-20m", "ml-25m")
-
-
 def fail(message: str, code: int = 2) -> None:
     """One clear line on stderr and a non-zero exit: never a traceback for bad input."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -134,65 +132,20 @@ def progress_note(message: str) -> None:
 
 # ---------------------------------------------------------------------------- data sources
 def load_data(dataset: str | None, data: Path | None, path: Path | None, **columns: Any):  # type: ignore[no-untyped-def]
-    """Interactions from ``--data FILE`` or ``--dataset NAME`` (MovieLens from ``--path``/$TASTEBUD_DATA).
+    """:func:`tastebud.data.sources.load_data` with the CLI's notes; bad input is one line and exit 2."""
+    from tastebud.data import sources
 
-    Training on generated data by accident looks like success, so one of the two is required
-    (``--dataset synthetic`` asks for the generated set)."""
-    from tastebud.data import movielens
-
-    if data is not None:
-        if dataset is not None:
-            fail("give --data FILE or --dataset NAME, not both")
-        return load_file(data, **columns)
-    if dataset is None:
-        fail(f"give the data: --data FILE or --dataset NAME ({', '.join(DATASETS)})")
-    name = dataset
-    if name == "synthetic":
-        from tastebud.data.synthetic import generate
-
-        return generate(n_users=2000, n_items=1000, n_interactions=100_000, random_state=0)
-    if name == "seed":
-        from tastebud.data.synthetic import seed_example
-
-        return seed_example()
-    loaders = {
-        "ml-100k": "load_ml100k",
-        "ml-latest-small": "load_ml_latest_small",
-        "ml-1m": "load_ml1m",
-        "ml-20m": "load_ml20m",
-        "ml-25m": "load_ml25m",
-    }
-    if name not in loaders or not hasattr(movielens, loaders[name]):
-        fail(f"unknown data set '{name}'; choose from {', '.join(DATASETS)} or pass --data FILE")
-    return getattr(movielens, loaders[name])(path)
+    try:
+        return sources.load_data(dataset, data, path, notify=note, **columns)
+    except TastebudError as exc:
+        fail(str(exc))
 
 
 def load_file(data: Path, user: str = "user", item: str = "item", rating: str | None = None, time: str | None = None):  # type: ignore[no-untyped-def]
-    """An interactions file, its item features beside it (``<name>.items.parquet``) when present.
+    """:func:`tastebud.data.sources.load_file` with the CLI's notes."""
+    from tastebud.data import sources
 
-    Without ``--rating-col`` a ``rating`` or ``score`` column is read as the ratings, and the
-    output says so either way: reading a rated file as implicit throws the ratings away silently.
-    ``--rating-col none`` reads a file with such a column as implicit."""
-    from tastebud.data.interactions import Interactions
-    from tastebud.data.io import detect_rating_column, item_features_path, read_item_features, read_table
-
-    frame, offset = read_table(data)
-    if rating is None:
-        rating = detect_rating_column(frame.columns)
-        if rating is not None:
-            note(f"reading column '{rating}' of {data} as ratings (--rating-col none reads it as implicit)")
-        else:
-            note(f"{data} has no rating column: each row is one implicit interaction (--rating-col NAME for ratings)")
-    elif rating.lower() == "none":
-        rating = None
-    features = item_features_path(data)
-    item_features = None
-    if features.is_file():
-        item_features = read_item_features(features)
-        note(f"item features from {features}")
-    return Interactions.from_frame(
-        frame, user, item, rating, time, item_features=item_features, source=str(data), line_offset=offset
-    )
+    return sources.load_file(data, user, item, rating, time, notify=note)
 
 
 def note(message: str) -> None:
@@ -346,27 +299,24 @@ def train(
 ) -> None:
     """Fit a model on a data set and save it."""
     import tastebud as tb
-    from tastebud.dist.commands import check_supported, engine_params
+    from tastebud.dist.commands import check_supported, engine_for, engine_params, sharded_source
 
     cls = tb.get_model(model)
-    extra = engine_params(engine, address, workers)
-    check_supported(model, extra)
+    options = engine_params(engine, address, workers)
+    check_supported(model, options)
     try:
-        estimator = cls(**{**parse_params(param), **extra})
+        estimator = cls(**parse_params(param))
     except TypeError as exc:
         fail(f"{model}: {exc}")
-    from tastebud.dist.commands import sharded_source
-
-    source = sharded_source(model, extra, data, user=user_col, item=item_col, rating=rating_col, time=time_col)
+    fit_engine = engine_for(options)
+    source = sharded_source(model, options, data, user=user_col, item=item_col, rating=rating_col, time=time_col)
     if source is not None:  # a Parquet directory on Ray: each worker reads its own share
-        from tastebud.dist.sharded import fit_parquet
-
         progress_note(f"fitting {model} on Ray from {data}")
-        fit_parquet(estimator, source)
+        fit_engine.fit_parquet(estimator, source)
     else:
         inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
-        progress_note(f"fitting {model} on {inter}")
-        estimator.fit(inter)
+        progress_note(f"fitting {model} on {inter}" + ("" if fit_engine is None else " on Ray"))
+        estimator.fit(inter, engine=fit_engine)
     estimator.save(out)
     if source is None:
         save_titles(out, inter)

@@ -16,31 +16,14 @@ from tastebud.data.splits import holdout
 from tastebud.data.synthetic import generate
 from tastebud.eval.evaluate import evaluate_fitted
 
-# The demo's line-up: registry name -> hyper-parameters sized for a run of a minute or two on 2 cores.
-# Models whose module or optional extra is missing are skipped with a note.
-DEMO_MODELS: dict[str, dict[str, Any]] = {
-    "random": {},
-    "popular": {},
-    "bias": {},
-    "userknn": {},
-    "itemknn": {},
-    "content": {},
-    "svd": {},
-    "svdpp": {"epochs": 10},
-    "bayesmf": {},
-    "als": {},
-    "ials": {},
-    "bpr": {},
-    "ease": {},
-    "neumf": {"epochs": 3},
-    "two_tower": {"epochs": 3},
-    "sasrec": {"epochs": 5},
-}
-
 
 def run_demo(console: Console, serve: bool = False, port: int = 8000, quick: bool = False) -> dict[str, Any]:
     """Generate data, train every available model, evaluate, show recommendations with titles."""
-    size = dict(n_users=300, n_items=200, n_interactions=12_000) if quick else dict(n_users=3000, n_items=1500, n_interactions=150_000)
+    size = (
+        dict(n_users=300, n_items=200, n_interactions=12_000)
+        if quick
+        else dict(n_users=3000, n_items=1500, n_interactions=150_000)
+    )
     t0 = time.perf_counter()
     data = generate(**size, random_state=0)
     console.print(f"[bold]1. data[/]  synthetic: {data} in {time.perf_counter() - t0:.1f}s")
@@ -49,15 +32,17 @@ def run_demo(console: Console, serve: bool = False, port: int = 8000, quick: boo
 
     console.print("[bold]3. train and evaluate[/] (NDCG/recall over the full ranking, training items excluded)")
     rows, fitted = [], {}
-    for name, params in DEMO_MODELS.items():
-        if name not in tb.list_models():
-            continue
+    # the line-up: every registered model that declares ``demo_params`` (hyper-parameters sized for
+    # a run of a minute or two on 2 cores), in registry order; a missing optional extra is a note
+    for name in tb.list_models():
         try:
             cls = tb.get_model(name)
         except tb.UnknownModelError as exc:
             console.print(f"   skipped {name}: {exc}")
             continue
-        all_params = dict(params)
+        if cls.demo_params is None:
+            continue
+        all_params = dict(cls.demo_params)
         if quick:
             all_params.update(cls.fast_params)
         model = cls(**all_params)
@@ -81,7 +66,15 @@ def run_demo(console: Console, serve: bool = False, port: int = 8000, quick: boo
     rows.sort(key=lambda r: -r["ndcg@10"])
     for r in rows:
         rmse = f"{r['rmse']:.4f}" if "rmse" in r else "-"
-        table.add_row(r["model"], f"{r['ndcg@10']:.4f}", f"{r['recall@10']:.4f}", f"{r['map@10']:.4f}", rmse, f"{r['coverage']:.3f}", f"{r['fit_s']:.2f}")
+        table.add_row(
+            r["model"],
+            f"{r['ndcg@10']:.4f}",
+            f"{r['recall@10']:.4f}",
+            f"{r['map@10']:.4f}",
+            rmse,
+            f"{r['coverage']:.3f}",
+            f"{r['fit_s']:.2f}",
+        )
     console.print(table)
 
     best = rows[0]["model"]

@@ -54,6 +54,26 @@ from tastebud.data.interactions import Interactions
 SCORE_BLOCK = 16_000_000
 
 
+#: The engine hyper-parameters that models with ``scale_out`` had until 0.1 (``deprecated_params``):
+#: the engine is now an argument of ``fit``, not something the model is.
+ENGINE_PARAMS: dict[str, str] = {
+    name: "choose the engine when fitting: model.fit(data, engine=tastebud.dist.RayEngine(workers=..., address=...)) "
+    "or tastebud train --engine ray"
+    for name in ("engine", "workers", "address")
+}
+
+
+@typing.runtime_checkable
+class FitEngine(typing.Protocol):
+    """Something that trains a model beyond this process (``tastebud.dist.RayEngine``).
+
+    ``Recommender.fit(data, engine=...)`` checks the data and parameters and records the
+    vocabularies, then calls ``engine.train(model, data)`` instead of the model's own ``_fit``.
+    """
+
+    def train(self, model: Recommender, data: Interactions) -> None: ...
+
+
 class Recommender:
     """Base of every model: scikit-learn-shaped, external ids at every public boundary."""
 
@@ -84,6 +104,33 @@ class Recommender:
     #: Optional packages the model needs to fit, as ``(import name, extra)``: without one of them
     #: ``get_model`` raises UnknownModelError naming the extra to install.
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    # Capabilities: what the demo, the service, the lab and the scale layer do with a model is read
+    # from these, never from a list of model names, so a new model gets the right behaviour by
+    # declaring them (``tests/test_capabilities.py`` checks that they are consistent).
+    #: Where the service ranks this model when it picks one to serve people by their history
+    #: (lower first; needs ``supports_history``); None: never picked by itself (baselines).
+    history_preference: ClassVar[int | None] = 100
+    #: True for reference points rather than recommenders (random, popular): the service leaves
+    #: them out of its default blend.
+    baseline: ClassVar[bool] = False
+    #: True when the default hyper-parameters train for tens of seconds or more on a CPU (torch
+    #: networks, Gibbs sampling): the lab trains such models with ``fast_params`` and does not pick them.
+    heavy: ClassVar[bool] = False
+    #: True when the lab's explorer selects this model by default (quick to train, its own family).
+    lab_default: ClassVar[bool] = False
+    #: Hyper-parameters for ``tastebud demo`` (sized for a minute or two on 2 cores); None: not in the demo.
+    demo_params: ClassVar[dict[str, Any] | None] = None
+    #: How the model trains beyond one process (:mod:`tastebud.dist`): ``"ray"`` (``fit(data,
+    #: engine=RayEngine(...))``, in-memory data on Ray workers) and ``"parquet"`` (each worker reads
+    #: its own share of Parquet files, :func:`tastebud.dist.sharded.fit_parquet`).
+    scale_out: ClassVar[frozenset[str]] = frozenset()
+    #: True when ``fit`` reads ``data.item_features`` / ``data.user_features`` (the sharded fit then reads them too).
+    uses_features: ClassVar[bool] = False
+    #: Hyper-parameters removed from ``__init__`` but still accepted for one release with a
+    #: DeprecationWarning: name -> what to do instead. Their values are kept aside (``deprecated_values``),
+    #: never in ``get_params``; saved models that still name them load silently.
+    deprecated_params: ClassVar[dict[str, str]] = {}
 
     # ------------------------------------------------------------------ params
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -116,6 +163,16 @@ class Recommender:
         for key, value in params.items():
             if key in names:
                 targets: tuple[str, ...] = (key,)
+            elif key in cls.deprecated_params:
+                if warn:
+                    warnings.warn(
+                        f"{owner}: hyper-parameter '{key}' is deprecated and goes in the next release; "
+                        f"{cls.deprecated_params[key]}",
+                        DeprecationWarning,
+                        stacklevel=stacklevel,
+                    )
+                out[key] = value
+                continue
             elif key in cls.renamed_params:
                 new = cls.renamed_params[key]
                 targets = (new,) if isinstance(new, str) else tuple(new)
@@ -138,8 +195,15 @@ class Recommender:
 
     @classmethod
     def _from_saved_params(cls, params: dict[str, Any]) -> Recommender:
-        """A model built from a manifest's hyper-parameters (old names map silently: the file is not the user's typo)."""
-        return cls(**cls.resolve_params(params, warn=False))
+        """A model built from a manifest's hyper-parameters (old names map silently: the file is not the
+        user's typo; deprecated ones are dropped: they never change what a fitted model computes)."""
+        resolved = cls.resolve_params(params, warn=False)
+        return cls(**{k: v for k, v in resolved.items() if k not in cls.deprecated_params})
+
+    @property
+    def deprecated_values(self) -> dict[str, Any]:
+        """The deprecated hyper-parameters given to the constructor or ``set_params`` (see ``deprecated_params``)."""
+        return dict(self.__dict__.get("_deprecated_values", {}))
 
     def get_params(self) -> dict[str, Any]:
         """Hyper-parameters as given to ``__init__`` (today's names only)."""
@@ -148,7 +212,10 @@ class Recommender:
     def set_params(self, **params: Any) -> Recommender:
         """Change hyper-parameters; names are checked and mapped as in the constructor."""
         for key, value in self.resolve_params(params).items():
-            setattr(self, key, value)
+            if key in self.deprecated_params:
+                self.__dict__.setdefault("_deprecated_values", {})[key] = value
+            else:
+                setattr(self, key, value)
         return self
 
     def clone(self) -> Recommender:
@@ -166,27 +233,73 @@ class Recommender:
             if name in hints:
                 _check_type(type(self).__name__, name, getattr(self, name), hints[name])
         self._validate_params()
+        self.legacy_engine()  # the deprecated engine / workers / address, checked like the rest
 
     def _validate_params(self) -> None:
         """Range checks beyond types (override; raise ConfigError naming the parameter)."""
 
+    def legacy_engine(self) -> FitEngine | None:
+        """The engine named by the deprecated ``engine`` / ``workers`` / ``address`` hyper-parameters
+        (checked; None when they ask for none): what ``fit`` uses when it is given no ``engine``."""
+        given = self.deprecated_values
+        if not given:
+            return None
+        from tastebud.core.registry import get_engine
+
+        owner = type(self).__name__
+        return get_engine(
+            owner, given.get("engine", "local"), workers=given.get("workers", 2), address=given.get("address")
+        )
+
     # ------------------------------------------------------------------ fit
-    def fit(self, data: Interactions) -> Recommender:
-        """Learn from ``data``; returns the model itself."""
+    def fit(self, data: Interactions, *, engine: FitEngine | None = None) -> Recommender:
+        """Learn from ``data``; returns the model itself.
+
+        ``engine`` trains beyond this process (``tastebud.dist.RayEngine(workers=4)``; the model's
+        ``scale_out`` says which engines it supports); None trains here. Either way the result is
+        the same kind of fitted model, saved and served alike.
+        """
         if not isinstance(data, Interactions):
             raise DataError(f"fit expects tastebud.Interactions, got {type(data).__name__}")
         if len(data) == 0:
             raise DataError("fit: the training data has no interactions")
         self._check_params()
+        engine = engine if engine is not None else self.legacy_engine()
         start = time.perf_counter()
-        self.users_ = data.users
-        self.items_ = data.items
-        self.user_items_ = data.matrix.astype(np.float32)
-        self.fingerprint_ = data.fingerprint()
-        self.rating_scale_ = tuple(data.rating_scale) if (data.rating_scale and data.explicit) else None
-        self._fit(data)
+        self.record_fit(
+            data.users,
+            data.items,
+            data.matrix,
+            data.fingerprint(),
+            tuple(data.rating_scale) if (data.rating_scale and data.explicit) else None,
+        )
+        if engine is None:
+            self._fit(data)
+        else:
+            engine.train(self, data)
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    def record_fit(
+        self,
+        users: IdMap,
+        items: IdMap,
+        seen: sp.csr_matrix,
+        fingerprint: str,
+        rating_scale: tuple[float, float] | None,
+        seconds: float | None = None,
+    ) -> None:
+        """What ``fit`` records besides the learned state: the vocabularies, the seen-item matrix
+        (for exclusions and the popularity fallback), the data's fingerprint and rating scale, and
+        (``seconds``) how long fitting took. The scale layer calls it when it fits from data no
+        single process holds (:mod:`tastebud.dist.sharded`)."""
+        self.users_ = users
+        self.items_ = items
+        self.user_items_ = seen.astype(np.float32)
+        self.fingerprint_ = fingerprint
+        self.rating_scale_ = rating_scale
+        if seconds is not None:
+            self.fit_seconds_ = seconds
 
     def _fit(self, data: Interactions) -> None:
         raise NotImplementedError
@@ -604,6 +717,9 @@ def _checked_init(init: Any) -> Any:
         if params and not takes_any:
             # this __init__'s own names: a subclass calling super().__init__ passes its parent's
             params = type(self).resolve_params(params, valid=names)
+            old = {k: params.pop(k) for k in list(params) if k in type(self).deprecated_params and k not in names}
+            if old:
+                self.__dict__.setdefault("_deprecated_values", {}).update(old)
         init(self, *args, **params)
 
     __init__.__tastebud_names__ = names  # type: ignore[attr-defined]
@@ -613,6 +729,8 @@ def _checked_init(init: Any) -> Any:
 def _renamed(key: str, renames: dict[str, str]) -> str:
     base, dot, rest = key.partition(".")  # sparse arrays are stored as "<name>.csr.<part>"
     return renames.get(base, base) + dot + rest
+
+
 POPULAR_FALLBACK = "recommended the most popular items of the training data"
 RATING_FALLBACK = "predicted from the biases the model has (the global mean at worst)"
 

@@ -14,11 +14,15 @@ Same models, same files, same results; no home-made cluster code:
   worker reading and holding only its own block of users (and items), so no process ever holds
   all events.
 
+Where a model trains is an argument of its fit: ``model.fit(data, engine=RayEngine(workers=8))``
+(:mod:`tastebud.dist.engine`); a model's ``scale_out`` capability says which engines it supports.
+
 Ray is optional (``pip install tastebud[dist]``) and imported lazily.
 """
 
 from __future__ import annotations
 
+from tastebud.dist.engine import RayEngine, fit_distributed
 from tastebud.dist.session import ray_session, require_ray
 
-__all__ = ["ray_session", "require_ray"]
+__all__ = ["RayEngine", "fit_distributed", "ray_session", "require_ray"]

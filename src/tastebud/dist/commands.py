@@ -5,20 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tastebud.core.errors import ConfigError
+from tastebud.core.errors import ConfigError, NotSupportedError
 from tastebud.dist.session import check_engine_params
-
-#: Models whose ``_fit`` runs on Ray when ``engine="ray"``.
-RAY_MODELS = ("ials", "two_tower", "ncf", "gmf", "mlp", "neumf", "sasrec")
 
 
 def engine_params(engine: str = "local", address: str | None = None, workers: int | None = None) -> dict[str, Any]:
-    """Hyper-parameters selecting the training engine, to merge into a model's parameters.
+    """The engine options of ``tastebud train``, checked: ``{}`` for ``--engine local``, else
+    ``engine``, ``workers`` (default 2) and ``address`` (None starts a local Ray instance).
 
-    ``engine="local"`` adds nothing (the saved parameters stay those of a plain local fit unless
-    the user asks otherwise); ``"ray"`` adds ``engine``, ``workers`` (default 2) and ``address``
-    (None starts a local Ray instance). ``--address`` or ``--workers`` without ``--engine ray``
-    is an error rather than silently ignored.
+    They choose where the fit runs (:func:`engine_for`), not what the model is: they are not
+    hyper-parameters and the saved model does not record them. ``--address`` or ``--workers``
+    without ``--engine ray`` is an error rather than silently ignored.
     """
     if engine == "local":
         if address is not None or workers is not None:
@@ -29,32 +26,50 @@ def engine_params(engine: str = "local", address: str | None = None, workers: in
     return {"engine": engine, "workers": int(workers), "address": address}
 
 
-def check_supported(model_name: str, params: dict[str, Any]) -> None:
-    """A clear error when ``--engine ray`` is asked of a model that has no Ray path."""
-    if params.get("engine") == "ray" and model_name not in RAY_MODELS:
-        raise ConfigError(f"model '{model_name}' has no Ray engine; --engine ray works with: {', '.join(RAY_MODELS)}")
+def engine_for(options: dict[str, Any]) -> Any:
+    """The :class:`~tastebud.dist.engine.RayEngine` that :func:`engine_params` describes (None: train here)."""
+    if options.get("engine") != "ray":
+        return None
+    from tastebud.dist.engine import RayEngine
+
+    return RayEngine(workers=int(options["workers"]), address=options.get("address"))
 
 
-#: Models that train from a Parquet directory with each Ray worker reading its own share.
-PARQUET_MODELS = ("ials", "gmf", "mlp", "neumf", "two_tower", "sasrec")
+def check_supported(model_name: str, options: dict[str, Any]) -> None:
+    """A clear error when ``--engine ray`` is asked of a model without ``"ray"`` in its ``scale_out``."""
+    if options.get("engine") != "ray":
+        return
+    from tastebud.core.registry import get_model
+    from tastebud.dist.engine import check_scale_out, supporting
+
+    try:
+        check_scale_out(get_model(model_name), "ray")
+    except NotSupportedError:
+        raise ConfigError(
+            f"model '{model_name}' has no Ray engine; --engine ray works with: {', '.join(supporting('ray'))}"
+        ) from None
 
 
-def sharded_source(model_name: str, params: dict[str, Any], data: Path | None, **columns: Any) -> Any:
+def sharded_source(model_name: str, options: dict[str, Any], data: Path | None, **columns: Any) -> Any:
     """A :class:`~tastebud.dist.sharded.ParquetSource` when ``--data`` is a directory and ``--engine ray``, else None.
 
     Then ``tastebud train`` fits with :func:`tastebud.dist.sharded.fit_parquet` (no process holds
     all events) instead of loading the data into the CLI's process. ``columns``: user, item,
     rating, time column names.
     """
-    if params.get("engine") != "ray" or data is None or not Path(data).is_dir():
+    if options.get("engine") != "ray" or data is None or not Path(data).is_dir():
         return None
-    if model_name not in PARQUET_MODELS:
+    from tastebud.core.registry import get_model
+    from tastebud.dist.engine import supporting
+
+    if "parquet" not in get_model(model_name).scale_out:
         raise ConfigError(
-            f"model '{model_name}' cannot train from a Parquet directory on Ray; use one of: {', '.join(PARQUET_MODELS)}"
+            f"model '{model_name}' cannot train from a Parquet directory on Ray; use one of: "
+            f"{', '.join(supporting('parquet'))}"
         )
     from tastebud.dist.sharded import ParquetSource
 
     return ParquetSource(str(data), **{k: v for k, v in columns.items() if v is not None})
 
 
-__all__ = ["PARQUET_MODELS", "RAY_MODELS", "check_supported", "engine_params", "sharded_source"]
+__all__ = ["check_supported", "engine_for", "engine_params", "sharded_source"]

@@ -1,9 +1,10 @@
 """The neural models (two-tower, NCF, SASRec) on Ray Train: synchronous data parallelism.
 
 Each of ``workers`` Ray Train workers builds the same model from the same hyper-parameters and
-seed and runs the model's own training loop (:class:`tastebud.models._torch.TrainLoop`), with
-changes installed for the duration of the fit (:func:`data_parallel`), the algorithm of PyTorch
-DDP (Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training"):
+seed and runs the model's own training loop (:class:`tastebud.models._torch.TrainLoop`), given
+the injection points of :func:`data_parallel_hooks` (``model.fit(data, hooks=...)``; nothing is
+patched), the algorithm of PyTorch DDP (Li et al. 2020, "PyTorch Distributed: Experiences on
+Accelerating Data Parallel Training"):
 
 * at the start, every parameter is broadcast from rank 0, so all replicas start identical;
 * **the global batch stays the single-process batch.** Every rank draws the same stream of
@@ -19,8 +20,8 @@ DDP (Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Para
   SASRec), and LR/epoch rescaling recovers that only approximately and per model.)
 * **in-batch negatives see the whole global batch.** The two-tower's sampled softmax uses the
   other examples' items of the batch as negatives. With a split batch each share would see only
-  ``1/W`` of them, a different (easier) loss; instead its loss function is replaced, in the
-  worker only, by one that all-gathers the item-tower outputs with autograd
+  ``1/W`` of them, a different (easier) loss; instead the worker's hooks give it a loss
+  (``TrainHooks.softmax_loss``) that all-gathers the item-tower outputs with autograd
   (``torch.distributed.nn.functional.all_gather``), so each rank's rows are scored against every
   column of the global batch and gradients flow back to the rank that computed each column.
 * the loss each rank reports is the global batch's loss (one scalar all-reduce), so the loss
@@ -37,7 +38,8 @@ Every rank builds the whole batch stream (cheap numpy next to the forward/backwa
 computes only its share; :mod:`tastebud.dist.sharded` is the variant where each worker reads and
 holds only its own share of the data.
 
-The models are used as they are: the loop is not rewritten, only wrapped, so a model that
+The models are used as they are: the loop is the same one, its hooks filled in (each model
+cuts its batches by its :meth:`~tastebud.models._torch.TorchModel.batch_layout`), so a model that
 trains locally trains the same way here.
 """
 
@@ -45,8 +47,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +55,7 @@ import numpy as np
 
 from tastebud.core.errors import ConfigError
 from tastebud.dist.session import ray_session
-
-#: Models whose batches this module knows how to cut into shares.
-NCF_MODELS = ("ncf", "gmf", "mlp", "neumf")
+from tastebud.models._torch import BatchLayout, TrainHooks
 
 
 @dataclass
@@ -89,56 +88,28 @@ def _cut_rows(n: int, shares: Shares) -> np.ndarray | None:
     return cuts
 
 
+def share_of(batch: Any, layout: BatchLayout, shares: Shares) -> Any | None:
+    """This rank's share of one batch: ``world`` contiguous blocks of rows (sizes differing by at
+    most one), as the model's ``layout`` cuts them. Fills ``shares.rows`` / ``shares.counts`` for
+    every rank; None when the batch has fewer rows than workers (every rank then skips it alike)."""
+    cuts = _cut_rows(layout.rows(batch), shares)
+    if cuts is None:
+        return None
+    shares.counts = layout.terms(batch, cuts)
+    return layout.take(batch, int(cuts[shares.rank]), int(cuts[shares.rank + 1]))
+
+
 def split_batch(name: str, params: dict[str, Any]) -> Callable[[Any, Shares], Any | None]:
-    """The function that cuts one of model ``name``'s batches into this rank's share.
+    """The function that cuts one of model ``name``'s batches (built with ``params``) into this
+    rank's share (:func:`share_of` with the model's :meth:`~tastebud.models._torch.TorchModel.batch_layout`)."""
+    from tastebud.core.registry import get_model
+    from tastebud.models._torch import TorchModel
 
-    It fills ``shares.counts`` / ``shares.rows`` for every rank and returns this rank's share,
-    or None when the batch has fewer rows than workers (every rank then skips it alike).
-    """
-    if name == "two_tower":
-        shared = {"neg", "logq_neg"}  # the batch's extra negatives: every rank scores all of them
-
-        def two_tower(batch: dict[str, Any], shares: Shares) -> dict[str, Any] | None:
-            cuts = _cut_rows(len(batch["items"]), shares)
-            if cuts is None:
-                return None
-            lo, hi = int(cuts[shares.rank]), int(cuts[shares.rank + 1])
-            return {k: (v if k in shared else v[lo:hi]) for k, v in batch.items()}
-
-        return two_tower
-    if name in NCF_MODELS:
-
-        def ncf(batch: tuple[Any, ...], shares: Shares) -> tuple[Any, ...] | None:
-            # (users, items, labels) or (users, positives, negatives[B, n]): every row the same weight
-            cuts = _cut_rows(len(batch[0]), shares)
-            if cuts is None:
-                return None
-            lo, hi = int(cuts[shares.rank]), int(cuts[shares.rank + 1])
-            return tuple(t[lo:hi] for t in batch)
-
-        return ncf
-    if name == "sasrec":
-        per_position_neg = params.get("loss", "ce") == "bce"
-
-        def sasrec(batch: tuple[Any, ...], shares: Shares) -> tuple[Any, ...] | None:
-            # (inputs[B, L], targets[N], mask[B, L], negatives): targets (and bce negatives) are
-            # one per real position, row-major, so a block of rows owns a contiguous segment;
-            # the loss is a mean over the N positions
-            inp, tgt, mask, neg = batch
-            cuts = _cut_rows(int(inp.shape[0]), shares)
-            if cuts is None:
-                return None
-            ends = np.concatenate([[0], np.cumsum(mask.sum(dim=1).cpu().numpy())]).astype(np.int64)
-            shares.counts = [int(ends[b] - ends[a]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-            lo, hi = int(cuts[shares.rank]), int(cuts[shares.rank + 1])
-            plo, phi = int(ends[lo]), int(ends[hi])
-            if neg is not None and per_position_neg:
-                neg = neg[plo:phi]
-            # the columns are not re-trimmed: every row is computed exactly as in the whole batch
-            return inp[lo:hi], tgt[plo:phi], mask[lo:hi], neg
-
-        return sasrec
-    raise ConfigError(f"model '{name}' has no data-parallel batch split; Ray Train runs: two_tower, sasrec, ncf")
+    cls = get_model(name)
+    if not issubclass(cls, TorchModel):
+        raise ConfigError(f"model '{name}' has no data-parallel batch split; Ray Train runs the torch models")
+    layout = cls(**params).batch_layout()
+    return lambda batch, shares: share_of(batch, layout, shares)
 
 
 def _sum_grads(params: list[Any]) -> None:
@@ -228,33 +199,20 @@ def gathered_softmax_loss(shares: Shares, frequency: Any = None) -> Callable[...
     return loss
 
 
-def _local_counts(name: str, batch: Any) -> tuple[int, int]:
-    """(rows, loss terms) of one of model ``name``'s batches."""
-    if name == "two_tower":
-        return len(batch["items"]), len(batch["items"])
-    if name == "sasrec":
-        return int(batch[0].shape[0]), int(batch[2].sum())
-    return len(batch[0]), len(batch[0])
+def data_parallel_hooks(rank: int, world: int, local_data: bool = False, frequency: Any = None) -> TrainHooks:
+    """The :class:`~tastebud.models._torch.TrainHooks` that make a torch model's fit one rank of a
+    data-parallel job: ``model.fit(data, hooks=data_parallel_hooks(rank, world))``.
 
-
-@contextmanager
-def data_parallel(
-    rank: int,
-    world: int,
-    name: str,
-    params: dict[str, Any] | None = None,
-    local_data: bool = False,
-    frequency: Any = None,
-) -> Iterator[Shares]:
-    """Within this block, every :class:`TrainLoop` run of model ``name`` is one rank of a data-parallel job.
-
-    Needs an initialised ``torch.distributed`` process group (Ray Train sets it up). Yields the
-    :class:`Shares` of the current batch (for inspection).
+    Needs an initialised ``torch.distributed`` process group (Ray Train sets it up). Every
+    :class:`TrainLoop` of the fit then broadcasts rank 0's weights at the start, trains on this
+    rank's share of each batch with its loss weighted by the share, sums the gradients before every
+    step, and reports the global batch's loss; the two-tower's in-batch softmax scores against the
+    whole global batch (:func:`gathered_softmax_loss`).
 
     ``local_data=False``: every rank fits on the same data and takes its share of each global
     batch. ``local_data=True``: every rank fits on its *own* data (its block of users, see
     :mod:`tastebud.dist.sharded`) with its own batches; each step the ranks exchange their
-    batch sizes (one all-reduce of ``W`` integers), stop the epoch together when any rank has
+    batch sizes (one all-reduce of ``2W`` integers), stop the epoch together when any rank has
     run out, weight their losses by their share of the step's examples, and average their
     validation metrics, so every rank takes the same steps and early stopping agrees.
     ``frequency``: the two-tower's logQ estimator over the global batches (see
@@ -263,97 +221,69 @@ def data_parallel(
     import torch
     import torch.distributed as dist
 
-    from tastebud.models import _torch
-
-    split = split_batch(name, dict(params or {}))
     shares = Shares(rank, world)
-    original = _torch.TrainLoop.run
 
-    def run(self: Any, module: Any, optimizer: Any, batches: Any, step: Any, *args: Any, **kwargs: Any) -> Any:
+    def start(module: Any) -> None:
         for tensor in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(tensor.data, src=0)
-        params_ = [p for group in optimizer.param_groups for p in group["params"]]
-        clip, self.clip_grad_norm = self.clip_grad_norm, None  # clip the summed gradient instead
 
-        def pre_step(opt: Any, a: Any, kw: Any) -> None:
-            _sum_grads(params_)
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+    def split(batches: Iterable[Any], layout: BatchLayout) -> Iterator[Any]:
+        if not local_data:
+            for batch in batches:
+                share = share_of(batch, layout, shares)
+                if share is not None:
+                    yield share
+            return
+        it = iter(batches)
+        while True:
+            batch = next(it, None)
+            sizes = torch.zeros(2 * world, dtype=torch.int64)
+            if batch is not None:
+                n = layout.rows(batch)
+                sizes[rank], sizes[world + rank] = n, sum(layout.terms(batch, np.array([0, n])))
+            dist.all_reduce(sizes)
+            if bool((sizes[:world] == 0).any()):
+                return  # one rank has run out: all stop here, so all take the same steps
+            shares.rows = [int(x) for x in sizes[:world]]
+            shares.counts = [int(x) for x in sizes[world:]]
+            yield batch
 
-        def my_batches(epoch: int) -> Iterator[Any]:
-            if not local_data:
-                for batch in batches(epoch):
-                    share = split(batch, shares)
-                    if share is not None:
-                        yield share
-                return
-            it = iter(batches(epoch))
-            while True:
-                batch = next(it, None)
-                sizes = torch.zeros(2 * world, dtype=torch.int64)
-                if batch is not None:
-                    sizes[rank], sizes[world + rank] = _local_counts(name, batch)
-                dist.all_reduce(sizes)
-                if bool((sizes[:world] == 0).any()):
-                    return  # one rank has run out: all stop here, so all take the same steps
-                shares.rows = [int(x) for x in sizes[:world]]
-                shares.counts = [int(x) for x in sizes[world:]]
-                yield batch
+    def loss(value: Any) -> Any:
+        weighted = value * shares.weight
+        total = weighted.detach().clone()
+        dist.all_reduce(total)
+        # the value is the whole batch's loss; the gradient is this rank's weighted share
+        return weighted + (total - weighted.detach())
 
-        if local_data:
-            args, kwargs = _averaged_validation(args, kwargs, world)
-
-        def my_step(share: Any) -> Any:
-            loss = step(share) * shares.weight
-            total = loss.detach().clone()
-            dist.all_reduce(total)
-            # the value is the whole batch's loss; the gradient is this rank's weighted share
-            return loss + (total - loss.detach())
-
-        handle = optimizer.register_step_pre_hook(pre_step)
-        try:
-            return original(self, module, optimizer, my_batches, my_step, *args, **kwargs)
-        finally:
-            handle.remove()
-            self.clip_grad_norm = clip
-
-    with ExitStack() as stack:
-        _torch.TrainLoop.run = run  # type: ignore[method-assign]
-        stack.callback(setattr, _torch.TrainLoop, "run", original)
-        if name == "two_tower":
-            from tastebud.models import two_tower
-
-            local_loss = two_tower.sampled_softmax_loss
-            two_tower.sampled_softmax_loss = gathered_softmax_loss(shares, frequency)  # type: ignore[assignment]
-            stack.callback(setattr, two_tower, "sampled_softmax_loss", local_loss)
-        yield shares
+    return TrainHooks(
+        start=start,
+        split=split,
+        loss=loss,
+        sync=_sum_grads,
+        validate=(lambda fn: _averaged_validation(fn, world)) if local_data else None,
+        softmax_loss=gathered_softmax_loss(shares, frequency),
+    )
 
 
-def _averaged_validation(
-    args: tuple[Any, ...], kwargs: dict[str, Any], world: int
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Replace ``TrainLoop.run``'s ``validate`` by the mean of the ranks' metrics (ranks without one count 0 weight)."""
+def _averaged_validation(validate: Callable[[], float] | None, world: int) -> Callable[[], float] | None:
+    """``validate`` replaced by the mean of the ranks' metrics (ranks without one count 0 weight)."""
     import torch
     import torch.distributed as dist
 
-    validate = args[0] if args else kwargs.get("validate")
     flag = torch.tensor([1.0 if validate is not None else 0.0], dtype=torch.float64)
     dist.all_reduce(flag)
     if float(flag) == 0:
-        wrapped = None
-    else:
+        return None
 
-        def wrapped() -> float:
-            both = torch.tensor(
-                [float(validate()) if validate is not None else 0.0, 1.0 if validate is not None else 0.0],
-                dtype=torch.float64,
-            )
-            dist.all_reduce(both)
-            return float(both[0] / both[1])
+    def averaged() -> float:
+        both = torch.tensor(
+            [float(validate()) if validate is not None else 0.0, 1.0 if validate is not None else 0.0],
+            dtype=torch.float64,
+        )
+        dist.all_reduce(both)
+        return float(both[0] / both[1])
 
-    if args:
-        return (wrapped, *args[1:]), kwargs
-    return args, dict(kwargs, validate=wrapped)
+    return averaged
 
 
 def _worker_loop(config: dict[str, Any]) -> None:
@@ -367,13 +297,10 @@ def _worker_loop(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     params = dict(config["params"])
     if rank != 0:
-        for key, quiet in (("checkpoint_dir", None), ("progress", False)):
-            if key in params:
-                params[key] = quiet
+        params.update(checkpoint_dir=None, progress=False)
     model = get_model(config["name"])(**params)
     data = ray.get(config["data"][0])
-    with data_parallel(rank, world, config["name"], params):
-        model.fit(data)
+    model.fit(data, hooks=data_parallel_hooks(rank, world))
     history = getattr(model, "history_", None) or []
     metrics = {"rank": rank, "epochs": len(history), "loss": float(history[-1]["loss"]) if history else float("nan")}
     report(model, rank, metrics)
@@ -417,21 +344,15 @@ def run_trainer(
             return Recommender.load(f"{path}/model"), dict(result.metrics or {})
 
 
-def fit_torch_ray(
-    model: Any, data: Any, workers: int | None = None, address: str | None = None, use_gpu: bool | None = None
-) -> None:
-    """Fit a neural ``model`` with ``workers`` Ray Train workers; its learned state is set in place.
+def fit_torch_ray(model: Any, data: Any, workers: int = 2, address: str | None = None, use_gpu: bool | None = None) -> None:
+    """Fit a torch ``model`` with ``workers`` Ray Train workers; its learned state is set in place.
 
-    Called from a model's ``_fit`` when ``engine="ray"`` (the base ``fit`` has already checked
+    The body of ``model.fit(data, engine=RayEngine(...))`` (the base ``fit`` has already checked
     the data and set the vocabularies). ``use_gpu`` None: one GPU per worker when the cluster has
     enough, else CPU.
     """
-    workers = int(workers if workers is not None else getattr(model, "workers", 2))
-    address = address if address is not None else getattr(model, "address", None)
+    workers = int(workers)
     params = model.get_params()
-    if "engine" in params:
-        params["engine"] = "local"
-    split_batch(model.name, params)  # a model without a split fails here, before Ray starts workers
     with ray_session(address, workers) as ray:
         if use_gpu is None:
             use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
@@ -445,10 +366,10 @@ def fit_torch_ray(
 
 def adopt(model: Any, fitted: Any) -> None:
     """Copy ``fitted``'s learned state into ``model`` (its hyper-parameters stay the caller's)."""
-    names = set(model._param_names())
+    names = set(model.get_params())
     for key, value in vars(fitted).items():
         if key not in names:
             setattr(model, key, value)
 
 
-__all__ = ["Shares", "data_parallel", "fit_torch_ray", "gathered_softmax_loss", "split_batch"]
+__all__ = ["Shares", "data_parallel_hooks", "fit_torch_ray", "gathered_softmax_loss", "share_of", "split_batch"]

@@ -17,7 +17,7 @@ events; each holds about ``1/W`` of them (counted, see ``_dist_info["held_events
   blocks (the model needs it to exclude seen items; it is the saved model, not training data).
 * **Neural models** (NCF: GMF, MLP, NeuMF; the two-tower; SASRec; :func:`fit_neural_parquet`):
   ``W`` Ray Train workers each read the events of their user block and train data-parallel
-  (:func:`tastebud.dist.ray_train.data_parallel` in ``local_data`` mode): every step each worker
+  (:func:`tastebud.dist.ray_train.data_parallel_hooks` in ``local_data`` mode, given to ``model.fit(share, hooks=...)``): every step each worker
   takes ``batch_size / W`` examples of its own shuffled share, the weighted gradients are
   summed, so the global batch is still about ``batch_size``; the two-tower's in-batch softmax
   all-gathers the whole global batch. Whatever needs all users is merged, not gathered:
@@ -32,9 +32,8 @@ events; each holds about ``1/W`` of them (counted, see ``_dist_info["held_events
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from tastebud.core.errors import ConfigError, DataError, NotSupportedError
+from tastebud.core.errors import ConfigError, DataError
 from tastebud.core.progress import progress_bar
 from tastebud.dist.parquet import Scan, fragments, read_interactions, scan
 from tastebud.dist.ray_ials import row_blocks, solve_block
@@ -154,38 +153,27 @@ def fit_parquet(
 ) -> Any:
     """Fit ``model`` on Ray from Parquet files without any process holding all events; returns the model.
 
-    Supported: :class:`~tastebud.models.als.ImplicitALS`, the NCF family (GMF, MLP, NeuMF),
-    :class:`~tastebud.models.two_tower.TwoTower` and :class:`~tastebud.models.sasrec.SASRec`.
-    ``workers`` / ``address`` default to the model's hyper-parameters of the same names.
+    Supported: every model whose ``scale_out`` includes ``"parquet"`` (iALS, GMF, MLP, NeuMF, the
+    two-tower, SASRec). ``workers`` (default 2) / ``address`` (default: start Ray here) fall back
+    to the model's deprecated hyper-parameters of the same names when given.
     """
-    from tastebud.models.als import ImplicitALS
-    from tastebud.models.ncf import _NCF
-    from tastebud.models.two_tower import TwoTower
+    from tastebud.dist.engine import check_scale_out
+    from tastebud.models._torch import TorchModel
 
-    neural: tuple[type, ...] = (_NCF, TwoTower)
-    try:
-        from tastebud.models.sasrec import SASRec
-
-        neural += (SASRec,)
-    except ImportError:  # no torch, so no SASRec instance either: other models still get their answer
-        pass
-    if isinstance(model, ImplicitALS):
-        return fit_ials_parquet(model, source, workers, address)
-    if isinstance(model, neural):
+    check_scale_out(model, "parquet")
+    if isinstance(model, TorchModel):
         return fit_neural_parquet(model, source, workers, address)
-    raise NotSupportedError(
-        f"{type(model).__name__} cannot train from sharded Parquet yet; use ials, gmf, mlp, neumf, two_tower "
-        "or sasrec, or read the data with tastebud.dist.parquet.read_interactions and call fit"
-    )
+    return fit_ials_parquet(model, source, workers, address)
 
 
 def _prepare(model: Any, source: Any, workers: int | None, address: str | None) -> tuple[ParquetSource, Scan, int, Any]:
     model._check_params()
     src = _source(source)
-    workers = int(workers if workers is not None else getattr(model, "workers", 2))
+    legacy = model.legacy_engine()  # the deprecated engine / workers / address hyper-parameters
+    workers = int(workers if workers is not None else getattr(legacy, "workers", 2))
     if workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-    address = address if address is not None else getattr(model, "address", None)
+    address = address if address is not None else getattr(legacy, "address", None)
     plan = src.scan()
     if plan.events == 0:
         raise DataError(f"{src.path}: the Parquet files hold no interactions")
@@ -193,13 +181,9 @@ def _prepare(model: Any, source: Any, workers: int | None, address: str | None) 
 
 
 def _finish(model: Any, plan: Scan, seen: sp.csr_matrix, src: ParquetSource, started: float) -> None:
-    """What ``Recommender.fit`` sets besides the learned state."""
-    model.users_ = plan.users
-    model.items_ = plan.items
-    model.user_items_ = seen.astype(np.float32)
-    model.fingerprint_ = plan.fingerprint()
-    model.rating_scale_ = tuple(plan.rating_scale) if (plan.rating_scale and src.rating is not None) else None
-    model.fit_seconds_ = time.perf_counter() - started
+    """What ``Recommender.fit`` records besides the learned state (:meth:`~tastebud.Recommender.record_fit`)."""
+    scale = tuple(plan.rating_scale) if (plan.rating_scale and src.rating is not None) else None
+    model.record_fit(plan.users, plan.items, seen, plan.fingerprint(), scale, seconds=time.perf_counter() - started)
 
 
 # ------------------------------------------------------------------------------------ iALS
@@ -290,7 +274,7 @@ def fit_ials_parquet(
     rng = np.random.default_rng(model.random_state)  # the local fit's start, drawn in the same order
     user_factors = (rng.random((n_users, k), dtype=np.float32) * 0.01).astype(np.float32)
     item_factors = (rng.random((n_items, k), dtype=np.float32) * 0.01).astype(np.float32)
-    params = dict(model.get_params(), engine="local")
+    params = model.get_params()
 
     with ray_session(address, workers) as ray:
         Actor = ray.remote(num_cpus=1)(IALSShard)
@@ -352,6 +336,15 @@ def _gather(obj: Any, rank: int, world: int) -> list[Any] | None:
     return out
 
 
+def _all_gather(obj: Any, world: int) -> list[Any]:
+    """``obj`` of every rank, on every rank."""
+    import torch.distributed as dist
+
+    every: list[Any] = [None] * world
+    dist.all_gather_object(every, obj)
+    return every
+
+
 def _sum(values: np.ndarray) -> np.ndarray:
     """Element-wise sum over the ranks (every rank gets it)."""
     import torch
@@ -362,108 +355,6 @@ def _sum(values: np.ndarray) -> np.ndarray:
     return t.numpy().astype(values.dtype)
 
 
-@contextmanager
-def _two_tower_hooks(model: Any, world: int) -> Iterator[None]:
-    """What a two-tower worker changes for the duration of its fit on one user block.
-
-    * the user-feature encoder's vocabularies are the union over the ranks' blocks (for the
-      categorical columns the two-tower uses, with ``min_df=1``, that is exactly the vocabulary
-      of the whole table), so every rank builds the same network;
-    * the end-of-fit vectors for *all* users are skipped: :func:`_merge_two_tower` computes
-      each block's user vectors on its own rank.
-    """
-    import torch.distributed as dist
-
-    from tastebud.data.features import ItemFeatureEncoder
-    from tastebud.models import two_tower
-
-    fit_features = model._fit_features
-
-    def merged_features(data: Any) -> None:
-        fit_features(data)
-        spec = model.user_feature_spec_
-        mine = None if spec is None else {k: v for k, v in model._user_enc_arrays.items() if k.endswith(".vocab")}
-        every: list[Any] = [None] * world
-        dist.all_gather_object(every, mine)
-        if spec is None and any(e is not None for e in every):
-            raise DataError(
-                "user_features: no row for any user of one worker's block while other blocks have some; "
-                "give every block users with features, or none"
-            )
-        if spec is None or mine is None:
-            return
-        arrays = dict(model._user_enc_arrays)
-        for key in mine:
-            arrays[key] = np.asarray(sorted(set().union(*(set(e.get(key, ()).tolist()) for e in every))), dtype=str)
-        enc = ItemFeatureEncoder.from_state(spec, arrays)
-        cols = [b["column"] for b in spec]
-        mat = enc.transform(two_tower._aligned(data.user_features[cols], model.users_, "user"))
-        model.user_feat_idx_, model.user_feat_val_ = two_tower._padded(mat)
-        model.n_user_features_ = int(mat.shape[1])
-        model.user_feature_spec_, model._user_enc_arrays = enc.state()
-
-    model._fit_features = merged_features
-    model._finish = lambda full: None
-    try:
-        yield
-    finally:
-        for name in ("_fit_features", "_finish"):
-            vars(model).pop(name, None)
-
-
-def _padded_rows(parts: list[np.ndarray]) -> np.ndarray:
-    """Row blocks of padded feature matrices (widths may differ) as one matrix, padded with 0."""
-    width = max(p.shape[1] for p in parts)
-    return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts], axis=0)
-
-
-def _merge_two_tower(model: Any, rank: int, world: int, lo: int, hi: int) -> None:
-    """Item counts summed; item vectors (identical on every rank); this block's user vectors; rows to rank 0."""
-    import torch
-
-    model.item_counts_ = _sum(model.item_counts_)
-    cpu = torch.device("cpu")
-    with torch.no_grad():
-        iv = model._item_vectors(model._net, cpu)
-        uv = model._user_vectors(model._net, cpu, np.arange(lo, hi), model.user_items_, table=iv)
-    seen = model.user_items_
-    recent = None if model.recent_ is None else model.recent_[seen.indptr[lo] : seen.indptr[hi]]
-    piece = (seen[lo:hi], recent, model.user_feat_idx_[lo:hi], model.user_feat_val_[lo:hi], uv)
-    every = _gather(piece, rank, world)
-    if every is None:
-        return
-    model.user_items_ = sp.vstack([p[0] for p in every], format="csr")
-    model.recent_ = None if recent is None else np.concatenate([p[1] for p in every])
-    model.user_feat_idx_ = _padded_rows([p[2] for p in every])
-    model.user_feat_val_ = _padded_rows([p[3] for p in every])
-    model.item_factors_ = iv
-    model.user_factors_ = np.concatenate([p[4] for p in every], axis=0)
-    if hasattr(model, "_learned_bias"):  # item_bias: unseen items get the lowest bias, by the summed counts
-        model.item_bias_ = model._learned_bias(model._net)
-
-
-def _merge_sasrec(model: Any, rank: int, world: int, lo: int, hi: int) -> None:
-    """Popularity summed; each block's (complete) sequences and seen rows to rank 0."""
-    model.popularity_ = _sum(model.popularity_)
-    seen = model.user_items_
-    # outside its block a rank's sequences are empty, so its seq_items_ are its block's, in user order
-    piece = (seen[lo:hi], np.diff(model.seq_indptr_)[lo:hi], model.seq_items_)
-    every = _gather(piece, rank, world)
-    if every is None:
-        return
-    model.user_items_ = sp.vstack([p[0] for p in every], format="csr")
-    lengths = np.concatenate([p[1] for p in every])
-    model.seq_indptr_ = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    model.seq_items_ = np.concatenate([p[2] for p in every]).astype(np.int32)
-
-
-def _merge_seen(model: Any, rank: int, world: int, lo: int, hi: int) -> None:
-    """Only the seen-item rows to rank 0 (NCF's learned state is all in its weights)."""
-    every = _gather(model.user_items_[lo:hi], rank, world)
-    if every is not None:
-        model.user_items_ = sp.vstack(every, format="csr")
-
-
 def _neural_worker(config: dict[str, Any]) -> None:
     """Ray Train worker: read this rank's user block, train data-parallel on local data, merge the state."""
 
@@ -471,11 +362,11 @@ def _neural_worker(config: dict[str, Any]) -> None:
     import ray.train
 
     from tastebud.core.registry import get_model
-    from tastebud.dist.ray_train import data_parallel, report
+    from tastebud.dist.ray_train import data_parallel_hooks, report
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    name = config["name"]
+    cls = get_model(config["name"])
     params = dict(config["params"])
     if rank != 0:
         params.update(checkpoint_dir=None, progress=False)
@@ -484,7 +375,7 @@ def _neural_worker(config: dict[str, Any]) -> None:
     lo, hi = config["ranges"][rank]
     share = src.read(plan, user_range=(lo, hi))
     held = len(share)
-    if name == "two_tower":
+    if cls.uses_features:
         share.item_features, share.user_features = src.read_features(plan, user_range=(lo, hi))
     # each rank's batches are its own: batch_size / W examples a step, so the global batch stays about batch_size
     batch_size = int(params["batch_size"])
@@ -494,28 +385,23 @@ def _neural_worker(config: dict[str, Any]) -> None:
     # ranks' batches would be drawn in lockstep (the same relative positions, the same history
     # lengths, the same dropout masks); the weights are rank 0's all the same (broadcast at the start)
     params["random_state"] = seed + 1_000_003 * rank
-    model = get_model(name)(**params)
-    frequency = None
-    if name == "two_tower" and model.logq:  # logQ over the global batches, as one process estimates it
-        from tastebud.models.two_tower import StreamingFrequency
+    model = cls(**params)
+    # the in-batch softmax's logQ over the global batches, as one process estimates it (two-tower)
+    frequency = model.softmax_frequency(len(plan.items), batch_size, seed)
 
-        prior = max(1.0, len(plan.items) / batch_size)
-        frequency = StreamingFrequency(
-            int(model.freq_buckets), float(model.freq_alpha), int(model.freq_hashes), prior, seed
-        )
-    with ExitStack() as stack:
-        stack.enter_context(data_parallel(rank, world, name, params, local_data=True, frequency=frequency))
-        if name == "two_tower":
-            stack.enter_context(_two_tower_hooks(model, world))
-        model.fit(share)
+    def finish(fitted: Any) -> None:
+        # what the saved model (rank 0's) says, for the serving-time state computed now
+        fitted.random_state = seed
+        fitted.merge_user_blocks(lo, hi, lambda obj: _gather(obj, rank, world), _sum)
+
+    hooks = dataclasses.replace(
+        data_parallel_hooks(rank, world, local_data=True, frequency=frequency),
+        features=lambda mine: _all_gather(mine, world),  # unite the user-feature vocabularies
+        finish=finish,
+    )
+    model.fit(share, hooks=hooks)
     del share
-    model.random_state = seed  # what the saved model (rank 0's) says, for the serving-time vectors computed now
-    merge = {"two_tower": _merge_two_tower, "sasrec": _merge_sasrec}.get(name, _merge_seen)
-    merge(model, rank, world, lo, hi)
-    import torch.distributed as dist
-
-    everyone: list[Any] = [None] * world
-    dist.all_gather_object(everyone, held)
+    everyone = _all_gather(held, world)
     history = getattr(model, "history_", None) or []
     report(model, rank, {"rank": rank, "held_events": everyone, "epochs": len(history)})
 
@@ -527,7 +413,7 @@ def fit_neural_parquet(
 
     Users are cut into ``W`` contiguous blocks with about equal training examples: events for the
     two-tower and NCF, sequences (users with two or more events) for SASRec. Every step each
-    worker takes ``batch_size / W`` examples of its own shuffled block (``data_parallel`` in
+    worker takes ``batch_size / W`` examples of its own shuffled block (``data_parallel_hooks`` in
     ``local_data`` mode); the two-tower's in-batch softmax all-gathers the item vectors of the
     whole global batch. State over all users is merged, not gathered: the two-tower's logQ
     estimator (Yi et al. 2019) streams over the item ids of every global batch, all-gathered in
@@ -546,15 +432,15 @@ def fit_neural_parquet(
 
     started = time.perf_counter()
     src, plan, workers, address = _prepare(model, source, workers, address)
-    if model.name == "sasrec":  # a SASRec example is one user's sequence
+    if model.sequential:  # a next-item model's example is one user's sequence (two or more events)
         ranges = blocks((plan.user_events >= 2).astype(np.int64), workers)
     else:
         ranges = blocks(plan.user_events, workers)
     if len(ranges) < workers:
         raise ConfigError(f"workers={workers} but only {len(ranges)} user(s) to share out; use fewer workers")
-    if model.name != "two_tower" and (src.item_features is not None or src.user_features is not None):
-        raise ConfigError(f"{model.name} uses no item or user features; only two_tower reads ParquetSource features")
-    params = dict(model.get_params(), engine="local")
+    if not model.uses_features and (src.item_features is not None or src.user_features is not None):
+        raise ConfigError(f"{model.name} uses no item or user features; leave ParquetSource's feature tables out")
+    params = model.get_params()
     with ray_session(address, workers) as ray:
         config = {
             "name": model.name,
@@ -577,16 +463,11 @@ def fit_neural_parquet(
     return model
 
 
-#: NCF keeps its own name (same path).
-fit_ncf_parquet = fit_neural_parquet
-
-
 __all__ = [
     "IALSShard",
     "ParquetSource",
     "blocks",
     "fit_ials_parquet",
-    "fit_ncf_parquet",
     "fit_neural_parquet",
     "fit_parquet",
 ]

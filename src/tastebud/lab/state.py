@@ -20,18 +20,11 @@ import scipy.sparse as sp
 
 from tastebud.core.base import Recommender
 from tastebud.core.errors import NotSupportedError, TastebudError, UnknownModelError
-from tastebud.core.registry import BUILTIN, get_model, list_models
+from tastebud.core.registry import get_model, list_models
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
 from tastebud.data.splits import Split
 
-#: Models whose default hyper-parameters train for tens of seconds or minutes on a CPU (torch
-#: networks, Gibbs sampling): the lab trains them with their ``fast_params`` and does not select
-#: them by default.
-HEAVY_MODULES = {"tastebud.models.ncf", "tastebud.models.two_tower", "tastebud.models.sasrec", "tastebud.models.vae"}
-HEAVY_MODELS = {"bayesmf"}
-#: Selected by default in the explorer when available (quick to train, different families).
-DEFAULT_PICKS = ("popular", "itemknn", "ials", "ease", "content", "bpr", "svd", "userknn")
 SYNTHETIC_SIZE = (600, 300, 20_000)
 EVAL_KMAX = 20
 
@@ -217,7 +210,7 @@ class LabState:
                     "supports_history": bool(cls.supports_history),
                     "predicts_ratings": bool(cls.predicts_ratings),
                     "heavy": is_heavy(name),
-                    "default": name in DEFAULT_PICKS,
+                    "default": bool(cls.lab_default),
                     "doc": (cls.__doc__ or "").strip().split("\n")[0],
                     "params": self.params_for(name),
                 }
@@ -321,8 +314,9 @@ class LabState:
 
 # ---------------------------------------------------------------------- helpers
 def is_heavy(name: str) -> bool:
-    """Slow to train with default hyper-parameters (see HEAVY_MODULES)."""
-    return name in HEAVY_MODELS or BUILTIN.get(name) in HEAVY_MODULES
+    """Slow to train with default hyper-parameters (the model's ``heavy`` capability): the lab trains
+    such models with their ``fast_params`` and does not select them by default."""
+    return bool(get_model(name).heavy)
 
 
 def holdout_split(data: Interactions, fraction: float = 0.2, random_state: int = 0) -> Split:

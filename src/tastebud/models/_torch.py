@@ -18,14 +18,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
+from tastebud.core.base import ENGINE_PARAMS, FitEngine, Recommender, positive
 from tastebud.core.errors import ConfigError, ModelFormatError, TrainingError
 from tastebud.core.persist import atomic_write_bytes
 from tastebud.core.progress import note, progress_bar
+from tastebud.data.interactions import Interactions
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -196,6 +200,168 @@ def _gen_state(gen: Any) -> tuple[str, Any]:
     raise ConfigError(f"rngs values must be numpy or torch Generators, got {type(gen).__name__}")
 
 
+# ---------------------------------------------------------------------- settings and hooks
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training settings every torch model shares, each with its meaning, default and check
+    written once. Models keep them as plain hyper-parameters (what users set and ``get_params``
+    shows) and build this from them (:meth:`TorchModel.train_config`).
+
+    ``epochs``: passes over the data (a ceiling when early stopping is on); ``batch_size``:
+    examples per optimizer step; ``validation``: share of users with one interaction held out for
+    the per-epoch metric (0: none); ``patience``: epochs without gain before stopping (None: never);
+    ``checkpoint_dir``: folder for a checkpoint after every epoch; ``resume``: continue from it;
+    ``progress``: progress bars for this model even when the run has them off; ``device``:
+    ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``; ``random_state``: the seed of every draw.
+    """
+
+    epochs: int = 20
+    batch_size: int = 256
+    validation: float = 0.2
+    patience: int | None = 3
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    progress: bool = False
+    device: str = "auto"
+    random_state: int = 0
+
+    def check(self, owner: str) -> None:
+        """Raise a ConfigError naming ``owner`` and the setting for a value out of range."""
+        positive(owner, epochs=self.epochs, batch_size=self.batch_size)
+        if not 0.0 <= self.validation < 1.0:
+            raise ConfigError(f"{owner}: validation must be in [0, 1), got {self.validation!r}")
+        if self.patience is not None:
+            positive(owner, patience=self.patience)
+        if self.resume and not self.checkpoint_dir:
+            raise ConfigError(f"{owner}: resume=True needs checkpoint_dir")
+        pick_device(self.device)
+
+
+class BatchLayout:
+    """How a model's training batch divides into contiguous blocks of rows, so that a data-parallel
+    rank can take its share (:attr:`TrainHooks.split`). This default: a tuple of tensors with one
+    row per example and one loss term per row (NCF's batches)."""
+
+    def rows(self, batch: Any) -> int:
+        """Examples (rows) in ``batch``."""
+        return len(batch[0])
+
+    def terms(self, batch: Any, cuts: np.ndarray) -> list[int]:
+        """Loss terms in each block ``cuts[r]:cuts[r + 1]`` of rows: the weight of each share's mean loss."""
+        return [int(b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+    def take(self, batch: Any, lo: int, hi: int) -> Any:
+        """Rows ``lo:hi`` of ``batch``, with everything the loss needs for them."""
+        return tuple(t[lo:hi] for t in batch)
+
+
+@dataclass
+class TrainHooks:
+    """The injection points of a torch model's training, for running it as one rank of several.
+
+    Every field left None does the single-process thing, so ``TrainHooks()`` is a plain fit. The
+    scale layer fills them in (:func:`tastebud.dist.ray_train.data_parallel_hooks`) and passes them
+    to ``model.fit(data, hooks=...)``; the model hands them to its :class:`TrainLoop` and calls the
+    model-level ones itself, so the model file shows every place where they act.
+
+    * ``start(module)``: once before training (data parallelism: broadcast rank 0's weights);
+    * ``split(batches, layout)``: the batch splitter: this rank's share of every batch
+      (``layout`` says how the model's batches divide);
+    * ``loss(loss)``: the loss wrapper: weight a share's loss; the value to report;
+    * ``sync(params)``: gradient synchronisation after ``backward``, before clipping and the step;
+    * ``validate(fn)``: wraps the validation function (average the ranks' metrics);
+    * ``softmax_loss``: the in-batch sampled softmax for models that have one (two-tower), with the
+      signature of :func:`tastebud.models.two_tower.sampled_softmax_loss` (all-gathered columns);
+    * ``features(mine)``: the feature hook: this rank's feature vocabularies in, every rank's out
+      (so that all ranks build the same network from their own blocks of users);
+    * ``finish(model)``: the finish hook: called at the end of fit instead of computing the
+      per-user serving state of every user (each rank computes and merges its own block's).
+    """
+
+    start: Callable[[Any], None] | None = None
+    split: Callable[[Iterable[Any], BatchLayout], Iterable[Any]] | None = None
+    loss: Callable[[Any], Any] | None = None
+    sync: Callable[[list[Any]], None] | None = None
+    validate: Callable[[Callable[[], float] | None], Callable[[], float] | None] | None = None
+    softmax_loss: Callable[..., Any] | None = None
+    features: Callable[[Any], list[Any]] | None = None
+    finish: Callable[[Any], None] | None = None
+
+
+class TorchModel(Recommender):
+    """What the torch models (NCF, two-tower, SASRec) share: their training settings
+    (:class:`TrainConfig`), the hooks their training takes (:class:`TrainHooks`) and their
+    capabilities."""
+
+    heavy: ClassVar[bool] = True
+    history_preference: ClassVar[int | None] = 100
+    scale_out: ClassVar[frozenset[str]] = frozenset({"ray", "parquet"})
+    deprecated_params: ClassVar[dict[str, str]] = ENGINE_PARAMS
+
+    def train_config(self) -> TrainConfig:
+        """The shared training settings, from this model's hyper-parameters of the same names
+        (a model without ``validation`` holds none out that way: 0)."""
+        return TrainConfig(
+            epochs=self.epochs,  # type: ignore[attr-defined]
+            batch_size=self.batch_size,  # type: ignore[attr-defined]
+            validation=getattr(self, "validation", 0.0),
+            patience=self.patience,  # type: ignore[attr-defined]
+            checkpoint_dir=self.checkpoint_dir,  # type: ignore[attr-defined]
+            resume=self.resume,  # type: ignore[attr-defined]
+            progress=self.progress,  # type: ignore[attr-defined]
+            device=self.device,  # type: ignore[attr-defined]
+            random_state=self.random_state,  # type: ignore[attr-defined]
+        )
+
+    def _validate_params(self) -> None:
+        self.train_config().check(type(self).__name__)
+
+    def batch_layout(self) -> BatchLayout:
+        """How this model's training batches divide into shares of rows (see :class:`BatchLayout`)."""
+        return BatchLayout()
+
+    def fit(
+        self, data: Interactions, *, engine: FitEngine | None = None, hooks: TrainHooks | None = None
+    ) -> TorchModel:
+        """Learn from ``data``. ``engine``: see :meth:`Recommender.fit`; ``hooks``: the injection
+        points of training (the scale layer's; None: a plain single-process fit)."""
+        self._hooks = hooks if hooks is not None else TrainHooks()
+        try:
+            super().fit(data, engine=engine)
+        finally:
+            del self._hooks
+        return self
+
+    def merge_user_blocks(
+        self, lo: int, hi: int, gather: Callable[[Any], list[Any] | None], total: Callable[[np.ndarray], np.ndarray]
+    ) -> None:
+        """One rank of a sharded fit (:mod:`tastebud.dist.sharded`) trained on users ``lo:hi``:
+        assemble on rank 0 the per-user state the saved model needs. ``gather(obj)``: every rank's
+        ``obj`` on rank 0 (None elsewhere); ``total(array)``: its element-wise sum over the ranks.
+        This default gathers the seen-item rows (NCF: the rest of its learned state is its weights)."""
+        every = gather(self.user_items_[lo:hi])
+        if every is not None:
+            self.user_items_ = sp.vstack(every, format="csr")
+
+    def softmax_frequency(self, n_items: int, batch_size: int, seed: int) -> Any:
+        """The item-frequency estimator that the in-batch softmax corrects with, when the ranks of a
+        sharded fit must share one over the global batches, seeded with ``seed`` (None: this model has none)."""
+        return None
+
+    def _train_loop(self, name: str, **overrides: Any) -> TrainLoop:
+        """The training loop these settings and hooks describe (``overrides``: e.g. ``epochs``)."""
+        cfg = self.train_config()
+        return TrainLoop(
+            int(overrides.get("epochs", cfg.epochs)),
+            patience=cfg.patience,
+            checkpoint_dir=None if cfg.checkpoint_dir is None else Path(cfg.checkpoint_dir),
+            progress=bool(cfg.progress),
+            name=name,
+            resume=bool(cfg.resume),
+            hooks=self._hooks,
+        )
+
+
 # ---------------------------------------------------------------------- the loop
 class TrainLoop:
     """Epochs with progress, validation, early stopping, checkpoints and resume.
@@ -230,6 +396,7 @@ class TrainLoop:
         name: str = "model",
         resume: bool = False,
         clip_grad_norm: float | None = None,
+        hooks: TrainHooks | None = None,
     ) -> None:
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
@@ -248,6 +415,7 @@ class TrainLoop:
         self.name = name
         self.resume = bool(resume)
         self.clip_grad_norm = clip_grad_norm
+        self.hooks = hooks if hooks is not None else TrainHooks()
         self.best_epoch: int | None = None
         self.best_metric: float | None = None
         self.stopped_early = False
@@ -361,13 +529,22 @@ class TrainLoop:
         examples_per_batch: int | Callable[[Any], int] = 1,
         rngs: Mapping[str, Any] | None = None,
         steps_per_epoch: int | None = None,
+        layout: BatchLayout | None = None,
     ) -> list[dict[str, Any]]:
         """Train; returns the history, one dict per epoch: epoch, loss, metric, examples_per_s, seconds.
 
         ``steps_per_epoch`` (batches per epoch) gives the progress bar its total from the start;
-        without it the bar is sized after the first epoch.
+        without it the bar is sized after the first epoch. ``layout``: how a batch divides into
+        shares of rows, for a batch splitter in ``hooks`` (default: :class:`BatchLayout`).
         """
         torch = require_torch()
+        hooks = self.hooks
+        if hooks.start is not None:
+            hooks.start(module)
+        if hooks.validate is not None:
+            validate = hooks.validate(validate)
+        split, layout = hooks.split, layout if layout is not None else BatchLayout()
+        trained = [p for group in optimizer.param_groups for p in group["params"]]
 
         rngs = dict(rngs or {})
         history: list[dict[str, Any]] = []
@@ -410,9 +587,11 @@ class TrainLoop:
                 started = time.perf_counter()
                 total, n_batches, n_examples = 0.0, 0, 0
                 bar.set_description(f"{self.name} epoch {epoch + 1}/{self.epochs}", refresh=False)
-                for batch in batches(epoch):
+                for batch in batches(epoch) if split is None else split(batches(epoch), layout):
                     optimizer.zero_grad(set_to_none=True)
                     loss = step(batch)
+                    if hooks.loss is not None:
+                        loss = hooks.loss(loss)
                     value = float(loss.detach())
                     if not math.isfinite(value):
                         lr = optimizer.param_groups[0].get("lr")
@@ -421,6 +600,8 @@ class TrainLoop:
                             f"training diverged: lower learning_rate (now {lr})"
                         )
                     loss.backward()
+                    if hooks.sync is not None:
+                        hooks.sync(trained)
                     if self.clip_grad_norm is not None:
                         torch.nn.utils.clip_grad_norm_(module.parameters(), self.clip_grad_norm)
                     optimizer.step()

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from tastebud.core.base import Recommender, non_negative, positive
+from tastebud.core.base import ENGINE_PARAMS, Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.core.progress import progress_bar
 from tastebud.core.registry import register
@@ -32,7 +32,6 @@ from tastebud.core.results import Explanation
 from tastebud.core.space import Dist, Float, Int, LogFloat
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
-from tastebud.dist.session import check_engine_params
 from tastebud.kernels import als as K
 
 
@@ -82,6 +81,12 @@ class ImplicitALS(Recommender):
     solve); ``threads``: 0 for every core. Scores are dot products ``x_u . y_i``.
     """
 
+    history_preference: ClassVar[int | None] = 5
+    demo_params: ClassVar[dict[str, Any] | None] = {}
+    lab_default: ClassVar[bool] = True
+    scale_out: ClassVar[frozenset[str]] = frozenset({"ray", "parquet"})
+    deprecated_params: ClassVar[dict[str, str]] = ENGINE_PARAMS
+
     supports_history = True
     docs_page = "ials"
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "reg": 0.1, "alpha": 4.0}
@@ -105,9 +110,6 @@ class ImplicitALS(Recommender):
         reg_exponent: float = 0.0,
         threads: int = 0,
         random_state: int = 0,
-        engine: Literal["local", "ray"] = "local",
-        workers: int = 2,
-        address: str | None = None,
     ) -> None:
         self.factors = factors
         self.reg = reg
@@ -119,9 +121,6 @@ class ImplicitALS(Recommender):
         self.reg_exponent = reg_exponent
         self.threads = threads
         self.random_state = random_state
-        self.engine = engine
-        self.workers = workers
-        self.address = address
 
     def _validate_params(self) -> None:
         positive("ImplicitALS", factors=self.factors, epochs=self.epochs, eps=self.eps)
@@ -129,7 +128,6 @@ class ImplicitALS(Recommender):
             "ImplicitALS", reg=self.reg, alpha=self.alpha, cg_steps=self.cg_steps, threads=self.threads,
             reg_exponent=self.reg_exponent,
         )  # fmt: skip
-        check_engine_params("ImplicitALS", self.engine, self.workers, self.address)
 
     # ------------------------------------------------------------------ confidence
     def _cm1(self, values: np.ndarray) -> np.ndarray:
@@ -153,10 +151,7 @@ class ImplicitALS(Recommender):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: Interactions) -> None:
-        if self.engine == "ray":  # on Ray: tastebud.dist.ray_ials (same factors as the local fit)
-            from tastebud.dist.ray_ials import fit_ials_ray
-
-            return fit_ials_ray(self, data)
+        # on Ray: fit(data, engine=tastebud.dist.RayEngine(...)) runs tastebud.dist.ray_ials instead (same factors)
         m = self.user_items_
         check_values(m.data, "interaction values")
         check_values(data.values, "interaction values")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,6 +17,10 @@ from tastebud.data.interactions import Interactions
 @register("random")
 class Random(Recommender):
     """Uniformly random scores, reproducible per (seed, user): the floor of every table."""
+
+    baseline: ClassVar[bool] = True
+    history_preference: ClassVar[int | None] = None  # a baseline: never picked by itself
+    demo_params: ClassVar[dict[str, Any] | None] = {}
 
     supports_history = True
     docs_page = "conventions"
@@ -33,7 +37,11 @@ class Random(Recommender):
         return np.random.default_rng([self.seed_, key + 1]).random(self.n_items, dtype=np.float32)
 
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray | None) -> np.ndarray:
-        block = np.stack([self._row(int(u)) for u in user_idx]) if len(user_idx) else np.empty((0, self.n_items), np.float32)
+        block = (
+            np.stack([self._row(int(u)) for u in user_idx])
+            if len(user_idx)
+            else np.empty((0, self.n_items), np.float32)
+        )
         return block if item_idx is None else block[:, item_idx]
 
     def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -50,6 +58,11 @@ class MostPopular(Recommender):
     ``half_life_days`` weights each interaction by ``0.5 ** (age / half_life)`` relative to the
     newest event, so that what is popular *now* wins (needs timestamps).
     """
+
+    baseline: ClassVar[bool] = True
+    history_preference: ClassVar[int | None] = None  # a baseline: never picked by itself
+    demo_params: ClassVar[dict[str, Any] | None] = {}
+    lab_default: ClassVar[bool] = True
 
     supports_history = True
     docs_page = "conventions"
@@ -84,7 +97,12 @@ class MostPopular(Recommender):
         return np.broadcast_to(self.popularity_, (len(item_idx), self.n_items))
 
     def _explain(self, user_idx: int, item_idx: np.ndarray, history: sp.csr_matrix) -> list[Explanation]:
-        return [Explanation(f"popular: {self.popularity_[i]:.0f} interactions", [("popularity", float(self.popularity_[i]))]) for i in item_idx]
+        return [
+            Explanation(
+                f"popular: {self.popularity_[i]:.0f} interactions", [("popularity", float(self.popularity_[i]))]
+            )
+            for i in item_idx
+        ]
 
 
 @register("bias")
@@ -94,6 +112,9 @@ class Bias(RatingModel):
     Fitted by alternating least squares as Surprise's BaselineOnly does: each step solves the
     biases of one side exactly given the other, with damping ``reg_user_bias`` / ``reg_item_bias``.
     """
+
+    history_preference: ClassVar[int | None] = None  # a baseline: never picked by itself
+    demo_params: ClassVar[dict[str, Any] | None] = {}
 
     supports_history = True
     renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {
@@ -144,4 +165,9 @@ class Bias(RatingModel):
         return self.global_mean_ + self.item_bias_
 
     def _explain(self, user_idx: int, item_idx: np.ndarray, history: sp.csr_matrix) -> list[Explanation]:
-        return [Explanation(f"item bias {self.item_bias_[i]:+.2f} over the mean", [("item_bias", float(self.item_bias_[i]))]) for i in item_idx]
+        return [
+            Explanation(
+                f"item bias {self.item_bias_[i]:+.2f} over the mean", [("item_bias", float(self.item_bias_[i]))]
+            )
+            for i in item_idx
+        ]

@@ -41,6 +41,10 @@ class BPR(Recommender):
     ranked correctly before the step (a cheap estimate of training AUC).
     """
 
+    history_preference: ClassVar[int | None] = 6
+    demo_params: ClassVar[dict[str, Any] | None] = {}
+    lab_default: ClassVar[bool] = True
+
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "learning_rate": 0.05, "threads": 1}
     search_space: ClassVar[dict[str, Dist]] = {
         "factors": Int(8, 256, log=True),

@@ -53,6 +53,11 @@ class ContentBased(Recommender):
     model is deterministic.
     """
 
+    history_preference: ClassVar[int | None] = 1
+    demo_params: ClassVar[dict[str, Any] | None] = {}
+    lab_default: ClassVar[bool] = True
+    uses_features: ClassVar[bool] = True
+
     supports_history = True
     fast_params: ClassVar[dict[str, Any]] = {}
     renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {"blocks": "feature_blocks"}

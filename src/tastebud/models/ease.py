@@ -63,6 +63,10 @@ class EASE(Recommender):
     above it the fit stops with a ConfigError before allocating.
     """
 
+    history_preference: ClassVar[int | None] = 4
+    demo_params: ClassVar[dict[str, Any] | None] = {}
+    lab_default: ClassVar[bool] = True
+
     supports_history = True
     fast_params: ClassVar[dict[str, Any]] = {"reg": 50.0}
     search_space: ClassVar[dict[str, Dist]] = {"reg": LogFloat(1.0, 5000.0), "dropout": Float(0.0, 0.5)}

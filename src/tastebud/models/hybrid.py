@@ -38,6 +38,8 @@ from tastebud.data.interactions import Interactions
 class Hybrid(Recommender):
     """Weighted score fusion or reciprocal rank fusion of several models (Burke 2002; Cormack et al. 2009)."""
 
+    history_preference: ClassVar[int | None] = 10
+
     fast_params = {"models": ["popular", "bias"], "method": "rrf"}
     docs_page = "serving"
     # which models to blend (and their own parameters) is the user's design; the fusion is searched.

@@ -449,6 +449,10 @@ class ItemKNN(_KNN):
     Karypis 2004).
     """
 
+    history_preference: ClassVar[int | None] = 0
+    demo_params: ClassVar[dict[str, Any] | None] = {}
+    lab_default: ClassVar[bool] = True
+
     user_based = False
 
 
@@ -460,6 +464,10 @@ class UserKNN(_KNN):
     the ``neighbors`` most similar users. A new person (``recommend_for_history``) gets their
     neighbours computed on the fly against the stored user vectors, without refitting.
     """
+
+    history_preference: ClassVar[int | None] = 9
+    demo_params: ClassVar[dict[str, Any] | None] = {}
+    lab_default: ClassVar[bool] = True
 
     user_based = True
 

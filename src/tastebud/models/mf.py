@@ -18,11 +18,8 @@ The math, notation and the defaults' provenance are in ``docs/mf.md``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -34,19 +31,7 @@ from tastebud.core.results import Explanation
 from tastebud.core.space import Categorical, Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.kernels import mf as K
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[int]:
-    """Run numba kernels on ``n`` threads (0: all); restores the previous count."""
-    limit = numba.config.NUMBA_NUM_THREADS
-    want = limit if n <= 0 else min(n, limit)
-    before = numba.get_num_threads()
-    numba.set_num_threads(want)
-    try:
-        yield want
-    finally:
-        numba.set_num_threads(before)
+from tastebud.models.als import numba_threads
 
 
 def _ratings(data: Interactions, owner: str) -> sp.csr_matrix:
@@ -281,6 +266,9 @@ class SVD(_SGDMixin, _BiasedMF):
     decaying rate and stronger regularisation.
     """
 
+    demo_params: ClassVar[dict[str, Any] | None] = {}
+    lab_default: ClassVar[bool] = True
+
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 10, "random_state": 0}
     renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {
         "reg_bu": "reg_user_bias",
@@ -353,7 +341,7 @@ class SVD(_SGDMixin, _BiasedMF):
         reg_bu, reg_bi, reg_pu, reg_qi = self._regs()
         lr = float(self.learning_rate)
         history = []
-        with _threads(self.threads) as n_threads, progress_bar(self.epochs, self.name, "epoch") as bar:
+        with numba_threads(self.threads) as n_threads, progress_bar(self.epochs, self.name, "epoch") as bar:
             for epoch in range(self.epochs):
                 order = rng.permutation(len(ratings))
                 sse = K.sgd_epoch(
@@ -397,6 +385,10 @@ class SVDpp(SVD):
     ``y_j`` take the user's accumulated gradient once per user. ``user_factors_`` holds the
     effective vector ``p_u + implicit sum``; ``implicit_factors_`` holds the ``y_j``.
     """
+
+    history_preference: ClassVar[int | None] = 8
+    demo_params: ClassVar[dict[str, Any] | None] = {"epochs": 10}
+    lab_default: ClassVar[bool] = False
 
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 10, "random_state": 0}
     renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {
@@ -449,7 +441,7 @@ class SVDpp(SVD):
         counts = np.diff(indptr)
         lr = float(self.learning_rate)
         history = []
-        with _threads(self.threads) as n_threads, progress_bar(self.epochs, self.name, "epoch") as bar:
+        with numba_threads(self.threads) as n_threads, progress_bar(self.epochs, self.name, "epoch") as bar:
             for epoch in range(self.epochs):
                 user_order = rng.permutation(data.n_users).astype(np.int64)
                 # a random order within every user's row: sort random keys per row segment
@@ -514,6 +506,9 @@ class ExplicitALS(_BiasedMF):
     user's factors equal the fold-in of their ratings.
     """
 
+    history_preference: ClassVar[int | None] = 7
+    demo_params: ClassVar[dict[str, Any] | None] = {}
+
     fast_params: ClassVar[dict[str, Any]] = {"factors": 8, "epochs": 5, "random_state": 0}
     renamed_params: ClassVar[dict[str, str | tuple[str, ...]]] = {"reg_bias": ("reg_user_bias", "reg_item_bias")}
     search_space: ClassVar[dict[str, Dist]] = {
@@ -575,7 +570,7 @@ class ExplicitALS(_BiasedMF):
         coo = m.tocoo()
         history = []
         lam_bu, lam_bi, lam_f = self._reg_bias("user"), self._reg_bias("item"), float(self.reg)
-        with _threads(self.threads), progress_bar(self.epochs, self.name, "epoch") as bar:
+        with numba_threads(self.threads), progress_bar(self.epochs, self.name, "epoch") as bar:
             for epoch in range(self.epochs):
                 K.ridge_side(*args_i, mu + u[:, 0], u, v, lam_bi, lam_f, self.weighted_reg)
                 K.ridge_side(*args_u, mu + v[:, 0], v, u, lam_bu, lam_f, self.weighted_reg)
@@ -651,6 +646,9 @@ class BayesianMF(_BiasedMF):
     one at a time from their exact conditionals. ``"none"`` is plain biased BPMF.
     """
 
+    heavy: ClassVar[bool] = True  # Gibbs sampling: tens of seconds with its defaults
+    demo_params: ClassVar[dict[str, Any] | None] = {}
+
     fast_params: ClassVar[dict[str, Any]] = {"factors": 4, "epochs": 12, "burn_in": 4, "random_state": 0, "threads": 1}
     # ``epochs`` / ``burn_in`` buy accuracy with time rather than trade it off: not searched.
     search_space: ClassVar[dict[str, Dist]] = {
@@ -722,7 +720,7 @@ class BayesianMF(_BiasedMF):
         rows_t, cols_t = ct.row.astype(np.int32), ct.col.astype(np.int32)
         kept_u, kept_v, kept_y, hyper_mu, hyper_lam, alphas = [], [], [], [], [], []
         history = []
-        with _threads(self.threads), progress_bar(self.epochs, self.name, "sweep") as bar:
+        with numba_threads(self.threads), progress_bar(self.epochs, self.name, "sweep") as bar:
             for epoch in range(self.epochs):
                 mu_v, lam_v = _normal_wishart_draw(rng, v[has_i], beta0, float(d))
                 mu_u, lam_u = _normal_wishart_draw(rng, u[has_u], beta0, float(d))

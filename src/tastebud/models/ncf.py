@@ -24,20 +24,18 @@ PyTorch is needed (``pip install tastebud[neural]``); it is imported when a mode
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
-from tastebud.core.base import Recommender, non_negative, positive
+from tastebud.core.base import non_negative, positive
 from tastebud.core.errors import ConfigError
 from tastebud.core.registry import register
 from tastebud.core.space import Categorical, Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
-from tastebud.dist.session import check_engine_params
 from tastebud.models._torch import (
-    TrainLoop,
+    TorchModel,
     module_from_bytes,
     module_to_bytes,
     pick_device,
@@ -114,21 +112,6 @@ def sample_negatives(
             break
         neg[hit] = rng.integers(0, n_items, size=int(hit.sum()))
     return neg.reshape(-1, n) if n else np.empty((len(users), 0), np.int64)
-
-
-def _check_common(owner: Any) -> None:
-    name = type(owner).__name__
-    positive(
-        name, factors=owner.factors, epochs=owner.epochs, learning_rate=owner.learning_rate, batch_size=owner.batch_size
-    )
-    non_negative(name, reg=owner.reg)
-    if owner.patience is not None:
-        positive(name, patience=owner.patience)
-    if not 0.0 <= owner.validation < 1.0:
-        raise ConfigError(f"{name}: validation must be in [0, 1), got {owner.validation!r}")
-    if owner.resume and owner.checkpoint_dir is None:
-        raise ConfigError(f"{name}: resume=True needs checkpoint_dir")
-    pick_device(owner.device)
 
 
 # ---------------------------------------------------------------------- torch modules
@@ -242,7 +225,7 @@ _NETS: dict[str, Any] = {}
 
 
 # ---------------------------------------------------------------------- the models
-class _NCF(Recommender):
+class _NCF(TorchModel):
     """Shared fit / score / persistence of the three NCF models."""
 
     kind: ClassVar[str] = ""
@@ -284,9 +267,6 @@ class _NCF(Recommender):
         progress: bool = False,
         device: str = "auto",
         random_state: int = 0,
-        engine: Literal["local", "ray"] = "local",
-        workers: int = 2,
-        address: str | None = None,
     ) -> None:
         self.factors = factors
         self.layers = layers
@@ -305,29 +285,23 @@ class _NCF(Recommender):
         self.progress = progress
         self.device = device
         self.random_state = random_state
-        self.engine = engine
-        self.workers = workers
-        self.address = address
 
     def _validate_params(self) -> None:
         name = type(self).__name__
-        _check_common(self)
+        positive(name, factors=self.factors, learning_rate=self.learning_rate)
+        non_negative(name, reg=self.reg)
+        super()._validate_params()  # the shared training settings
         positive(name, layers=self.layers, negatives=self.negatives)
         if not 0.0 <= self.gmf_weight <= 1.0:
             raise ConfigError(f"{name}: gmf_weight must be in [0, 1], got {self.gmf_weight!r}")
         if self.pretrain and self.kind != "neumf":
             raise ConfigError(f"{name}: pretrain=True only applies to NeuMF")
-        check_engine_params(name, self.engine, self.workers, self.address)
 
     # ------------------------------------------------------------------ fit
     def _build(self, kind: str | None = None) -> Any:
         return _nets()[kind or self.kind](self.n_users, self.n_items, int(self.factors), int(self.layers))
 
     def _fit(self, data: Interactions) -> None:
-        if self.engine == "ray":  # on Ray: tastebud.dist.ray_train
-            from tastebud.dist.ray_train import fit_torch_ray
-
-            return fit_torch_ray(self, data)
         require_torch()
         seed_everything(self.random_state)
         device = pick_device(self.device)
@@ -342,6 +316,8 @@ class _NCF(Recommender):
         else:
             net = self._train(self._build().to(device), train, val_users, val_items, device, self.kind, sgd=False)
         self._net = net.cpu().eval()
+        if self._hooks.finish is not None:  # the scale layer merges the per-user state of its blocks
+            self._hooks.finish(self)
 
     def _train(
         self,
@@ -411,18 +387,18 @@ class _NCF(Recommender):
             optimizer = torch.optim.SGD(params, lr=float(self.learning_rate), weight_decay=float(self.reg))
         else:
             optimizer = torch.optim.Adam(params, lr=float(self.learning_rate), weight_decay=float(self.reg))
-        loop = TrainLoop(
-            int(self.epochs),
-            patience=self.patience,
-            checkpoint_dir=None if self.checkpoint_dir is None else Path(self.checkpoint_dir),
-            progress=bool(self.progress),
-            name=name,
-            resume=bool(self.resume),
-        )
+        loop = self._train_loop(name)
         per_batch = (lambda b: len(b[0])) if loss_kind == "log" else (lambda b: int(b[2].numel()))
         examples = n_pos * (1 + n_neg) if loss_kind == "log" else n_pos
         history = loop.run(
-            net, optimizer, batches, step, validate, examples_per_batch=per_batch, steps_per_epoch=-(-examples // bs)
+            net,
+            optimizer,
+            batches,
+            step,
+            validate,
+            examples_per_batch=per_batch,
+            steps_per_epoch=-(-examples // bs),
+            layout=self.batch_layout(),
         )
         for row in history:
             self.history_.append(dict(row, stage=name))
@@ -473,3 +449,4 @@ class NeuMF(_NCF):
     ``pretrain=True`` starts from trained GMF and MLP, their output layers weighted by ``gmf_weight``."""
 
     kind = "neumf"
+    demo_params: ClassVar[dict[str, Any] | None] = {"epochs": 3}

@@ -47,6 +47,7 @@ class RP3beta(SparseItemItem):
 
     explain_phrase = "reached from"
     fast_params: ClassVar[dict[str, Any]] = {"neighbors": 20}
+    demo_params: ClassVar[dict[str, Any] | None] = {}
     search_space: ClassVar[dict[str, Dist]] = {
         "neighbors": Int(10, 500, log=True),
         "transition_exponent": Float(0.1, 1.5),

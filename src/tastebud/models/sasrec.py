@@ -30,21 +30,22 @@ sequence. ``patience=None`` trains every epoch on every item. Training goes thro
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch  # without torch this ImportError makes get_model say which extra to install
 
-from tastebud.core.base import Recommender, non_negative, positive
+from tastebud.core.base import non_negative, positive
 from tastebud.core.errors import ConfigError, DataError
 from tastebud.core.registry import register
 from tastebud.core.results import Recommendations, as_list
 from tastebud.core.space import Dist, Float, Int, LogFloat
 from tastebud.data.interactions import Interactions
-from tastebud.dist.session import check_engine_params
 from tastebud.models._torch import (
-    TrainLoop,
+    BatchLayout,
+    TorchModel,
     module_from_bytes,
     module_to_bytes,
     pick_device,
@@ -163,8 +164,37 @@ def _sample_unseen(rng: np.random.Generator, users: np.ndarray, seen_keys: np.nd
     return out
 
 
+class SequenceRows(BatchLayout):
+    """A SASRec batch: (inputs[B, L], targets[N], mask[B, L], negatives). Targets (and ``bce``
+    negatives) are one per real position, row-major, so a block of rows owns a contiguous segment
+    of them; the loss is a mean over the N positions, so a share weighs its positions."""
+
+    def __init__(self, per_position_negatives: bool) -> None:
+        self.per_position_negatives = per_position_negatives
+
+    def rows(self, batch: tuple[Any, ...]) -> int:
+        return int(batch[0].shape[0])
+
+    def terms(self, batch: tuple[Any, ...], cuts: np.ndarray) -> list[int]:
+        ends = self._ends(batch[2])
+        return [int(ends[b] - ends[a]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+    def take(self, batch: tuple[Any, ...], lo: int, hi: int) -> tuple[Any, ...]:
+        inp, tgt, mask, neg = batch
+        ends = self._ends(mask)
+        plo, phi = int(ends[lo]), int(ends[hi])
+        if neg is not None and self.per_position_negatives:
+            neg = neg[plo:phi]
+        # the columns are not re-trimmed: every row is computed exactly as in the whole batch
+        return inp[lo:hi], tgt[plo:phi], mask[lo:hi], neg
+
+    @staticmethod
+    def _ends(mask: Any) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(mask.sum(dim=1).cpu().numpy())]).astype(np.int64)
+
+
 @register("sasrec")
-class SASRec(Recommender):
+class SASRec(TorchModel):
     """Self-attentive sequential recommendation (Kang & McAuley 2018); see the module docstring.
 
     ``recommend`` reads each known user's training sequence; ``recommend_for_history`` takes an
@@ -173,6 +203,8 @@ class SASRec(Recommender):
 
     supports_history: ClassVar[bool] = True
     requires: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "neural"),)
+    history_preference: ClassVar[int | None] = 3
+    demo_params: ClassVar[dict[str, Any] | None] = {"epochs": 5}
     fast_params: ClassVar[dict[str, Any]] = {
         "factors": 8,
         "transformer_blocks": 1,
@@ -213,9 +245,6 @@ class SASRec(Recommender):
         progress: bool = False,
         device: str = "auto",
         random_state: int = 0,
-        engine: Literal["local", "ray"] = "local",
-        workers: int = 2,
-        address: str | None = None,
     ) -> None:
         self.factors = factors
         self.transformer_blocks = transformer_blocks
@@ -234,9 +263,6 @@ class SASRec(Recommender):
         self.progress = progress
         self.device = device
         self.random_state = random_state
-        self.engine = engine
-        self.workers = workers
-        self.address = address
 
     def _validate_params(self) -> None:
         owner = "SASRec"
@@ -247,31 +273,23 @@ class SASRec(Recommender):
             heads=self.heads,
             maxlen=self.maxlen,
             negatives=self.negatives,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
             learning_rate=self.learning_rate,
         )
+        super()._validate_params()  # the shared training settings (epochs, batch_size, patience, ...)
         non_negative(owner, reg=self.reg)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{owner}: dropout must be in [0, 1), got {self.dropout!r}")
         if self.factors % self.heads:
             raise ConfigError(f"{owner}: factors ({self.factors}) must be divisible by heads ({self.heads})")
-        if self.patience is not None:
-            positive(owner, patience=self.patience)
-        if self.resume and not self.checkpoint_dir:
-            raise ConfigError(f"{owner}: resume=True needs checkpoint_dir")
-        pick_device(self.device)
-        check_engine_params(owner, self.engine, self.workers, self.address)
 
     # ------------------------------------------------------------------ training
     def _new_net(self) -> _SASRecNet:
         return _SASRecNet(self.n_items, self.factors, self.transformer_blocks, self.heads, self.maxlen, self.dropout)
 
-    def _fit(self, data: Interactions) -> None:
-        if self.engine == "ray":  # data-parallel on Ray Train (tastebud.dist.ray_train)
-            from tastebud.dist.ray_train import fit_torch_ray
+    def batch_layout(self) -> BatchLayout:
+        return SequenceRows(per_position_negatives=self.loss == "bce")
 
-            return fit_torch_ray(self, data)
+    def _fit(self, data: Interactions) -> None:
         device = pick_device(self.device)
         seed_everything(self.random_state)
         indptr, items = _ordered_sequences(data)
@@ -357,14 +375,7 @@ class SASRec(Recommender):
                     gains.append(np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0))
                 return float(np.mean(np.concatenate(gains)))
 
-        loop = TrainLoop(
-            epochs=self.epochs,
-            patience=self.patience,
-            checkpoint_dir=self.checkpoint_dir,
-            progress=self.progress,
-            name="sasrec",
-            resume=self.resume,
-        )
+        loop = self._train_loop("sasrec")
         history = loop.run(
             net,
             optimizer,
@@ -373,6 +384,7 @@ class SASRec(Recommender):
             validate,
             examples_per_batch=lambda b: int(b[1].shape[0]),
             steps_per_epoch=-(-len(train_users) // self.batch_size),
+            layout=self.batch_layout(),
         )
         self._net = net.eval()
         self._device = device
@@ -383,6 +395,23 @@ class SASRec(Recommender):
             np.concatenate([s[-self.maxlen :] for s in seqs]).astype(np.int32) if len(seqs) else np.empty(0, np.int32)
         )
         self.popularity_ = np.bincount(data.item_idx, minlength=n_items).astype(np.float32)
+        if self._hooks.finish is not None:  # the scale layer merges the per-user state of its blocks
+            self._hooks.finish(self)
+
+    def merge_user_blocks(
+        self, lo: int, hi: int, gather: Callable[[Any], list[Any] | None], total: Callable[[np.ndarray], np.ndarray]
+    ) -> None:
+        """Popularity summed; each block's (complete) sequences and seen rows to rank 0."""
+        self.popularity_ = total(self.popularity_)
+        seen = self.user_items_
+        # outside its block a rank's sequences are empty, so its seq_items_ are its block's, in user order
+        every = gather((seen[lo:hi], np.diff(self.seq_indptr_)[lo:hi], self.seq_items_))
+        if every is None:
+            return
+        self.user_items_ = sp.vstack([p[0] for p in every], format="csr")
+        lengths = np.concatenate([p[1] for p in every])
+        self.seq_indptr_ = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.seq_items_ = np.concatenate([p[2] for p in every]).astype(np.int32)
 
     # ------------------------------------------------------------------ scoring
     def _forward_scores(self, net: _SASRecNet, padded: np.ndarray, device: Any) -> np.ndarray:

@@ -43,23 +43,22 @@ so a person with no training row is served without retraining.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from tastebud.core.base import Recommender, non_negative, positive
+from tastebud.core.base import non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, ModelFormatError
 from tastebud.core.registry import register
 from tastebud.core.results import Explanation
 from tastebud.core.space import Dist, Float, Int, LogFloat
 from tastebud.data.interactions import Interactions
-from tastebud.dist.session import check_engine_params
 from tastebud.models._torch import (
-    TrainLoop,
+    BatchLayout,
+    TorchModel,
     module_from_bytes,
     module_to_bytes,
     pick_device,
@@ -165,6 +164,19 @@ def softmax_rows(
     return torch.nn.functional.cross_entropy(logits, own)
 
 
+class ExampleRows(BatchLayout):
+    """A two-tower batch is a dict of tensors with one row per example, except the batch's extra
+    negatives, which every share scores (a rank's share keeps them whole)."""
+
+    SHARED = ("neg", "logq_neg")
+
+    def rows(self, batch: dict[str, Any]) -> int:
+        return len(batch["items"])
+
+    def take(self, batch: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
+        return {k: (v if k in self.SHARED else v[lo:hi]) for k, v in batch.items()}
+
+
 # ---------------------------------------------------------------------- feature encoding
 def _padded(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     """CSR rows as padded (index + 1, weight) matrices; index 0 / weight 0 is padding."""
@@ -178,6 +190,12 @@ def _padded(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     idx[rows, cols] = m.indices + 1
     val[rows, cols] = m.data
     return idx, val
+
+
+def _padded_rows(parts: list[np.ndarray]) -> np.ndarray:
+    """Row blocks of padded feature matrices (widths may differ) as one matrix, padded with 0."""
+    width = max(p.shape[1] for p in parts)
+    return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts], axis=0)
 
 
 def _aligned(frame: pd.DataFrame, ids: Any, what: str) -> pd.DataFrame:
@@ -329,12 +347,15 @@ def _nets() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- the model
 @register("two_tower")
-class TwoTower(Recommender):
+class TwoTower(TorchModel):
     """Two-tower retrieval: user and item towers to unit vectors, in-batch softmax with logQ
     correction (Covington et al. 2016; Yi et al. 2019). See the module docstring."""
 
     supports_history = True
     requires: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "neural"),)
+    uses_features: ClassVar[bool] = True
+    history_preference: ClassVar[int | None] = 2
+    demo_params: ClassVar[dict[str, Any] | None] = {"epochs": 3}
     fast_params: ClassVar[dict[str, Any]] = {
         "factors": 8,
         "epochs": 1,
@@ -390,9 +411,6 @@ class TwoTower(Recommender):
         progress: bool = False,
         device: str = "auto",
         random_state: int = 0,
-        engine: Literal["local", "ray"] = "local",
-        workers: int = 2,
-        address: str | None = None,
     ) -> None:
         self.factors = factors
         self.input_dim = input_dim
@@ -428,9 +446,6 @@ class TwoTower(Recommender):
         self.progress = progress
         self.device = device
         self.random_state = random_state
-        self.engine = engine
-        self.workers = workers
-        self.address = address
 
     # ------------------------------------------------------------------ params
     def _layers(self, which: str) -> list[int]:
@@ -444,9 +459,10 @@ class TwoTower(Recommender):
 
     def _validate_params(self) -> None:
         name = "TwoTower"
-        positive(name, factors=self.factors, max_history=self.max_history, temperature=self.temperature, epochs=self.epochs,
-                 learning_rate=self.learning_rate, batch_size=self.batch_size, freq_alpha=self.freq_alpha,
+        positive(name, factors=self.factors, max_history=self.max_history, temperature=self.temperature,
+                 learning_rate=self.learning_rate, freq_alpha=self.freq_alpha,
                  freq_buckets=self.freq_buckets, freq_hashes=self.freq_hashes)  # fmt: skip
+        super()._validate_params()  # the shared training settings (epochs, batch_size, validation, ...)
         non_negative(name, negatives=self.negatives, reg=self.reg)
         if self.input_dim is not None:
             positive(name, input_dim=self.input_dim)
@@ -471,20 +487,12 @@ class TwoTower(Recommender):
             raise ConfigError(f"{name}: id_dropout must be in [0, 1), got {self.id_dropout!r}")
         if not 0.0 < self.freq_alpha <= 1.0:
             raise ConfigError(f"{name}: freq_alpha must be in (0, 1], got {self.freq_alpha!r}")
-        if not 0.0 <= self.validation < 1.0:
-            raise ConfigError(f"{name}: validation must be in [0, 1), got {self.validation!r}")
-        if self.patience is not None:
-            positive(name, patience=self.patience)
         if self.validation_history is not None:
             positive(name, validation_history=self.validation_history)
         for which in ("item_columns", "user_columns"):
             value = getattr(self, which)
             if value is not None and (isinstance(value, (str, bytes)) or not all(isinstance(c, str) for c in value)):
                 raise ConfigError(f"{name}: {which} must be a list of column names, got {value!r}")
-        if self.resume and self.checkpoint_dir is None:
-            raise ConfigError(f"{name}: resume=True needs checkpoint_dir")
-        pick_device(self.device)
-        check_engine_params(name, self.engine, self.workers, self.address)
 
     # ------------------------------------------------------------------ features
     def _item_blocks(self, frame: pd.DataFrame) -> dict[str, Any]:
@@ -574,6 +582,32 @@ class TwoTower(Recommender):
         elif self.user_columns:
             raise DataError(f"two_tower: user_columns={list(self.user_columns)} but the data has no user_features")
 
+    def _unite_user_features(self, data: Interactions, exchange: Any) -> None:
+        """One rank of several, each fitted on its own block of users: the user-feature vocabularies
+        become the union over the ranks' blocks (``exchange``: the feature hook, this rank's
+        vocabularies in and every rank's out), so every rank builds the same network. For the
+        categorical columns used here (``min_df=1``) that is the vocabulary of the whole table."""
+        from tastebud.data.features import ItemFeatureEncoder
+
+        spec = self.user_feature_spec_
+        mine = None if spec is None else {k: v for k, v in self._user_enc_arrays.items() if k.endswith(".vocab")}
+        every = exchange(mine)
+        if spec is None and any(e is not None for e in every):
+            raise DataError(
+                "user_features: no row for any user of one worker's block while other blocks have some; "
+                "give every block users with features, or none"
+            )
+        if spec is None or mine is None:
+            return
+        arrays = dict(self._user_enc_arrays)
+        for key in mine:
+            arrays[key] = np.asarray(sorted(set().union(*(set(e.get(key, ()).tolist()) for e in every))), dtype=str)
+        enc = ItemFeatureEncoder.from_state(spec, arrays)
+        mat = enc.transform(_aligned(data.user_features[[b["column"] for b in spec]], self.users_, "user"))
+        self.user_feat_idx_, self.user_feat_val_ = _padded(mat)
+        self.n_user_features_ = int(mat.shape[1])
+        self.user_feature_spec_, self._user_enc_arrays = enc.state()
+
     # ------------------------------------------------------------------ network
     def _build(self) -> Any:
         nets = _nets()
@@ -593,16 +627,18 @@ class TwoTower(Recommender):
         return nets["TwoTowerNet"](user, item)
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, data: Interactions) -> None:
-        if self.engine == "ray":  # on Ray: tastebud.dist.ray_train
-            from tastebud.dist.ray_train import fit_torch_ray
+    def batch_layout(self) -> BatchLayout:
+        return ExampleRows()
 
-            return fit_torch_ray(self, data)
+    def _fit(self, data: Interactions) -> None:
         torch = require_torch()
+        hooks = self._hooks  # the scale layer's injection points; TrainHooks() for one process
         seed_everything(self.random_state)
         device = pick_device(self.device)
         seed = int(self.random_state)
         self._fit_features(data)
+        if hooks.features is not None:  # one rank of several, each on its own users
+            self._unite_user_features(data, hooks.features)
         self.context_ = bool(self.context and data.timestamps is not None)
         net = self._build().to(device)
 
@@ -686,6 +722,8 @@ class TwoTower(Recommender):
             freq["epoch"] = epoch
 
         tau = float(self.temperature)
+        # the in-batch softmax; data-parallel ranks score their rows against the whole global batch
+        softmax_loss = hooks.softmax_loss or sampled_softmax_loss
 
         def step(b: dict[str, Any]) -> Any:
             it, ut = net.item_tower, net.user_tower
@@ -717,7 +755,7 @@ class TwoTower(Recommender):
                 v = torch.cat([v, it.bias(items)], dim=1)
                 if vn is not None:
                     vn = torch.cat([vn, it.bias(b["neg"])], dim=1)
-            return sampled_softmax_loss(u, v, items, b["logq"], tau, vn, b["neg"], b["logq_neg"])
+            return softmax_loss(u, v, items, b["logq"], tau, vn, b["neg"], b["logq_neg"])
 
         def bias_now() -> np.ndarray | float:
             c = net.item_tower.bias
@@ -753,14 +791,7 @@ class TwoTower(Recommender):
 
         params = [p for p in net.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=float(self.learning_rate), weight_decay=float(self.reg))
-        loop = TrainLoop(
-            int(self.epochs),
-            patience=self.patience,
-            checkpoint_dir=None if self.checkpoint_dir is None else Path(self.checkpoint_dir),
-            progress=bool(self.progress),
-            name="two_tower",
-            resume=bool(self.resume),
-        )
+        loop = self._train_loop("two_tower")
         self.history_ = loop.run(
             net,
             optimizer,
@@ -769,10 +800,14 @@ class TwoTower(Recommender):
             validate,
             examples_per_batch=lambda b: int(len(b["items"])),
             steps_per_epoch=-(-n_ex // bs),
+            layout=self.batch_layout(),
         )
         self.best_epoch_ = loop.best_epoch
         self._net = net.cpu().eval()
-        self._finish(self.user_items_)
+        if hooks.finish is None:
+            self._finish(self.user_items_)
+        else:  # the scale layer computes each block's user vectors on its own rank and merges them
+            hooks.finish(self)
 
     def _finish(self, full: sp.csr_matrix) -> None:
         """Precompute the catalogue's item vectors and every known user's vector."""
@@ -783,6 +818,39 @@ class TwoTower(Recommender):
                 self._net, torch.device("cpu"), np.arange(self.n_users), full, table=self.item_factors_
             )
         self.item_bias_ = self._learned_bias(self._net)
+
+    def merge_user_blocks(
+        self, lo: int, hi: int, gather: Callable[[Any], list[Any] | None], total: Callable[[np.ndarray], np.ndarray]
+    ) -> None:
+        """Item counts summed; item vectors (identical on every rank); this block's user vectors;
+        the block's rows of the per-user state to rank 0."""
+        torch = require_torch()
+        self.item_counts_ = total(self.item_counts_)
+        with torch.no_grad():
+            iv = self._item_vectors(self._net, _cpu())
+            uv = self._user_vectors(self._net, _cpu(), np.arange(lo, hi), self.user_items_, table=iv)
+        seen = self.user_items_
+        recent = None if self.recent_ is None else self.recent_[seen.indptr[lo] : seen.indptr[hi]]
+        every = gather((seen[lo:hi], recent, self.user_feat_idx_[lo:hi], self.user_feat_val_[lo:hi], uv))
+        if every is None:
+            return
+        self.user_items_ = sp.vstack([p[0] for p in every], format="csr")
+        self.recent_ = None if recent is None else np.concatenate([p[1] for p in every])
+        self.user_feat_idx_ = _padded_rows([p[2] for p in every])
+        self.user_feat_val_ = _padded_rows([p[3] for p in every])
+        self.item_factors_ = iv
+        self.user_factors_ = np.concatenate([p[4] for p in every], axis=0)
+        self.item_bias_ = self._learned_bias(self._net)  # unseen items get the lowest bias, by the summed counts
+
+    def softmax_frequency(self, n_items: int, batch_size: int, seed: int) -> StreamingFrequency | None:
+        """The logQ estimator over the global batches (Yi et al. 2019, Algorithm 2), as one process
+        builds it; None when ``logq`` is off."""
+        if not self.logq:
+            return None
+        prior = max(1.0, n_items / batch_size)
+        return StreamingFrequency(
+            int(self.freq_buckets), float(self.freq_alpha), int(self.freq_hashes), prior, int(seed)
+        )
 
     def _learned_bias(self, net: Any) -> np.ndarray | None:
         """The per-item bias in cosine units (``item_bias``), or None; items never seen in

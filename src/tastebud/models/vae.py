@@ -58,6 +58,7 @@ class _VAE(Recommender):
 
     supports_history = True
     requires: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "neural"),)
+    heavy = True  # minutes of training at the paper's settings on a CPU
     kind: ClassVar[str] = ""
 
     # ------------------------------------------------------------------ checks

@@ -199,7 +199,7 @@ def _check_port(host: str, port: int) -> None:
 
 
 def _load_base(base: dict[str, Any]) -> Any:
-    from tastebud.cli import load_data
+    from tastebud.data.sources import load_data
 
     cols = base.get("columns") or {}
     return load_data(

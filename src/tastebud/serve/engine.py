@@ -41,21 +41,6 @@ from tastebud.serve.registry import ModelRegistry, is_model_folder
 
 log = logging.getLogger("tastebud.serve")
 
-BASELINES = ("random", "popular")
-HISTORY_PREFERENCE = (
-    "itemknn",
-    "content",
-    "two_tower",
-    "sasrec",
-    "ease",
-    "ials",
-    "bpr",
-    "als",
-    "svdpp",
-    "userknn",
-    "hybrid",
-)
-
 
 @dataclass
 class PolicyConfig:
@@ -256,7 +241,8 @@ class Engine:
         return cls(models, policy, path.name, pop, indexes, int(spec.get("events_through_seq", 0)), spec)
 
     def _make_blend(self) -> Served:
-        names = self.policy.collaborative or [n for n in self.models if n not in BASELINES] or list(self.models)
+        # by default every model but the baselines (the ``baseline`` capability) is blended
+        names = self.policy.collaborative or [n for n, m in self.models.items() if not m.baseline] or list(self.models)
         missing = [n for n in names if n not in self.models]
         if missing:
             raise ConfigError(
@@ -279,10 +265,9 @@ class Engine:
             if not chosen.supports_history:
                 raise ConfigError(f"policy.history_model '{chosen.name}' cannot recommend from a history")
             return chosen
-        capable = [s for s in self.served.values() if s.supports_history and s.name not in BASELINES + ("bias",)]
-        capable.sort(
-            key=lambda s: HISTORY_PREFERENCE.index(s.name) if s.name in HISTORY_PREFERENCE else len(HISTORY_PREFERENCE)
-        )
+        # the models' own ``history_preference`` capability: lower first; None is never picked by itself
+        capable = [s for s in self.served.values() if s.supports_history and s.model.history_preference is not None]
+        capable.sort(key=lambda s: s.model.history_preference)
         if capable:
             return capable[0]
         return self.blend if self.blend.supports_history else None

@@ -233,13 +233,15 @@ def test_capabilities_give_todays_lineups():
     order = ["itemknn", "content", "two_tower", "sasrec", "ease", "ials", "als", "svdpp", "userknn"]
     assert [n for n in history if n in order] == order
     assert models["hybrid"].history_preference == 10  # after those (its support depends on its members)
-    assert {n for n, c in models.items() if c.heavy} == {"bayesmf", "gmf", "mlp", "neumf", "two_tower", "sasrec"}
+    assert {n for n, c in models.items() if c.heavy} == {
+        "bayesmf", "gmf", "mlp", "neumf", "two_tower", "sasrec", "mult_vae", "recvae",
+    }  # fmt: skip
     picks = {"popular", "itemknn", "ials", "ease", "content", "bpr", "svd", "userknn"}
     assert {n for n, c in models.items() if c.lab_default} == picks
     demo = [n for n, c in models.items() if c.demo_params is not None]
     assert demo == [
         "random", "popular", "bias", "userknn", "itemknn", "content", "svd", "svdpp", "bayesmf", "als", "ials",
-        "bpr", "ease", "neumf", "two_tower", "sasrec",
+        "bpr", "ease", "rp3beta", "neumf", "two_tower", "sasrec",
     ]  # fmt: skip
     assert models["svdpp"].demo_params == {"epochs": 10} and models["sasrec"].demo_params == {"epochs": 5}
     ray = {n for n, c in models.items() if "ray" in c.scale_out}

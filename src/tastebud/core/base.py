@@ -107,7 +107,7 @@ class Recommender:
 
     # Capabilities: what the demo, the service, the lab and the scale layer do with a model is read
     # from these, never from a list of model names, so a new model gets the right behaviour by
-    # declaring them (``tests/test_capabilities.py`` checks that they are consistent).
+    # declaring them (``tests/test_architecture.py`` checks that they are consistent).
     #: Where the service ranks this model when it picks one to serve people by their history
     #: (lower first; needs ``supports_history``); None: never picked by itself (baselines).
     history_preference: ClassVar[int | None] = 100

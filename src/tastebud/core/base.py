@@ -676,7 +676,7 @@ def _indices(values: Any, n: int, what: str) -> np.ndarray:
     idx = np.asarray(values)
     if idx.dtype.kind not in "iu" and idx.size:
         raise DataError(f"{what} must hold integer indices, got {idx.dtype}")
-    idx = idx.astype(np.int64, copy=False).reshape(-1)
+    idx = np.ascontiguousarray(idx.reshape(-1), dtype=np.int64)  # models may hand it to torch as is
     if len(idx) and (idx.min() < 0 or idx.max() >= n):
         raise DataError(f"{what} holds indices outside 0..{n - 1}")
     return idx

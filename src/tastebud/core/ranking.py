@@ -106,6 +106,14 @@ def from_positions(pos: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return np.where(pos >= 0, columns[np.clip(pos, 0, None)], -1)
 
 
+def warm() -> None:
+    """Load (or compile) the kernel for the argument types a request uses, so that a service's
+    first request does not pay for it."""
+    one = np.zeros((1, 2), np.float32)
+    rank(one, 1, exclude=np.zeros(1, np.int64))  # a person's items as an array
+    rank(one, 1, exclude=sp.csr_matrix(one))  # rows of a sparse matrix (scipy's int32 indices)
+
+
 def _select(
     scores: np.ndarray,
     rows: np.ndarray,
@@ -165,4 +173,4 @@ def _to_positions(
     return [np.flatnonzero(np.isin(columns, e)) for e in exclude], None
 
 
-__all__ = ["from_positions", "merge", "rank", "topk"]
+__all__ = ["from_positions", "merge", "rank", "topk", "warm"]

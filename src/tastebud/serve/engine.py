@@ -221,6 +221,7 @@ class Engine:
             self.users.lookup(self.users.ids[:1].tolist())
         if len(self.items):
             self.items.lookup(self.items.ids[:1].tolist())
+        ranking.warm()
         for served in self.served.values():
             if served.view is not None and served.view.history_vector is not None and len(self.items):
                 try:

@@ -46,7 +46,7 @@ def main() -> None:
     for split in folds:
         with timer() as t:
             model = tb.get_model("bias")().fit(split.train)
-            pred = model._predict_idx(split.test.user_idx, split.test.item_idx)
+            pred = model.predict_idx(split.test.user_idx, split.test.item_idx)
         ours.append((rmse(pred, split.test.values), mae(pred, split.test.values), t["s"]))
     peer = surprise_folds()
     o, p = np.mean(ours, axis=0), np.mean(peer, axis=0)

@@ -267,7 +267,7 @@ the files themselves and keep only their user block and item block (counted by t
 
         n_users = local.n_users
         with timer() as t_batch_local:
-            local._recommend_idx(np.arange(n_users), 10)
+            local.rank_rows(np.arange(n_users), 10)
         with tempfile.TemporaryDirectory() as tmp:
             summary = recommend_all(local, Path(tmp) / "topk", k=10, workers=args.workers, batch_size=8192)
         print(f"batch local {t_batch_local['s']:.1f}s ray {summary}", flush=True)
@@ -282,7 +282,7 @@ Top-10 for every user ({n_users:,} users):
                 ["run", "seconds", "users / s"],
                 [
                     [
-                        "1 process, `_recommend_idx` in memory",
+                        "1 process, `rank_rows` in memory",
                         f"{t_batch_local['s']:.1f}",
                         f"{n_users / t_batch_local['s']:,.0f}",
                     ],

@@ -103,7 +103,7 @@ def rating_rows() -> tuple[pd.DataFrame, dict]:
         for name, model in ours.items():
             with timer() as t:
                 model.fit(split.train)
-                pred = model._predict_idx(split.test.user_idx.astype(np.int64), split.test.item_idx.astype(np.int64))
+                pred = model.predict_idx(split.test.user_idx.astype(np.int64), split.test.item_idx.astype(np.int64))
             rows.append(
                 {
                     "model": name,
@@ -232,7 +232,7 @@ def cold_ndcg(model: Recommender, split: Split, held: np.ndarray) -> float:
     # candidates in a fixed random order: exact ties (items sharing every genre, say) then break
     # at random instead of towards low item ids, which in ML-100K are the popular films
     cand = np.random.default_rng(12345).permutation(held)
-    rec, _ = model._recommend_idx(users, 10, True, cand)
+    rec, _ = model.rank_rows(users, 10, True, cand)
     return float(np.mean(M.ndcg_at_k(rec, rel[users], 10)))
 
 

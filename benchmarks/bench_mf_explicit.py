@@ -51,7 +51,7 @@ def ours_fold(model, split) -> tuple[float, float, float]:  # type: ignore[no-un
     start, cpu = time.perf_counter(), time.process_time()
     model.fit(split.train)
     fit_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu
-    pred = model._predict_idx(split.test.user_idx.astype(np.int64), split.test.item_idx.astype(np.int64))
+    pred = model.predict_idx(split.test.user_idx.astype(np.int64), split.test.item_idx.astype(np.int64))
     return rmse(pred, split.test.values), fit_s, cpu_s
 
 

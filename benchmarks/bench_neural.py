@@ -94,7 +94,7 @@ def metrics_of(model, split, tail: np.ndarray) -> dict[str, float]:
 
     rel = split.test.matrix
     users = np.nonzero(np.diff(rel.indptr) > 0)[0]
-    rec, _ = model._recommend_idx(users, 50, exclude_seen=True)
+    rec, _ = model.rank_rows(users, 50, exclude_seen=True)
     rel_u = rel[users]
     out = {
         "ndcg@10": float(np.mean(M.ndcg_at_k(rec, rel_u, 10))),
@@ -195,14 +195,11 @@ def cold_draw(split, draw: int, share: float = 0.25, size: int = 5):
 
 def history_metrics(model, histories: list[np.ndarray], rel: sp.csr_matrix) -> dict[str, float]:
     """NDCG@10 and Recall@10 of top-10 lists scored from each live history alone (its items excluded)."""
-    from tastebud.core.topk import topk
     from tastebud.eval import metrics as M
 
     recs = np.full((len(histories), 10), -1, np.int64)
     for r, h in enumerate(histories):
-        scores = np.array(model._score_history(h, np.ones(len(h), np.float32)), np.float32).ravel()
-        scores[h] = -np.inf
-        recs[r] = topk(scores[None, :], 10)[0][0]
+        recs[r] = model.rank_history_idx(h, k=10)[0]
     return {
         "ndcg@10": float(np.mean(M.ndcg_at_k(recs, rel, 10))),
         "recall@10": float(np.mean(M.recall_at_k(recs, rel, 10))),
@@ -338,7 +335,7 @@ def cold_items(quick: bool) -> list[dict]:
     for label, model in models.items():
         with timer() as t:
             model.fit(train)
-        rec, _ = model._recommend_idx(users, 10, exclude_seen=True, cand=held)
+        rec, _ = model.rank_rows(users, 10, exclude_seen=True, allowed=held)
         rows.append({"model": label, "held-out items": len(held), "users": len(users),
                      "ndcg@10": float(np.mean(M.ndcg_at_k(rec, rel[users], 10))), "fit_s": t["s"]})  # fmt: skip
         print(rows[-1], flush=True)

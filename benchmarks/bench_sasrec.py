@@ -96,7 +96,7 @@ def metrics(
     """NDCG@10 / HR@10 for one target item per user: full ranking, and against ``negatives``."""
     users = target.user_idx.astype(np.int64)
     items = target.item_idx.astype(np.int64)
-    scores = model._score_chunked(users, None).astype(np.float64)
+    scores = model.score_rows(users).astype(np.float64)
     t = scores[np.arange(len(users)), items]
     seen = train.matrix[users].tocsr()
     rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))

@@ -63,7 +63,7 @@ COMMON_PATHS = (
     "src/tastebud/core",
     "src/tastebud/eval",
     "src/tastebud/data",
-    "src/tastebud/kernels/topk.py",
+    "src/tastebud/kernels/topk.py",  # the engine of core/ranking.py
 )
 
 

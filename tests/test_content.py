@@ -199,7 +199,7 @@ def test_ml100k_cold_start_beats_random(data_root):
     cand = np.random.default_rng(1).permutation(held)
 
     def ndcg(model):
-        rec, _ = model.fit(split.train)._recommend_idx(users, 10, True, cand)
+        rec, _ = model.fit(split.train).rank_rows(users, 10, True, cand)
         return float(np.mean(M.ndcg_at_k(rec, rel[users], 10)))
 
     ours = ndcg(ContentBased(feature_blocks={"genres": 1.0, "title": 1.0}))

@@ -168,3 +168,52 @@ def test_explanations(fitted, synth):
     assert recs.explanations is not None
     for row in recs.explanations:
         assert len(row) == 3 and all(e.text for e in row)
+
+
+def _listed(model, idx_row, val_row):
+    keep = idx_row >= 0
+    return model.items_.to_ids(idx_row[keep]).tolist(), val_row[keep].tolist()
+
+
+def test_index_api_equals_external_ids(fitted, synth):
+    """The index-level API (what serve, eval, lab, index and the scale layer call) gives exactly
+    what the external-id methods give: the same scores, lists, explanations and ratings."""
+    users = users_of(synth)
+    uidx = fitted.users_.index(users)
+    items = [synth.items.ids[i].item() for i in range(0, synth.n_items, 4)]
+    iidx = fitted.items_.index(items)
+    np.testing.assert_array_equal(fitted.score_rows(uidx), fitted.score(users))
+    np.testing.assert_array_equal(fitted.score_rows(uidx, iidx), fitted.score(users, items))
+    for exclude_seen, allowed in ((True, None), (False, None), (True, iidx[::-1])):
+        idx, val = fitted.rank_rows(uidx, 6, exclude_seen=exclude_seen, allowed=allowed)
+        cand = None if allowed is None else fitted.items_.to_ids(allowed).tolist()
+        recs = fitted.recommend(users, k=6, exclude_seen=exclude_seen, items=cand)
+        for row in range(len(users)):
+            assert _listed(fitted, idx[row], val[row]) == (recs.items_of(row), recs.scores_of(row))
+    texts = [[e.text for e in fitted.explain_idx(int(u), idx[row])] for row, u in enumerate(uidx)]
+    explained = fitted.recommend(users, k=6, items=cand, explain=True).explanations
+    assert texts == [[e.text for e in row] for row in explained]
+    if fitted.supports_history:
+        history = fitted.items_.index(items[:4])
+        i, v = fitted.rank_history_idx(history, k=5, allowed=iidx)
+        recs = fitted.recommend_for_history(items[:4], k=5, candidates=items)
+        assert _listed(fitted, i, v) == (recs.items_of(0), recs.scores_of(0))
+        scores = fitted.score_history_idx(history)
+        np.testing.assert_array_equal(v[i >= 0], scores[i[i >= 0]])
+    similar = None
+    if fitted.supports_similar:
+        try:
+            similar = fitted.similar_items(items[:3], k=5)
+        except tb.NotSupportedError:  # a blend whose members have no similarity
+            pass
+    if similar is not None:
+        i, v = fitted.similar_rows(iidx[:3], k=5)
+        for row in range(3):
+            assert _listed(fitted, i[row], v[row]) == (similar.items_of(row), similar.scores_of(row))
+    if fitted.predicts_ratings:
+        pair_items = fitted.items_.index([items[r % len(items)] for r in range(len(users))])
+        np.testing.assert_array_equal(
+            fitted.predict_idx(uidx, pair_items), fitted.predict(users, fitted.items_.to_ids(pair_items).tolist())
+        )
+    with pytest.raises(tb.DataError, match="user_idx holds indices outside"):
+        fitted.rank_rows([fitted.n_users], 3)

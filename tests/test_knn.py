@@ -385,5 +385,5 @@ def test_ml100k_fold1_matches_surprise_knnbaseline(data_root):
 
     split = ml100k_folds(data_root, folds=(1,))[0]
     m = ItemKNN(neighbors=40, similarity="pearson_baseline", prediction="baseline").fit(split.train)
-    pred = m._predict_idx(split.test.user_idx.astype(np.int64), split.test.item_idx.astype(np.int64))
+    pred = m.predict_idx(split.test.user_idx.astype(np.int64), split.test.item_idx.astype(np.int64))
     assert M.rmse(pred, split.test.values) == pytest.approx(0.93594, abs=2e-4)

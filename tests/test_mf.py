@@ -438,6 +438,6 @@ def test_ml100k_u1_rmse(data_root):
         (BayesianMF(epochs=60, burn_in=15, implicit="none", threads=1), 0.92),
     ):
         model.fit(split.train)
-        pred = model._predict_idx(split.test.user_idx.astype(np.int64), split.test.item_idx.astype(np.int64))
+        pred = model.predict_idx(split.test.user_idx.astype(np.int64), split.test.item_idx.astype(np.int64))
         assert np.isfinite(pred).all()
         assert rmse(pred, split.test.values) <= bound, type(model).__name__

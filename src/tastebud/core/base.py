@@ -14,8 +14,15 @@ and where they make sense
 * ``_predict_pairs(user_idx, item_idx)``: ratings (``RatingModel``; -1 marks an unknown id);
 * ``_explain(user_idx, item_idx)``: why each item was recommended.
 
-Ids, candidates, exclusions, top-k, batching, fold-in plumbing, persistence and parameter
-handling live here, once.
+Ids, candidates, exclusions, top-k (through :mod:`tastebud.core.ranking`), batching, fold-in
+plumbing, persistence and parameter handling live here, once.
+
+Two public faces call those hooks. The external-id methods (``recommend``, ``score``,
+``recommend_for_history``, ``similar_items``, ``predict``) are the library's API. The
+index-level methods (``score_rows``, ``score_history_idx``, ``rank_rows``, ``rank_history_idx``,
+``similar_rows``, ``explain_idx``, ``predict_idx``) are the API for layers that already hold
+indices: serve, eval, lab, index and the scale layer call these, never the underscore hooks.
+The external-id methods are built on them, so both give the same lists.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import json
 import time
 import typing
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -35,7 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastebud import __version__
-from tastebud.core import persist
+from tastebud.core import persist, ranking
 from tastebud.core.errors import (
     ConfigError,
     DataError,
@@ -46,7 +53,6 @@ from tastebud.core.errors import (
 )
 from tastebud.core.results import Explanation, Recommendations, as_list
 from tastebud.core.space import Dist
-from tastebud.core.topk import topk
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
 
@@ -320,7 +326,7 @@ class Recommender:
         self._check_fitted()
         return len(self.items_)
 
-    # ------------------------------------------------------------------ scoring hooks
+    # ------------------------------------------------------------------ hooks a model implements
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError
 
@@ -334,19 +340,111 @@ class Recommender:
         """Default explanation: the model's score. ``history`` is the person's 1 x n_items row."""
         return [Explanation(f"{self.name} score") for _ in item_idx]
 
-    # ------------------------------------------------------------------ public scoring
+    @property
+    def supports_similar(self) -> bool:
+        """True when the model has an item-to-item similarity of its own (it implements ``_similar``)."""
+        return type(self)._similar is not Recommender._similar
+
+    # ------------------------------------------------------------------ index-level API
+    # For the layers that already hold indices (serve, eval, lab, index, the scale layer): the same
+    # scores, exclusions, tie rule and lists as the external-id methods below, which are built on
+    # these. Indices are positions in ``users_`` / ``items_``; out-of-range ones raise DataError.
+    def score_rows(self, user_idx: Any, item_idx: Any = None) -> np.ndarray:
+        """Dense float32 scores (len(user_idx), n_items or len(item_idx)) of users by index.
+
+        Computed in blocks of at most ``SCORE_BLOCK`` floats per call of the model; a fresh array.
+        """
+        self._check_fitted()
+        uidx = _indices(user_idx, self.n_users, "user_idx")
+        iidx = None if item_idx is None else _indices(item_idx, self.n_items, "item_idx")
+        width = self.n_items if iidx is None else len(iidx)
+        rows = max(1, SCORE_BLOCK // max(1, width))
+        if 0 < len(uidx) <= rows:
+            return np.array(self._score(uidx, iidx), dtype=np.float32)
+        parts = [np.asarray(self._score(uidx[s : s + rows], iidx), dtype=np.float32) for s in range(0, len(uidx), rows)]
+        return np.vstack(parts) if parts else np.empty((0, width), np.float32)
+
+    def score_history_idx(self, item_idx: Any, values: Any = None) -> np.ndarray:
+        """Scores (n_items,) of a person not in the model, from the item indices they had (in
+        order) and their values (1 when omitted): fold-in, no refit."""
+        self._check_fitted()
+        iidx = _indices(item_idx, self.n_items, "item_idx")
+        vals = _history_values(len(iidx), values)
+        return np.array(self._score_history(iidx, vals), dtype=np.float32).reshape(-1)
+
+    def rank_rows(
+        self, user_idx: Any, k: int = 10, exclude_seen: bool = True, allowed: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores, each (len(user_idx), k), of users by index.
+
+        ``exclude_seen`` drops each user's training items; ``allowed`` restricts to candidate
+        items, which the model scores alone (ties go to the earlier in the list). Slots beyond the
+        eligible items are -1 / NaN. Blocks of users are scored and ranked in one compiled pass
+        each (:mod:`tastebud.core.ranking`).
+        """
+        self._check_fitted()
+        k = _check_k(k)
+        uidx = _indices(user_idx, self.n_users, "user_idx")
+        cand = None if allowed is None else _indices(allowed, self.n_items, "allowed")
+        width = self.n_items if cand is None else len(cand)
+        rows = max(1, SCORE_BLOCK // max(1, width))
+        out_idx = np.empty((len(uidx), k), np.int64)
+        out_val = np.empty((len(uidx), k), np.float32)
+        seen = None
+        if exclude_seen:
+            seen = self.user_items_ if self.user_items_.has_sorted_indices else self.user_items_.sorted_indices()
+        for s in range(0, len(uidx), rows):
+            block = uidx[s : s + rows]
+            out_idx[s : s + rows], out_val[s : s + rows] = ranking.rank(
+                self._score(block, cand), k, exclude=seen, exclude_rows=block, columns=cand
+            )
+        return out_idx, out_val
+
+    def rank_history_idx(
+        self, item_idx: Any, values: Any = None, k: int = 10, exclude_seen: bool = True, allowed: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores, each (k,), for a person not in the model, from
+        their history (:meth:`score_history_idx`); ``exclude_seen`` drops the history's items,
+        ``allowed`` restricts to candidate items (ties go to the earlier in the list)."""
+        k = _check_k(k)
+        scores = self.score_history_idx(item_idx, values)
+        cand = None if allowed is None else _indices(allowed, self.n_items, "allowed")
+        exclude = np.asarray(item_idx, np.int64) if exclude_seen else None
+        return ranking.rank(scores if cand is None else scores[cand], k, exclude=exclude, columns=cand)
+
+    def similar_rows(self, item_idx: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items most similar to each item (by index), the item itself excluded:
+        indices and scores, each (len(item_idx), k)."""
+        self._check_fitted()
+        k = _check_k(k)
+        iidx = _indices(item_idx, self.n_items, "item_idx")
+        itself = sp.csr_matrix(
+            (np.ones(len(iidx), np.float32), iidx, np.arange(len(iidx) + 1)), shape=(len(iidx), self.n_items)
+        )
+        return ranking.rank(self._similar(iidx), k, exclude=itself)
+
+    def explain_idx(self, user_idx: int, item_idx: Any, history: sp.csr_matrix | None = None) -> list[Explanation]:
+        """Why each of ``item_idx`` (-1 slots skipped) was recommended to user ``user_idx``.
+
+        ``history``: the person's 1 x n_items row of item values; a known user's training row
+        when omitted, required for a person not in the model (``user_idx`` -1).
+        """
+        self._check_fitted()
+        iidx = np.asarray(item_idx, np.int64).ravel()
+        iidx = iidx[iidx >= 0]
+        if history is None:
+            if user_idx < 0:
+                raise DataError("explain_idx: a person not in the model (user_idx -1) needs their history row")
+            history = self.user_items_[int(user_idx)]
+        return self._explain(int(user_idx), iidx, history)
+
+    # ------------------------------------------------------------------ external ids
     def score(self, users: Any, items: Any = None) -> np.ndarray:
         """Dense scores, shape (len(users), len(items)) (all items when ``items`` is None)."""
         self._check_fitted()
         uidx = self.users_.index(as_list(users), "user")
         iidx = None if items is None else self.items_.index(as_list(items), "item")
-        return self._score_chunked(uidx, iidx)
-
-    def _score_chunked(self, uidx: np.ndarray, iidx: np.ndarray | None) -> np.ndarray:
-        width = self.n_items if iidx is None else len(iidx)
-        rows = max(1, SCORE_BLOCK // max(1, width))
-        parts = [np.asarray(self._score(uidx[s : s + rows], iidx), dtype=np.float32) for s in range(0, len(uidx), rows)]
-        return np.vstack(parts) if parts else np.empty((0, width), np.float32)
+        return self.score_rows(uidx, iidx)
 
     def recommend(
         self,
@@ -374,20 +472,18 @@ class Recommender:
         known = uidx >= 0
         notes: list[str] = []
         if known.all():
-            idx, scores = self._recommend_idx(uidx, k, exclude_seen, cand)
+            idx, scores = self.rank_rows(uidx, k, exclude_seen, cand)
         else:
             idx = np.full((len(users), k), -1, np.int64)
             scores = np.full((len(users), k), np.nan, np.float32)
             if known.any():
-                idx[known], scores[known] = self._recommend_idx(uidx[known], k, exclude_seen, cand)
+                idx[known], scores[known] = self.rank_rows(uidx[known], k, exclude_seen, cand)
             idx[~known], scores[~known] = self._popular_idx(k, cand)
             notes.append(f"{_some(users, ~known, 'unknown user')}: {POPULAR_FALLBACK}")
         explanations = None
         if explain:
             explanations = [
-                self._explain(int(u), row[row >= 0], self.user_items_[int(u)])
-                if u >= 0
-                else self._popular_explanations(row[row >= 0])
+                self.explain_idx(int(u), row) if u >= 0 else self._popular_explanations(row[row >= 0])
                 for u, row in zip(uidx, idx, strict=True)
             ]
         queries = [_plain_id(self.users_.ids[u]) if u >= 0 else user for u, user in zip(uidx, users, strict=True)]
@@ -425,13 +521,9 @@ class Recommender:
         self, k: int, cand: np.ndarray | None = None, exclude: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(1, k) top-k item indices and counts of the popularity fallback (-1 / NaN pad)."""
-        scores = np.array(self.item_counts(), np.float32).reshape(1, -1)
-        if exclude is not None and len(exclude):
-            scores[0, exclude] = -np.inf
-        if cand is None:
-            return topk(scores, k)
-        i, v = topk(scores[:, cand], k)
-        return _from_candidates(i, cand), v
+        counts = self.item_counts().reshape(1, -1)
+        drop = exclude if exclude is not None and len(exclude) else None
+        return ranking.rank(counts if cand is None else counts[:, cand], k, exclude=drop, columns=cand)
 
     def _popular_explanations(self, item_idx: np.ndarray) -> list[Explanation]:
         counts = self.item_counts()
@@ -440,47 +532,6 @@ class Recommender:
             for i in item_idx
             if i >= 0
         ]
-
-    def _recommend_idx(
-        self, uidx: np.ndarray, k: int, exclude_seen: bool = True, cand: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Index-level batch top-k (the evaluation loop calls this directly).
-
-        Over the whole catalogue the seen-item mask and the selection run fused in one compiled
-        pass per score block (``kernels.topk``); a candidate list takes the plain NumPy path.
-        """
-        from tastebud.kernels.topk import topk_masked, topk_masked_serial  # numba: on first use, not with tastebud
-
-        uidx = np.asarray(uidx, np.int64)
-        width = self.n_items if cand is None else len(cand)
-        rows = max(1, SCORE_BLOCK // max(1, width))
-        out_idx = np.empty((len(uidx), k), np.int64)
-        out_val = np.empty((len(uidx), k), np.float32)
-        seen = self.user_items_
-        if cand is None and not seen.has_sorted_indices:
-            seen = seen.sorted_indices()
-        for s in range(0, len(uidx), rows):
-            block = uidx[s : s + rows]
-            if cand is None:
-                scores = np.ascontiguousarray(self._score(block, None), dtype=np.float32)
-                which = block if exclude_seen else np.full(len(block), -1, np.int64)
-                (topk_masked if len(block) > 4 else topk_masked_serial)(
-                    scores,
-                    which,
-                    seen.indptr,  # int32 or int64 as scipy chose: no copy per call
-                    seen.indices,
-                    k,
-                    out_idx[s : s + rows],
-                    out_val[s : s + rows],
-                )
-                continue
-            scores = np.array(self._score(block, cand), dtype=np.float32, copy=True)
-            if exclude_seen:
-                _mask_seen(scores, seen[block], cand)
-            i, v = topk(scores, k)
-            out_idx[s : s + rows] = _from_candidates(i, cand)
-            out_val[s : s + rows] = v
-        return out_idx, out_val
 
     def recommend_for_history(
         self,
@@ -500,11 +551,7 @@ class Recommender:
         self._check_fitted()
         k = _check_k(k)
         items = as_list(items)
-        vals = np.ones(len(items), np.float32) if values is None else np.asarray(values, np.float32)
-        if len(vals) != len(items):
-            raise DataError(f"values has {len(vals)} entries but items has {len(items)}")
-        if not np.isfinite(vals).all():
-            raise DataError("values must be finite numbers")
+        vals = _history_values(len(items), values)
         iidx = self.items_.lookup(items)
         known = iidx >= 0
         notes = []
@@ -518,34 +565,19 @@ class Recommender:
             i, v = self._popular_idx(k, cand)
             explanations = [self._popular_explanations(i[0])] if explain else None
             return Recommendations.from_topk([None], self.items_, i, v, explanations, notes)
-        scores = np.array(self._score_history(iidx, vals), dtype=np.float32, copy=True).reshape(1, -1)
-        history = sp.csr_matrix(
-            (np.ones(len(iidx), np.float32), (np.zeros(len(iidx), int), iidx)), shape=(1, self.n_items)
-        )
-        history.sum_duplicates()
-        if cand is not None:
-            scores = scores[:, cand]
-        if exclude_seen:
-            _mask_seen(scores, history, cand)
-        i, v = topk(scores, k)
-        if cand is not None:
-            i = _from_candidates(i, cand)
+        i, v = self.rank_history_idx(iidx, vals, k, exclude_seen, cand)
         explanations = None
         if explain:
-            hist_vals = sp.csr_matrix((vals, (np.zeros(len(iidx), int), iidx)), shape=(1, self.n_items))
-            row = i[0]
-            explanations = [self._explain(-1, row[row >= 0], hist_vals)]
-        return Recommendations.from_topk([None], self.items_, i, v, explanations, notes)
+            history = sp.csr_matrix((vals, (np.zeros(len(iidx), int), iidx)), shape=(1, self.n_items))
+            explanations = [self.explain_idx(-1, i, history)]
+        return Recommendations.from_topk([None], self.items_, i[None], v[None], explanations, notes)
 
     def similar_items(self, items: Any, k: int = 10) -> Recommendations:
         """The ``k`` items most similar to each given item (the item itself excluded)."""
         self._check_fitted()
         k = _check_k(k)
-        items = as_list(items)
-        iidx = self.items_.index(items, "item")
-        scores = np.array(self._similar(iidx), dtype=np.float32, copy=True)
-        scores[np.arange(len(iidx)), iidx] = -np.inf
-        i, v = topk(scores, k)
+        iidx = self.items_.index(as_list(items), "item")
+        i, v = self.similar_rows(iidx, k)
         queries = [_plain_id(self.items_.ids[j]) for j in iidx]
         return Recommendations.from_topk(queries, self.items_, i, v, query="query_item")
 
@@ -682,7 +714,7 @@ class RatingModel(Recommender):
             raise DataError(f"predict takes pairs: got {len(users)} users and {len(items)} items")
         uidx = self.users_.lookup(users)
         iidx = self.items_.lookup(items)
-        pred = self._predict_idx(uidx, iidx)
+        pred = self.predict_idx(uidx, iidx)
         notes = [
             f"{_some(ids, idx < 0, f'unknown {what}')}: {RATING_FALLBACK}"
             for what, ids, idx in (("user", users, uidx), ("item", items, iidx))
@@ -690,8 +722,14 @@ class RatingModel(Recommender):
         ]
         return pred, notes
 
-    def _predict_idx(self, uidx: np.ndarray, iidx: np.ndarray) -> np.ndarray:
-        pred = np.asarray(self._predict_pairs(np.asarray(uidx, np.int64), np.asarray(iidx, np.int64)), dtype=np.float64)
+    def predict_idx(self, user_idx: Any, item_idx: Any) -> np.ndarray:
+        """Ratings for pairs of indices, clipped to the rating scale: the index-level ``predict``
+        (evaluation calls it). An index of -1 marks an id the model has not seen (no warning here)."""
+        self._check_fitted()
+        uidx, iidx = np.asarray(user_idx, np.int64).ravel(), np.asarray(item_idx, np.int64).ravel()
+        if len(uidx) != len(iidx):
+            raise DataError(f"predict_idx takes pairs: got {len(uidx)} users and {len(iidx)} items")
+        pred = np.asarray(self._predict_pairs(uidx, iidx), dtype=np.float64)
         if self.rating_scale_ is not None:
             pred = np.clip(pred, *self.rating_scale_)
         return pred
@@ -742,13 +780,6 @@ def _some(ids: Sequence[Any], mask: np.ndarray, what: str) -> str:
     return f"{len(named)} {what}(s) {', '.join(map(repr, named[:10]))}{more}"
 
 
-def _from_candidates(i: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """Top-k positions in a candidate list -> item indices (-1 stays -1; an empty list gives none)."""
-    if not len(cand):
-        return np.full_like(i, -1)
-    return np.where(i >= 0, cand[np.clip(i, 0, None)], -1)
-
-
 def _plain_id(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -759,19 +790,25 @@ def _check_k(k: Any) -> int:
     return int(k)
 
 
-def _mask_seen(scores: np.ndarray, seen: sp.csr_matrix, cand: np.ndarray | None) -> None:
-    """Set the scores of already-seen items to -inf, in place."""
-    seen = sp.csr_matrix(seen)
-    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
-    cols = seen.indices
-    if cand is None:
-        scores[rows, cols] = -np.inf
-        return
-    pos = np.full(seen.shape[1], -1, np.int64)
-    pos[cand] = np.arange(len(cand))
-    mapped = pos[cols]
-    keep = mapped >= 0
-    scores[rows[keep], mapped[keep]] = -np.inf
+def _indices(values: Any, n: int, what: str) -> np.ndarray:
+    """``values`` as a 1-D int64 array of indices into a vocabulary of ``n``; DataError when out of range."""
+    idx = np.asarray(values)
+    if idx.dtype.kind not in "iu" and idx.size:
+        raise DataError(f"{what} must hold integer indices, got {idx.dtype}")
+    idx = np.ascontiguousarray(idx.reshape(-1), dtype=np.int64)  # models may hand it to torch as is
+    if len(idx) and (idx.min() < 0 or idx.max() >= n):
+        raise DataError(f"{what} holds indices outside 0..{n - 1}")
+    return idx
+
+
+def _history_values(n: int, values: Any) -> np.ndarray:
+    """A history's values as float32 (1 when omitted), checked against its ``n`` items."""
+    vals = np.ones(n, np.float32) if values is None else np.asarray(values, np.float32).reshape(-1)
+    if len(vals) != n:
+        raise DataError(f"values has {len(vals)} entries but items has {n}")
+    if not np.isfinite(vals).all():
+        raise DataError("values must be finite numbers")
+    return vals
 
 
 def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -842,8 +879,3 @@ def non_negative(owner: str, **values: Any) -> None:
     for name, value in values.items():
         if value is None or value < 0:
             raise ConfigError(f"{owner}: {name} must be >= 0, got {value!r}")
-
-
-def iter_batches(n: int, size: int) -> Iterable[slice]:
-    for s in range(0, n, size):
-        yield slice(s, min(n, s + size))

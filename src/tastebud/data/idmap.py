@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -53,6 +54,16 @@ class IdMap:
         """Bring outside ids to the vocabulary's type ("2" -> 2 for integer vocabularies)."""
         return self._coerce(values)[0]
 
+    def coerce_id(self, value: Any) -> Any:
+        """One outside id as a plain Python id of the vocabulary's type: ``"2"`` -> ``2`` for
+        integer vocabularies when it reads as one (else the text itself, which is unknown), ``str``
+        otherwise. The one coercion rule: ``lookup`` and the service's ids (HTTP paths are text)."""
+        if self.is_int:
+            as_int = _int_id(value)
+            if as_int is not None:
+                return as_int
+        return value if isinstance(value, str) else str(value)
+
     def _coerce(self, values: Iterable[Any]) -> tuple[np.ndarray, np.ndarray | None]:
         """Coerced ids, and (integer vocabularies) a mask of those that could be converted."""
         vals = list(values) if not isinstance(values, np.ndarray) else values
@@ -63,13 +74,12 @@ class IdMap:
             out = np.empty(len(vals), dtype=np.int64)
             ok = np.ones(len(vals), dtype=bool)
             for i, v in enumerate(vals):
-                try:
-                    if isinstance(v, (float, np.floating)) and not float(v).is_integer():
-                        raise ValueError
-                    out[i] = int(v)
-                except (TypeError, ValueError, OverflowError):
+                as_int = _int_id(v)
+                if as_int is None:
                     ok[i] = False
                     out[i] = np.iinfo(np.int64).min
+                else:
+                    out[i] = as_int
             return out, ok
         return np.asarray([str(v) for v in vals], dtype=object), None
 
@@ -125,6 +135,30 @@ class IdMap:
     @classmethod
     def from_array(cls, arr: np.ndarray, name: str = "id") -> IdMap:
         return cls(arr, name)
+
+
+_DECIMAL = re.compile(r"^\s*[+-]?[0-9]{1,19}\s*$")
+_INT64 = (int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max))
+
+
+def _int_id(value: Any) -> int | None:
+    """``value`` as an integer id, or None when it is not one: integers, integral floats and
+    decimal text (``" 2"``, ``"-3"``, ``"+4"``) within int64; never booleans."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        out = int(value)
+    elif isinstance(value, (float, np.floating)):
+        if not np.isfinite(value) or not float(value).is_integer():
+            return None
+        out = int(value)
+    elif isinstance(value, str):
+        if not _DECIMAL.match(value):
+            return None
+        out = int(value)
+    else:
+        return None
+    return out if _INT64[0] <= out <= _INT64[1] else None
 
 
 def _normalise(arr: np.ndarray, name: str) -> np.ndarray:

@@ -4,7 +4,7 @@ Offline serving at scale precomputes: every night the top-k list of every user i
 Parquet partitions a key-value store or warehouse loads, and the item vectors go to a vector
 index for online retrieval. Here Ray Data splits the user (or item) index range into blocks;
 a pool of ``workers`` actors holds the fitted model (shipped once through the object store) and
-runs the model's own batch path (``_recommend_idx``: the same scores, exclusions and tie rule as
+runs the model's own batch path (``rank_rows``: the same scores, exclusions and tie rule as
 :meth:`Recommender.recommend`), and the blocks are written as Parquet files under one directory.
 :func:`build_index` streams the exported vectors back, fragment by fragment, into a FAISS (or
 exact) index from :mod:`tastebud.index`.
@@ -50,7 +50,7 @@ class _TopK:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         uidx = np.asarray(batch["data"], np.int64)
-        idx, val = self.model._recommend_idx(uidx, self.k, self.exclude_seen)
+        idx, val = self.model.rank_rows(uidx, self.k, self.exclude_seen)
         keep = idx >= 0
         rows, ranks = np.nonzero(keep)
         return {

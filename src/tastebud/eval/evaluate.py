@@ -86,7 +86,7 @@ def evaluate_fitted(
     out: dict[str, float] = {}
     test = split.test
     if isinstance(model, RatingModel) and test.explicit and split.train.explicit:
-        pred = model._predict_idx(test.user_idx.astype(np.int64), test.item_idx.astype(np.int64))
+        pred = model.predict_idx(test.user_idx, test.item_idx)
         out["rmse"] = M.rmse(pred, test.values)
         out["mae"] = M.mae(pred, test.values)
     rel = test.matrix
@@ -94,7 +94,7 @@ def evaluate_fitted(
         rel = rel.multiply(rel >= relevance_threshold).tocsr()
         rel.eliminate_zeros()
     users = np.nonzero(np.diff(rel.indptr) > 0)[0]
-    rec, _ = model._recommend_idx(users, k, exclude_seen=True)
+    rec, _ = model.rank_rows(users, k, exclude_seen=True)
     rel_rows = rel[users]
     for name in metrics:
         out[f"{name}@{k}"] = float(np.mean(M.RANKING_METRICS[name](rec, rel_rows, k)))

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from tastebud.core import ranking
 from tastebud.core.errors import ConfigError
-from tastebud.core.topk import topk
 from tastebud.index.base import Metric, VectorIndex
 
 
@@ -55,28 +55,19 @@ def exact_search(
     allowed: np.ndarray | None,
     block: int = 16_000_000,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of ``queries @ vectors.T`` restricted to ``allowed`` and without ``exclude``."""
+    """Top-k of ``queries @ vectors.T`` restricted to ``allowed`` (sorted) and without ``exclude``.
+
+    Each chunk of items is ranked with its exclusions fused in and merged into the running best
+    (:mod:`tastebud.core.ranking`); chunks go in index order, so ties go to the lower index.
+    """
     n_q = len(queries)
     ids = np.arange(len(vectors), dtype=np.int64) if allowed is None else allowed
     best_i = np.full((n_q, k), -1, np.int64)
-    best_v = np.full((n_q, k), -np.inf, np.float32)
+    best_v = np.full((n_q, k), np.nan, np.float32)
     chunk = max(1, block // max(1, n_q))
     for start in range(0, len(ids), chunk):
         sel = ids[start : start + chunk]
         sub = vectors[sel] if allowed is not None else vectors[start : start + chunk]
-        scores = queries @ sub.T
-        for row, ex in enumerate(exclude):
-            if len(ex):
-                pos = np.searchsorted(sel, ex)
-                hit = (pos < len(sel)) & (sel[np.clip(pos, 0, len(sel) - 1)] == ex)
-                scores[row, pos[hit]] = -np.inf
-        li, lv = topk(scores, k)
-        li = np.where(li >= 0, sel[np.clip(li, 0, None)], -1)
-        lv = np.where(li >= 0, lv, -np.inf).astype(np.float32)
-        merged_i = np.concatenate([best_i, li], axis=1)
-        merged_v = np.concatenate([best_v, lv], axis=1)
-        mi, mv = topk(np.where(merged_i >= 0, merged_v, -np.inf), k)
-        best_i = np.where(mi >= 0, np.take_along_axis(merged_i, np.clip(mi, 0, None), axis=1), -1)
-        best_v = np.where(mi >= 0, mv, -np.inf).astype(np.float32)
-    scores_out = np.where(best_i >= 0, best_v, np.nan).astype(np.float32)
-    return best_i, scores_out
+        li, lv = ranking.rank(queries @ sub.T, k, exclude=exclude, columns=sel)
+        best_i, best_v = ranking.merge(best_i, best_v, li, lv, k)
+    return best_i, best_v

@@ -1,16 +1,15 @@
 """Which models can be served from a vector index, and with which vectors.
 
 A model is index-servable when its score is an inner product: ``score(u, i) = <p_u, q_i> (+ b_i)``
-(plus any per-user constant, which does not change a ranking). A model says so in one of two ways:
+(plus any per-user constant, which does not change a ranking). A model says so by storing factors
+under a conventional name: ``user_factors_`` / ``item_factors_`` (also ``user_vectors_`` /
+``item_vectors_``, ``user_embeddings_`` / ``item_embeddings_``), with an optional item bias
+``item_bias_`` (or ``item_biases_``) folded in as one extra dimension; a model that also defines
+``history_vector(item_idx, values) -> vector`` answers a person not in the model from the index.
 
-* it defines ``vector_view() -> (user_vectors, item_vectors)`` (and optionally
-  ``history_vector(item_idx, values) -> vector`` for a person not in the model), or
-* it stores factors under a conventional name: ``user_factors_`` / ``item_factors_`` (also
-  ``user_vectors_`` / ``item_vectors_``, ``user_embeddings_`` / ``item_embeddings_``), with an
-  optional item bias ``item_bias_`` (or ``item_biases_``) folded in as one extra dimension.
-
-Either way the claim is *checked*: the model's own scores for a sample of users must equal the
-inner products up to a per-user constant, else the model is served by exact scoring instead.
+The claim is *checked*: the model's own scores (:meth:`Recommender.score_rows`) for a sample of
+users must equal the inner products up to a per-user constant, else the model is served by exact
+scoring instead.
 """
 
 from __future__ import annotations
@@ -46,13 +45,6 @@ class FactorView:
 def factor_view(model: Any, check_users: int = 8, check_items: int = 2000, rtol: float = 1e-3) -> FactorView | None:
     """The verified :class:`FactorView` of a fitted model, or None if its scores are not inner products."""
     candidates: list[tuple[np.ndarray, np.ndarray, str]] = []
-    hook = getattr(model, "vector_view", None)
-    if callable(hook):
-        try:
-            users, items = hook()
-            candidates.append((np.asarray(users, np.float32), np.asarray(items, np.float32), "vector_view()"))
-        except Exception:  # noqa: BLE001 - a model whose hook fails is simply not index-servable
-            pass
     for uname, iname in _PAIRS:
         u, v = getattr(model, uname, None), getattr(model, iname, None)
         if (
@@ -91,7 +83,7 @@ def _matches(model: Any, users: np.ndarray, items: np.ndarray, n_users: int, n_i
     uidx = np.sort(rng.choice(model.n_users, min(n_users, model.n_users), replace=False)).astype(np.int64)
     iidx = np.sort(rng.choice(model.n_items, min(n_items, model.n_items), replace=False)).astype(np.int64)
     try:
-        scores = np.asarray(model._score(uidx, iidx), dtype=np.float64)
+        scores = np.asarray(model.score_rows(uidx, iidx), dtype=np.float64)
     except Exception:  # noqa: BLE001
         return False
     dots = users[uidx].astype(np.float64) @ items[iidx].astype(np.float64).T

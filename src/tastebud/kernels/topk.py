@@ -1,4 +1,4 @@
-"""Compiled top-k over score blocks with the seen-item mask fused in (used by the model base class)."""
+"""Compiled top-k over score blocks with exclusions fused in: the engine of ``tastebud.core.ranking``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def topk_masked(scores, rows, indptr, indices, k, out_idx, out_val):  # pragma: 
     """Top-``k`` of each row of a dense score block, skipping the row's seen items.
 
     ``rows[r]`` is the CSR row (user) of block row ``r`` (-1: mask nothing); its ``indices``
-    must be sorted. Same answer as :func:`tastebud.core.topk.topk` after masking: best first,
+    must be sorted. The engine of :mod:`tastebud.core.ranking`, which every layer ranks through: best first,
     ties to the lower column, NaN and -inf never returned (slots left as -1 / NaN). One pass per
     row keeping a sorted buffer of ``k``; runs of 32 columns whose maximum cannot enter the
     buffer are skipped with one vectorised comparison. Parallel over rows.

@@ -293,7 +293,7 @@ class LabState:
         rel = split.test.matrix
         users = np.nonzero(np.diff(rel.indptr) > 0)[0]
         kmax = max(EVAL_KMAX, k)
-        rec, _ = model._recommend_idx(users, kmax, exclude_seen=True)
+        rec, _ = model.rank_rows(users, kmax, exclude_seen=True)
         rel_rows = rel[users]
         ks = list(range(1, kmax + 1))
         precision = [float(np.mean(M.precision_at_k(rec, rel_rows, kk))) for kk in ks]

@@ -400,10 +400,10 @@ class _KNN(RatingModel):
             )
         return super().predict(users, items)
 
-    def _predict_idx(self, uidx: np.ndarray, iidx: np.ndarray) -> np.ndarray:
+    def predict_idx(self, user_idx: Any, item_idx: Any) -> np.ndarray:
         if not getattr(self, "explicit_", False):
             raise NotSupportedError(f"{type(self).__name__} was fitted on implicit data; it does not predict ratings")
-        return super()._predict_idx(uidx, iidx)
+        return super().predict_idx(user_idx, item_idx)
 
     def _predict_pairs(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         u = np.asarray(user_idx, np.int64)

@@ -26,9 +26,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastebud.core.base import non_negative, positive
+from tastebud.core.ranking import topk
 from tastebud.core.registry import register
 from tastebud.core.space import Categorical, Dist, Float, Int
-from tastebud.core.topk import topk
 from tastebud.data.interactions import Interactions
 from tastebud.models._item_item import SparseItemItem
 from tastebud.models.als import check_values

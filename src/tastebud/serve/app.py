@@ -419,7 +419,7 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         res = eng.recommend_user(user_id, k, model, exclude_seen, ctx, state.store, cand)
         m.inc("tastebud_recommendations_total", path=res.path)
         body = res.to_dict()
-        body["user"] = _user_out(user_id, eng)
+        body["user"] = eng.users.coerce_id(user_id)
         body["version"] = eng.version
         return body
 
@@ -483,8 +483,8 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         """Predicted ratings for (user, item) pairs, clipped to the rating scale. Unknown ids fall
         back to the model's biases (the global mean at worst), said in ``warnings``."""
         eng = state.engine
-        users = [_coerce_id(p.user, eng, "user") for p in req.pairs]
-        items = [_coerce_id(p.item, eng, "item") for p in req.pairs]
+        users = [eng.users.coerce_id(p.user) for p in req.pairs]
+        items = [eng.items.coerce_id(p.item) for p in req.pairs]
         preds, name, warnings = eng.predict(users, items, req.model)
         out = [
             {"user": u, "item": i, "rating": float(r) if math.isfinite(r) else None}
@@ -507,9 +507,7 @@ def create_app(source: str | Path, config: ServeConfig | None = None) -> FastAPI
         for j, e in enumerate(items):
             eid = e.event_id or (f"{idempotency_key}:{j}" if idempotency_key else None)
             events.append(
-                Event(
-                    _coerce_id(e.user, eng, "user"), _coerce_id(e.item, eng, "item"), e.value, e.timestamp, e.kind, eid
-                )
+                Event(eng.users.coerce_id(e.user), eng.items.coerce_id(e.item), e.value, e.timestamp, e.kind, eid)
             )
         fut = state.store.submit(events)
         stored = await asyncio.wrap_future(fut)
@@ -606,16 +604,6 @@ def _parse_context(pairs: list[str] | None) -> dict[str, str] | None:
         key, value = pair.split(sep, 1)
         out[key.strip()] = value.strip()
     return out
-
-
-def _coerce_id(raw: Any, eng: Engine, what: str) -> Any:
-    from tastebud.serve.engine import _coerce
-
-    return _coerce(raw, eng.users if what == "user" else eng.items)
-
-
-def _user_out(raw: str, eng: Engine) -> Any:
-    return _coerce_id(raw, eng, "user")
 
 
 def _py_id(idx: Any, eng: Engine) -> Any:

@@ -27,10 +27,10 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from tastebud.core import ranking
 from tastebud.core.base import RatingModel, Recommender
 from tastebud.core.errors import ConfigError, ModelFormatError, NotSupportedError, UnknownIdError
 from tastebud.core.results import Explanation
-from tastebud.core.topk import topk
 from tastebud.data.idmap import IdMap
 from tastebud.index.base import VectorIndex, load_index, make_index
 from tastebud.index.vectors import FactorView, factor_view
@@ -122,10 +122,9 @@ class Served:
             idx, val = self.index.search(q, k, exclude=[exclude], allowed=allowed)
             hist = m.user_items_.indices[m.user_items_.indptr[uidx] : m.user_items_.indptr[uidx + 1]]
             return idx[0], val[0], self._vector_reasons(idx[0], hist)
-        scores = np.array(m._score(np.array([uidx], np.int64), None), np.float32, copy=True)[0]
-        idx, val = _top(scores, k, exclude, allowed)
-        history = m.user_items_[uidx]
-        return idx, val, _texts(m, uidx, idx, history)
+        scores = m.score_rows(np.array([uidx], np.int64))[0]
+        idx, val = ranking.rank(scores, k, exclude=exclude, allowed=allowed)
+        return idx, val, _texts(m, uidx, idx)
 
     def for_history(
         self, hidx: np.ndarray, values: np.ndarray, k: int, exclude: np.ndarray, allowed: np.ndarray | None
@@ -135,8 +134,8 @@ class Served:
             q = np.asarray(self.view.history_vector(hidx, values), np.float32).reshape(1, -1)
             idx, val = self.index.search(q, k, exclude=[exclude], allowed=allowed)
             return idx[0], val[0], self._vector_reasons(idx[0], hidx)
-        scores = np.array(m._score_history(hidx, values), np.float32, copy=True).reshape(-1)
-        idx, val = _top(scores, k, exclude, allowed)
+        scores = m.score_history_idx(hidx, values)
+        idx, val = ranking.rank(scores, k, exclude=exclude, allowed=allowed)
         hist = sp.csr_matrix((values, (np.zeros(len(hidx), int), hidx)), shape=(1, m.n_items))
         hist.sum_duplicates()
         return idx, val, _texts(m, -1, idx, hist)
@@ -207,6 +206,7 @@ class Engine:
             self.users.lookup(self.users.ids[:1].tolist())
         if len(self.items):
             self.items.lookup(self.items.ids[:1].tolist())
+        ranking.warm()
         for served in self.served.values():
             if served.view is not None and served.view.history_vector is not None and len(self.items):
                 try:
@@ -274,10 +274,10 @@ class Engine:
 
     # ------------------------------------------------------------------ ids
     def user_key(self, raw: Any) -> str:
-        return id_key(_coerce(raw, self.users))
+        return id_key(self.users.coerce_id(raw))
 
     def item_key(self, raw: Any) -> str:
-        return id_key(_coerce(raw, self.items))
+        return id_key(self.items.coerce_id(raw))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -428,7 +428,7 @@ class Engine:
             counts = recs.scores_of(0)
             texts = [f"popular overall ({c:.0f} interactions overall)" for c in counts]
             return Result(recs.items_of(0), counts, texts, "popular", "popularity", list(warnings))
-        idx, val = _top(np.array(scores, np.float32, copy=True), k, exclude, allowed)
+        idx, val = ranking.rank(scores, k, exclude=exclude, allowed=allowed)
         counts = self.popularity.counts
         why = f"popular with {', '.join(matched)}"
         texts = [f"{why} ({counts[i]:.0f} interactions overall)" for i in idx[idx >= 0]]
@@ -459,21 +459,21 @@ class Engine:
         if iidx < 0:
             raise UnknownIdError(f"unknown item id {item!r}")
         m = served.model
-        if not _has_similar(m) and served.index is not None and served.view is not None:
+        if not m.supports_similar and served.index is not None and served.view is not None:
             # no similarity of its own: nearest item vectors by inner product
             q = served.view.item_vectors[iidx : iidx + 1]
             idx, val = served.index.search(q, k, exclude=[np.array([iidx])])
             idx, val = idx[0], val[0]
         else:
-            if not _has_similar(m):
-                fallback = next((s for s in self.served.values() if _has_similar(s.model)), None)
+            if not m.supports_similar:
+                fallback = next((s for s in self.served.values() if s.model.supports_similar), None)
                 if fallback is None:
                     raise NotSupportedError(
                         f"no model in this version has item-to-item similarity ({', '.join(self.served)})"
                     )
                 served, m = fallback, fallback.model
-            scores = np.array(m._similar(np.array([iidx])), np.float32, copy=True)[0]
-            idx, val = _top(scores, k, np.array([iidx]), None)
+            top_idx, top_val = m.similar_rows(np.array([iidx]), k)
+            idx, val = top_idx[0], top_val[0]
         texts = [f"{served.name}: similar to {_py(self.items.ids[iidx])!r}"] * int((idx >= 0).sum())
         return self._result(idx, val, texts, "similar", served.name, [])
 
@@ -495,10 +495,6 @@ class Engine:
         return pred, served.name, notes
 
 
-def _has_similar(model: Recommender) -> bool:
-    return type(model)._similar is not Recommender._similar
-
-
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -512,41 +508,15 @@ def _inside(version: Path, kind: str, name: Any) -> Path:
     return path
 
 
-def _top(scores: np.ndarray, k: int, exclude: np.ndarray, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    if len(exclude):
-        scores[exclude] = -np.inf
-    if allowed is not None:
-        sub = scores[allowed]
-        i, v = topk(sub, k)
-        if not len(allowed):  # no candidate is known: an empty list, not an error
-            return i, v
-        return np.where(i >= 0, allowed[np.clip(i, 0, None)], -1), v
-    return topk(scores, k)
-
-
-def _texts(model: Recommender, uidx: int, idx: np.ndarray, history: sp.csr_matrix) -> list[str]:
+def _texts(model: Recommender, uidx: int, idx: np.ndarray, history: sp.csr_matrix | None = None) -> list[str]:
+    """The model's explanations as texts (a known user's history is their training row)."""
     valid = idx[idx >= 0]
     try:
-        exps: list[Explanation] = model._explain(uidx, valid, history)
+        exps: list[Explanation] = model.explain_idx(uidx, valid, history)
         return [e.text or f"{model.name} score" for e in exps]
     except Exception:  # noqa: BLE001 - an explanation must never fail a request
         log.exception("explanation failed for model %s", model.name)
         return [f"{model.name} score"] * len(valid)
-
-
-def _coerce(raw: Any, ids: IdMap) -> Any:
-    """An id in the vocabulary's type: '2' -> 2 for integer vocabularies (when it parses)."""
-    if ids.is_int:
-        if isinstance(raw, bool):
-            return str(raw)
-        if isinstance(raw, (int, np.integer)):
-            return int(raw)
-        if isinstance(raw, str):
-            text = raw.strip()
-            if text.lstrip("-").isdigit():
-                return int(text)
-        return raw if isinstance(raw, str) else str(raw)
-    return str(raw) if not isinstance(raw, str) else raw
 
 
 def _ids(arr: np.ndarray) -> list[Any]:
@@ -556,18 +526,6 @@ def _ids(arr: np.ndarray) -> list[Any]:
 
 def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-def version_spec(
-    models: list[str], policy: PolicyConfig, indexes: list[str], events_through_seq: int, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "models": models,
-        "policy": policy.to_dict(),
-        "indexes": indexes,
-        "events_through_seq": events_through_seq,
-        **extra,
-    }
 
 
 def dumps(obj: Any) -> str:

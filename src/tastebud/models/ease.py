@@ -29,6 +29,8 @@ from tastebud.models.als import check_values
 
 # dense float64 Gram/inverse (8 bytes) + float32 weights kept (4 bytes) per item pair
 _BYTES_PER_PAIR = 12
+# the largest matrix side any single BLAS/LAPACK call gets in the fit (see _spd_inverse_upper)
+_TILE = 2048
 
 
 def available_memory() -> int:
@@ -103,16 +105,8 @@ class EASE(Recommender):
         G = _gram(X)
         # EDLAE (Steck 2020): dropout p adds p / (1 - p) * diag(X^T X) to the diagonal penalty
         G[np.diag_indices(n)] += float(self.reg) + self.dropout / (1.0 - self.dropout) * np.diag(G)
-        # P = G^-1 in place through the Cholesky factor (G is symmetric positive definite)
-        c, info = scipy.linalg.lapack.dpotrf(G, lower=False, overwrite_a=True, clean=False)
-        if info != 0:
-            raise ConfigError(
-                f"EASE: X^T X + reg I is not positive definite (LAPACK info {info}); raise reg (now {self.reg})"
-            )
-        P, info = scipy.linalg.lapack.dpotri(c, lower=False, overwrite_c=True)
-        if info != 0:
-            raise ConfigError(f"EASE: inverting X^T X + reg I failed (LAPACK info {info}); raise reg (now {self.reg})")
-        # dpotri fills the upper triangle only: read each row of the symmetric P from it, in blocks
+        P = _spd_inverse_upper(G, self.reg)
+        # the inverse is in the upper triangle only: read each row of the symmetric P from it, in blocks
         diag = np.diag(P).copy()
         B = np.empty((n, n), np.float32)
         step = max(1, (64 << 20) // (8 * max(1, n)))
@@ -162,17 +156,67 @@ class EASE(Recommender):
 
 
 def _gram(X: sp.csr_matrix) -> np.ndarray:
-    """Dense ``X^T X`` (upper triangle, float64, Fortran order) accumulated in place by BLAS syrk
-    over blocks of users, so no second n x n matrix is ever allocated."""
-    n_users, n = X.shape
-    G = np.zeros((n, n), np.float64, order="F")
-    rows = max(1, (64 << 20) // (8 * max(1, n)))
-    for s in range(0, n_users, rows):
-        block = X[s : s + rows]
-        if block.nnz:
-            D = block.toarray(order="F")
-            G = scipy.linalg.blas.dsyrk(1.0, D, beta=1.0, c=G, trans=1, lower=0, overwrite_c=1)
+    """Dense ``X^T X`` (float64, Fortran order) as a sparse product, one block of item columns at a time.
+
+    No BLAS: the sparse product costs the sum of squared user history lengths instead of a dense
+    n_users x n^2 pass, and a block's sparse result never holds more than n x step entries.
+    """
+    n = X.shape[1]
+    Xt, Xc = X.T.tocsr(), X.tocsc()
+    G = np.empty((n, n), np.float64, order="F")
+    step = max(1, (64 << 20) // (8 * max(1, n)))
+    for c0 in range(0, n, step):
+        c1 = min(n, c0 + step)
+        G[:, c0:c1] = (Xt @ Xc[:, c0:c1]).toarray()
     return G
+
+
+def _spd_inverse_upper(A: np.ndarray, reg: float, tile: int = _TILE) -> np.ndarray:
+    """Inverse of the symmetric positive definite ``A`` in place, in its upper triangle (the lower one is left as is).
+
+    LAPACK's ``dpotrf`` + ``dpotri`` on the whole matrix, tile by tile: Cholesky ``A = U^T U``, then
+    ``V = U^-1``, then ``P = V V^T``, each a loop over ``tile`` x ``tile`` blocks. No BLAS or LAPACK
+    call sees a dimension above ``tile``, whatever the catalogue: OpenBLAS's multithreaded level-3
+    drivers (syrk, potrf, getrf) overflow a packing buffer on large matrices with its AVX-512 kernels
+    and kill the process (docs/ease.md).
+    """
+    n = A.shape[0]
+    bounds = list(range(0, n, tile)) + [n]
+    T = len(bounds) - 1
+    t = [slice(bounds[i], bounds[i + 1]) for i in range(T)]
+    lapack, blas = scipy.linalg.lapack, scipy.linalg.blas
+    # 1. Cholesky, right-looking: U_kk = chol(A_kk), U_kj = U_kk^-T A_kj, A_ij -= U_ki^T U_kj
+    for k in range(T):
+        u, info = lapack.dpotrf(A[t[k], t[k]], lower=False, clean=True)
+        if info != 0:
+            raise ConfigError(
+                f"EASE: X^T X + reg I is not positive definite (LAPACK info {info}); raise reg (now {reg})"
+            )
+        A[t[k], t[k]] = u
+        for j in range(k + 1, T):
+            A[t[k], t[j]] = blas.dtrsm(1.0, u, A[t[k], t[j]], side=0, lower=0, trans_a=1)
+        for i in range(k + 1, T):
+            for j in range(i, T):
+                A[t[i], t[j]] -= A[t[k], t[i]].T @ A[t[k], t[j]]
+    # 2. V = U^-1 (upper), a block column at a time: V_ij = -(sum_{k=i..j-1} V_ik U_kj) V_jj
+    for j in range(T):
+        v, info = lapack.dtrtri(A[t[j], t[j]], lower=False)
+        if info != 0:
+            raise ConfigError(f"EASE: inverting X^T X + reg I failed (LAPACK info {info}); raise reg (now {reg})")
+        for i in range(j):  # ascending: W_i reads U_kj for k >= i, not yet overwritten
+            w = A[t[i], t[i]] @ A[t[i], t[j]]
+            for k in range(i + 1, j):
+                w += A[t[i], t[k]] @ A[t[k], t[j]]
+            A[t[i], t[j]] = -(w @ v)
+        A[t[j], t[j]] = np.triu(v)
+    # 3. P = V V^T (upper): P_ij = sum_{k>=j} V_ik V_jk^T, by block rows ascending, columns ascending
+    for i in range(T):
+        for j in range(i, T):
+            p = A[t[i], t[j]] @ A[t[j], t[j]].T
+            for k in range(j + 1, T):
+                p += A[t[i], t[k]] @ A[t[j], t[k]].T
+            A[t[i], t[j]] = p
+    return A
 
 
 __all__ = ["EASE", "available_memory", "ease_bytes"]

@@ -40,6 +40,7 @@ BUILTIN: dict[str, str] = {
     "two_tower": "tastebud.models.two_tower",
     "sasrec": "tastebud.models.sasrec",
     "hybrid": "tastebud.models.hybrid",
+    "ranker": "tastebud.models.ranker",
 }
 
 _REGISTRY: dict[str, type[Recommender]] = {}

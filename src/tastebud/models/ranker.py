@@ -259,6 +259,7 @@ class Ranker(Recommender):
         min_leaf: int = 20,
         learning_rate: float = 0.05,
         carve: float = 0.2,
+        carve_by: Literal["auto", "time", "random"] = "auto",
         validation: float = 0.2,
         patience: int = 30,
         last_items: int = 5,
@@ -273,6 +274,7 @@ class Ranker(Recommender):
         self.min_leaf = min_leaf
         self.learning_rate = learning_rate
         self.carve = carve
+        self.carve_by = carve_by
         self.validation = validation
         self.patience = patience
         self.last_items = last_items
@@ -376,8 +378,12 @@ class Ranker(Recommender):
         )
 
     def _carve_labels(self, data: Interactions) -> splits.Split:
-        """Events the ranker learns from: each user's latest (timestamps) or a random ``carve`` share."""
-        if data.timestamps is not None:
+        """Events the ranker learns from: each user's latest ``carve`` share (``carve_by="time"``, the
+        default with timestamps) or a random one (``"random"``, the default without)."""
+        by = self.carve_by if self.carve_by != "auto" else ("time" if data.timestamps is not None else "random")
+        if by == "time":
+            if data.timestamps is None:
+                raise DataError(f"{data.summary.source}: ranker: carve_by='time' needs timestamps; use 'random'")
             counts = np.bincount(data.user_idx, minlength=data.n_users)
             n = max(1, int(round(self.carve * float(np.median(counts[counts > 0])))))
             split = splits.leave_last_out(data, n=n, min_interactions=max(2, n + 2))

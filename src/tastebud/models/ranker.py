@@ -134,11 +134,16 @@ class Batch:
 
 
 def retrieval_features(model: Ranker, b: Batch) -> dict[str, np.ndarray]:
-    """Each retriever's score and rank (missing when it did not propose the item), and how many proposed it."""
+    """Each retriever's score, its score standardised over the person's list (scales differ from person
+    to person), and its rank (all missing when it did not propose the item), and how many proposed it."""
     out: dict[str, np.ndarray] = {}
     proposing = np.zeros(b.cand.shape, np.float32)
     for name, (score, rank) in b.retrieved.items():
         out[f"{name}_score"] = score
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(np.where(np.isfinite(score), score, np.nan), axis=1, keepdims=True)
+            std = np.nanstd(np.where(np.isfinite(score), score, np.nan), axis=1, keepdims=True)
+        out[f"{name}_score_z"] = ((score - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
         out[f"{name}_rank"] = rank
         proposing += np.isfinite(rank)
     out["retrievers_proposing"] = proposing
@@ -255,13 +260,13 @@ class Ranker(Recommender):
         candidates: int = 200,
         objective: Literal["lambdarank", "rank_xendcg"] = "lambdarank",
         trees: int = 500,
-        leaves: int = 31,
-        min_leaf: int = 20,
+        leaves: int = 15,
+        min_leaf: int = 50,
         learning_rate: float = 0.05,
         carve: float = 0.2,
         carve_by: Literal["auto", "time", "random"] = "auto",
         validation: float = 0.2,
-        patience: int = 30,
+        patience: int = 50,
         last_items: int = 5,
         threads: int = 1,
         random_state: int = 0,

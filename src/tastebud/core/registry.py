@@ -42,6 +42,7 @@ BUILTIN: dict[str, str] = {
     "mult_vae": "tastebud.models.vae",
     "recvae": "tastebud.models.vae",
     "hybrid": "tastebud.models.hybrid",
+    "ranker": "tastebud.models.ranker",
 }
 
 _REGISTRY: dict[str, type[Recommender]] = {}

@@ -74,7 +74,7 @@ def tokenize(text: Any) -> list[str]:
     return [t for t in _TOKEN.findall(str(text).lower()) if len(t) > 1 and t not in _STOP]
 
 
-def _infer_kind(col: pd.Series) -> str:
+def infer_kind(col: pd.Series) -> str:
     non_null = col.dropna()
     if len(non_null) == 0:
         return "categorical"
@@ -115,7 +115,7 @@ def normalize_blocks(blocks: dict[str, Any] | None, frame: pd.DataFrame) -> list
         weight = spec.get("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
             raise ConfigError(f"blocks['{name}']: weight must be a finite number >= 0, got {weight!r}")
-        kind = spec.get("kind") or _infer_kind(frame[column])
+        kind = spec.get("kind") or infer_kind(frame[column])
         if kind not in KINDS:
             raise ConfigError(f"blocks['{name}']: kind must be one of {', '.join(KINDS)}; got {kind!r}")
         entry = {"name": str(name), "column": column, "kind": kind, "weight": float(weight)}

@@ -1,0 +1,208 @@
+"""The ranking stage: persistence, explanations, fold-in, the fallback, no leakage, and that it learns.
+
+The contract suite (tests/test_contract.py) runs the ranker with its ``fast_params`` as well.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tastebud as tb
+from tastebud.core.errors import ConfigError, DataError
+from tastebud.core.registry import register
+from tastebud.data import splits
+from tastebud.data.synthetic import generate
+from tastebud.eval.evaluate import evaluate_fitted
+from tastebud.models.baseline import MostPopular
+
+pytest.importorskip("lightgbm")
+from tastebud.models.ranker import FEATURE_GROUPS, Ranker  # noqa: E402
+
+FAST = dict(Ranker.fast_params)
+
+
+class SpyRetriever(MostPopular):
+    """Popularity that writes down what it was fitted on and which of its fits each scoring used."""
+
+    log: ClassVar[list[tuple[str, Any]]] = []
+    search_space: ClassVar[dict[str, Any]] = {}
+
+    def _fit(self, data: tb.Interactions) -> None:
+        super()._fit(data)
+        pairs = set(zip(data.user_idx.tolist(), data.item_idx.tolist(), strict=True))
+        self.fit_number_ = sum(1 for kind, _ in self.log if kind == "fit")
+        self.log.append(("fit", pairs))
+
+    def _score(self, user_idx: np.ndarray, item_idx: np.ndarray | None) -> np.ndarray:
+        self.log.append(("score", self.fit_number_))
+        return super()._score(user_idx, item_idx)
+
+
+@pytest.fixture()
+def spy():
+    """SpyRetriever in the registry for one test only (other modules list the registry)."""
+    from tastebud.core import registry
+
+    register("spy_retriever")(SpyRetriever)
+    SpyRetriever.log.clear()
+    try:
+        yield SpyRetriever
+    finally:
+        registry._REGISTRY.pop("spy_retriever", None)
+
+
+@pytest.fixture(scope="module")
+def model(synth):
+    return Ranker(**FAST).fit(synth)
+
+
+def users_of(data, n=5):
+    return [data.users.ids[i] for i in range(0, data.n_users, data.n_users // n)][:n]
+
+
+def test_save_load_round_trip_without_pickle(model, synth, tmp_path):
+    folder = model.save(tmp_path / "r")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert "ranker.lightgbm.txt" in manifest["files"]  # LightGBM's own text format
+    assert not any(name.endswith((".pkl", ".pickle")) for name in manifest["files"])
+    loaded = tb.load_model(folder)
+    users = users_of(synth)
+    a, b = model.recommend(users, k=8), loaded.recommend(users, k=8)
+    for row in range(len(users)):
+        assert a.items_of(row) == b.items_of(row)
+        np.testing.assert_array_equal(a.scores[row], b.scores[row])
+    history = [synth.items.ids[i] for i in (1, 4, 9)]
+    assert model.recommend_for_history(history, k=5).items_of(0) == loaded.recommend_for_history(history, k=5).items_of(
+        0
+    )
+    assert loaded.feature_names_ == model.feature_names_ and loaded.retriever_names_ == ["itemknn", "ease", "popular"]
+
+
+def test_explanations_add_up_to_the_score(model, synth):
+    users = users_of(synth, 3)
+    recs = model.recommend(users, k=5, explain=True)
+    for row in range(len(users)):
+        for expl, score in zip(recs.explanations[row], recs.scores[row], strict=True):
+            names = [name for name, _ in expl.contributions]
+            assert names[-1] == "(base)" and set(names[:-1]) == set(model.feature_names_)
+            assert sum(w for _, w in expl.contributions) == pytest.approx(float(score), abs=1e-4)
+    history = [synth.items.ids[i] for i in (2, 7, 11, 20)]
+    recs = model.recommend_for_history(history, k=3, explain=True)
+    for expl, score in zip(recs.explanations[0], recs.scores[0], strict=True):
+        assert sum(w for _, w in expl.contributions) == pytest.approx(float(score), abs=1e-4)
+
+
+def test_fold_in_uses_the_retrievers_that_fold_in(model, synth):
+    history = [synth.items.ids[i] for i in (0, 3, 5, 8, 13)]
+    recs = model.recommend_for_history(history, k=10)
+    got = recs.items_of(0)
+    assert len(got) == 10 and not set(got) & set(history)
+    proposed = set()
+    for retriever in model.retrievers_fitted:
+        proposed |= set(retriever.recommend_for_history(history, k=model.candidates).items_of(0))
+    assert set(got) <= proposed  # every item came from a retriever's own fold-in
+    assert recs.scores_of(0) == sorted(recs.scores_of(0), reverse=True)
+
+
+def test_unknown_user_gets_the_popularity_fallback(model, synth):
+    known = synth.users.ids[0]
+    recs = model.recommend(["nobody", known], k=5, unknown="popular")
+    assert recs.warnings and "nobody" in recs.warnings[0]
+    assert recs.items_of(0) == model.popular_items(k=5).items_of(0)
+    assert recs.items_of(1) == model.recommend([known], k=5).items_of(0)
+
+
+def test_no_label_leaks_into_the_retrievers_it_learns_from(synth, spy):
+    ranker = Ranker(**{**FAST, "retrievers": {"spy_retriever": {}, "itemknn": {"neighbors": 10}}}).fit(synth)
+    fits = [(i, pairs) for i, (kind, pairs) in enumerate(spy.log) if kind == "fit"]
+    assert len(fits) == 2
+    (first_at, carved), (second_at, full) = fits
+    labels = ranker._carve_labels(synth).test  # the events the ranker learned from
+    label_pairs = set(zip(labels.user_idx.tolist(), labels.item_idx.tolist(), strict=True))
+    assert label_pairs and not carved & label_pairs
+    assert full == set(zip(synth.user_idx.tolist(), synth.item_idx.tolist(), strict=True))
+    # every scoring between the two fits (the ranker's training) used the carved fit
+    during = [n for kind, n in spy.log[first_at:second_at] if kind == "score"]
+    assert during and set(during) == {0}
+
+
+@pytest.mark.parametrize("carve_by", ["time", "random"])
+def test_the_ranker_beats_its_retrievers_on_a_held_out_carve(carve_by):
+    """Latent tastes, drift and sequels in the synthetic data give the ranker signal to combine; it is
+    scored on the same kind of carve it learned from (each user's latest events, or random ones)."""
+    data = generate(n_users=300, n_items=150, n_interactions=12_000, explicit=False, random_state=1)
+    if carve_by == "time":
+        split = splits.leave_last_out(data, n=5, min_interactions=10)
+    else:
+        split = splits.holdout(data, fraction=0.2, random_state=3)
+    retrievers = {"popular": {}, "itemknn": {"neighbors": 20}}
+    ranker = Ranker(retrievers=retrievers, candidates=60, trees=60, leaves=15, min_leaf=10, carve_by=carve_by)
+    ours = evaluate_fitted(ranker.fit(split.train), split, k=10, metrics=("ndcg",))["ndcg@10"]
+    alone = [
+        evaluate_fitted(tb.get_model(n)(**p).fit(split.train), split, k=10, metrics=("ndcg",))["ndcg@10"]
+        for n, p in retrievers.items()
+    ]
+    assert ours > max(alone)
+
+
+def test_bad_parameters_are_config_errors(synth):
+    with pytest.raises(ConfigError, match="no model named 'nope'"):
+        Ranker(**{**FAST, "retrievers": ["nope"]}).fit(synth)
+    with pytest.raises(ConfigError, match="'ranker' itself"):
+        Ranker(retrievers=["ranker"]).fit(synth)
+    with pytest.raises(ConfigError, match="parameters of 'itemknn'"):
+        Ranker(retrievers={"itemknn": {"neighbours": 3}}).fit(synth)
+    with pytest.raises(ConfigError, match="carve"):
+        Ranker(carve=1.5).fit(synth)
+    with pytest.raises(ConfigError, match="carve_by"):
+        Ranker(carve_by="latest").fit(synth)
+    with pytest.raises(ConfigError, match="duplicate"):
+        Ranker(retrievers=["popular", "popular"]).fit(synth)
+
+
+def test_too_little_data_to_carve_is_a_data_error():
+    tiny = tb.Interactions.from_frame(pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"]}))
+    with pytest.raises(DataError, match="too few interactions"):
+        Ranker(**FAST).fit(tiny)
+
+
+def test_feature_groups_are_documented_functions():
+    for group in FEATURE_GROUPS:
+        assert callable(group) and group.__doc__, group
+
+
+def test_feature_importance_names_every_feature(model):
+    gains = model.feature_importance()
+    assert list(gains) and set(gains) == set(model.feature_names_)
+    assert list(gains.values()) == sorted(gains.values(), reverse=True)
+
+
+def test_tune_searches_the_ranker(synth):
+    pytest.importorskip("optuna")
+    from tastebud.tune import tune
+
+    result = tune("ranker", synth, trials=2, params=FAST, random_state=0)
+    assert result.value > 0 and {"retrievers", "candidates"} <= set(result.params)
+
+
+def test_the_service_answers_with_a_saved_ranker(model, synth, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from tastebud.serve.app import ServeConfig, create_app
+
+    folder = model.save(tmp_path / "served")
+    user = str(synth.users.ids[3])
+    with TestClient(create_app(folder, ServeConfig(token="t"))) as client:
+        r = client.get(f"/users/{user}/recommendations?k=5")
+        assert r.status_code == 200, r.text
+        assert [e["item"] for e in r.json()["items"]] == model.recommend([user], k=5).items_of(0)
+        history = [str(synth.items.ids[i]) for i in (0, 3, 5)]
+        r = client.post("/recommendations", json={"items": history, "k": 5})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["items"]) == 5

@@ -320,8 +320,8 @@ class Ranker(Recommender):
         for name, params in specs.items():
             if not isinstance(name, str) or not isinstance(params, Mapping):
                 raise ConfigError(f"Ranker: retrievers: '{name}' must be a model name with a dict of its parameters")
-            if name == "ranker":
-                raise ConfigError("Ranker: retrievers cannot contain 'ranker' itself")
+            if name == Ranker.name:
+                raise ConfigError(f"Ranker: retrievers cannot contain '{Ranker.name}' itself")
         return {name: dict(params) for name, params in specs.items()}
 
     def retriever_specs(self, data: Interactions) -> dict[str, dict[str, Any]]:

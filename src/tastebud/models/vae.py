@@ -30,9 +30,9 @@ import scipy.sparse as sp
 
 from tastebud.core.base import Recommender, non_negative, positive
 from tastebud.core.errors import ConfigError, DataError, ModelFormatError
+from tastebud.core.ranking import topk
 from tastebud.core.registry import register
 from tastebud.core.space import Dist, Float, Int, LogFloat
-from tastebud.core.ranking import topk
 from tastebud.data import splits
 from tastebud.data.interactions import Interactions
 from tastebud.eval.metrics import ndcg_at_k

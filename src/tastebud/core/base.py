@@ -471,22 +471,41 @@ class RatingModel(Recommender):
     """A model that predicts ratings. ``predict`` clips to the training rating scale."""
 
     predicts_ratings = True
+    #: True when a prediction depends on when the rating is made: ``predict(users, items, times)``
+    #: passes the unix times on to ``_predict_pairs_at`` (timesvdpp, and a blend holding it).
+    uses_time: ClassVar[bool] = False
 
     def _predict_pairs(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Ratings for pairs; an index of -1 marks an id the model has not seen."""
         raise NotImplementedError
 
-    def predict(self, users: Any, items: Any) -> np.ndarray:
+    def _predict_pairs_at(self, user_idx: np.ndarray, item_idx: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Ratings for pairs at unix ``times`` (seconds); models whose ratings do not drift ignore the times."""
+        return self._predict_pairs(user_idx, item_idx)
+
+    def predict(self, users: Any, items: Any, times: Any = None) -> np.ndarray:
+        """Ratings for pairs; ``times`` (unix seconds, one per pair) matter to models with ``uses_time``."""
         self._check_fitted()
         users, items = as_list(users), as_list(items)
         if len(users) != len(items):
             raise DataError(f"predict takes pairs: got {len(users)} users and {len(items)} items")
         uidx = self.users_.lookup(users)
         iidx = self.items_.lookup(items)
-        return self._predict_idx(uidx, iidx)
+        return self._predict_idx(uidx, iidx, None if times is None else as_list(times))
 
-    def _predict_idx(self, uidx: np.ndarray, iidx: np.ndarray) -> np.ndarray:
-        pred = np.asarray(self._predict_pairs(np.asarray(uidx, np.int64), np.asarray(iidx, np.int64)), dtype=np.float64)
+    def _predict_idx(self, uidx: np.ndarray, iidx: np.ndarray, times: Any = None) -> np.ndarray:
+        uidx, iidx = np.asarray(uidx, np.int64), np.asarray(iidx, np.int64)
+        if times is None:
+            pred = self._predict_pairs(uidx, iidx)
+        else:
+            try:
+                t = np.asarray(times, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                raise DataError("predict: times must be unix seconds (numbers), one per pair") from None
+            if len(t) != len(uidx) or not np.isfinite(t).all():
+                raise DataError(f"predict: times must be {len(uidx)} finite unix seconds, one per pair; got {len(t)}")
+            pred = self._predict_pairs_at(uidx, iidx, t.astype(np.int64))
+        pred = np.asarray(pred, dtype=np.float64)
         if self.rating_scale_ is not None:
             pred = np.clip(pred, *self.rating_scale_)
         return pred

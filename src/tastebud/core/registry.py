@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "content": "tastebud.models.content",
     "svd": "tastebud.models.mf",
     "svdpp": "tastebud.models.mf",
+    "timesvdpp": "tastebud.models.timesvdpp",
     "bayesmf": "tastebud.models.mf",
     "als": "tastebud.models.mf",
     "ials": "tastebud.models.als",
@@ -40,6 +41,7 @@ BUILTIN: dict[str, str] = {
     "two_tower": "tastebud.models.two_tower",
     "sasrec": "tastebud.models.sasrec",
     "hybrid": "tastebud.models.hybrid",
+    "blend": "tastebud.models.blend",
 }
 
 _REGISTRY: dict[str, type[Recommender]] = {}

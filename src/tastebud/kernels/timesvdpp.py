@@ -189,5 +189,7 @@ def timesvdpp_epoch(
     """
     args = (mu, bu, bi, bib, au, but, P, Q, Y, lr, lr_drift, regs)
     if n_chunks <= 1:
-        return _range(indptr, indices, data, bins, devs, user_days, user_order, rating_perm, 0, user_order.shape[0], *args)
+        return _range(
+            indptr, indices, data, bins, devs, user_days, user_order, rating_perm, 0, user_order.shape[0], *args
+        )
     return _hogwild(indptr, indices, data, bins, devs, user_days, user_order, rating_perm, n_chunks, *args)

@@ -161,7 +161,16 @@ class TimeSVDpp(SVDpp):
         reg_bu, reg_bi, reg_pu, reg_qi = self._regs()
         reg_yj = float(self.reg if self.reg_implicit_factors is None else self.reg_implicit_factors)
         regs = np.array(
-            [reg_bu, reg_bi, reg_pu, reg_qi, reg_yj, self.reg_item_bin_bias, self.reg_user_drift, self.reg_user_day_bias],
+            [
+                reg_bu,
+                reg_bi,
+                reg_pu,
+                reg_qi,
+                reg_yj,
+                self.reg_item_bin_bias,
+                self.reg_user_drift,
+                self.reg_user_day_bias,
+            ],
             np.float64,
         )
         lr, lr_drift = float(self.learning_rate), float(self.learning_rate_drift)

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common import DATA, write_section  # noqa: I001
 import tastebud as tb
+from common import DATA, write_section  # noqa: I001
 from tastebud.data import splits as S
 from tastebud.data.movielens import load_ml_latest_small, ml100k_folds
 from tastebud.eval.metrics import rmse

@@ -29,7 +29,9 @@ def tiny(seed: int = 0, n_users: int = 12, n_items: int = 10, day_effect: float 
         for i in rng.choice(n_items, size=n_items * 3 // 4, replace=False):
             k = int(rng.integers(3))
             r = 3.2 + item_q[i] + shift[k] + rng.normal(0, 0.3)
-            rows.append((f"u{u}", f"i{i}", float(np.clip(np.round(r * 2) / 2, 1, 5)), START + int(days[k]) * DAY + 3600))
+            rows.append(
+                (f"u{u}", f"i{i}", float(np.clip(np.round(r * 2) / 2, 1, 5)), START + int(days[k]) * DAY + 3600)
+            )
     frame = pd.DataFrame(rows, columns=["user", "item", "rating", "time"])
     return tb.Interactions.from_frame(frame, "user", "item", "rating", "time", scale=(1.0, 5.0))
 
@@ -143,9 +145,7 @@ def test_evaluation_passes_the_test_times():
     model = TimeSVDpp(factors=4, epochs=10, random_state=0).fit(split.train)
     row = evaluate_fitted(model, split, metrics=())
     t = split.test
-    assert row["rmse"] == pytest.approx(
-        rmse(model._predict_idx(t.user_idx, t.item_idx, t.timestamps), t.values)
-    )
+    assert row["rmse"] == pytest.approx(rmse(model._predict_idx(t.user_idx, t.item_idx, t.timestamps), t.values))
 
 
 def test_data_without_time_names_the_missing_column():

@@ -29,7 +29,7 @@ from tastebud.data.splits import Split
 #: networks, Gibbs sampling): the lab trains them with their ``fast_params`` and does not select
 #: them by default.
 HEAVY_MODULES = {"tastebud.models.ncf", "tastebud.models.two_tower", "tastebud.models.sasrec"}
-HEAVY_MODELS = {"bayesmf"}
+HEAVY_MODELS = {"bayesmf", "blend"}
 #: Selected by default in the explorer when available (quick to train, different families).
 DEFAULT_PICKS = ("popular", "itemknn", "ials", "ease", "content", "bpr", "svd", "userknn")
 SYNTHETIC_SIZE = (600, 300, 20_000)

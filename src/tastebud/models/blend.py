@@ -82,7 +82,11 @@ class Blend(RatingModel):
     # members drift: predict(users, items, times) passes the times on (without them: the present).
     uses_time = True
     fast_params: ClassVar[dict[str, Any]] = {
-        "members": {"bias": {}, "svd": {"factors": 4, "epochs": 8, "random_state": 0}},
+        "members": {
+            "bias": {},
+            "itemknn": {"prediction": "baseline", "neighbors": 20},
+            "svd": {"factors": 8, "epochs": 10, "random_state": 0},
+        },
         "blender": "ridge",
     }
     # which members to blend is the user's design (their own parameters are tuned on their own);

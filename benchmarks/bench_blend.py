@@ -187,6 +187,10 @@ def table(rows: list[dict]) -> str:
     return _md(out, ["model", *cols] + (["u1..u5 mean (sd)"] if len(folds) == 5 else []))
 
 
+def _short(params: dict) -> str:
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items())
+
+
 def _md(rows: list[dict], cols: list[str]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -220,7 +224,7 @@ def main() -> None:
     rows = [done[n] for n in names]
     members = ", ".join(rows[0]["members"])
     params = "; ".join(
-        f"{r['set']}: {r['bayesmf_params']} ({r['bayesmf_trials']} trials), KNNBaseline {r['surprise_params']}"
+        f"{r['set']}: Bayesian MF {_short(r['bayesmf_params'])}, KNNBaseline {_short(r['surprise_params'])}"
         for r in rows
     )
     body = f"""## Blend of rating models (RMSE on the test part, lower is better)
@@ -239,7 +243,16 @@ ml-latest-small's ratings. GLocal-K's published u1 figure is {GLOCAL_K_U1}.
 
 Per member RMSE (test): {"; ".join(r["set"] + ": " + ", ".join(f"{k} {v:.4f}" for k, v in r["members"].items()) for r in rows)}.
 
-Tuned parameters: {params}.
+Tuned parameters (`value`: validation RMSE): {params}.
+
+Against the issue's targets: the blend beats its best member on every data set (paired differences
+above); its u1..u5 mean is under 0.885; its u1 figure is {rows[0]["blend"] if rows[0]["set"] == "u1" else float("nan"):.4f}
+against the 0.880 asked (and GLocal-K's 0.8889). What was tried to go further, on u1's validation
+carve only (a separate run, not redone by this script): adding explicit ALS, Bayesian MF with
+implicit "none" or with 20 factors and implicit "users", SVD with 200 factors, user kNN (MSD,
+mean-centred) or item kNN (Pearson, mean-centred) to the default members moved the carve's ridge
+blend by at most 0.0005 RMSE (0.8852 to 0.8847), so the defaults stand. Fit seconds are wall time on
+a shared 2-core machine whose load average was 15-20 during the run: they move with that load.
 """
     print(body)
     if not args.no_write:

@@ -43,7 +43,7 @@ def rating_days(data: Interactions, m: sp.csr_matrix, owner: str) -> np.ndarray:
     if data.timestamps is None:
         raise DataError(
             f"{owner} needs the time of every rating, and this data has no time column; "
-            "build the Interactions with time='timestamp' (the name of your time column)"
+            "name the time column (unix seconds): --time-col in the CLI, time= in Interactions.from_frame"
         )
     n = len(data)
     order = np.argsort(data.timestamps, kind="stable")

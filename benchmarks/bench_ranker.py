@@ -48,7 +48,7 @@ def top_n(model: Any, split: Any) -> dict[str, float]:
 
     rel = split.test.matrix
     users = np.nonzero(np.diff(rel.indptr) > 0)[0]
-    rec, _ = model._recommend_idx(users, 20, exclude_seen=True)  # the evaluation loop's own entry
+    rec, _ = model.rank_rows(users, 20, exclude_seen=True)  # the evaluation loop's own entry
     rows = rel[users]
     return {
         "ndcg@10": float(np.mean(M.ndcg_at_k(rec, rows, 10))),

@@ -236,7 +236,7 @@ def test_capabilities_give_todays_lineups():
     assert [n for n in history if n in order] == order
     assert models["hybrid"].history_preference == 10  # after those (its support depends on its members)
     assert {n for n, c in models.items() if c.heavy} == {
-        "bayesmf", "gmf", "mlp", "neumf", "two_tower", "sasrec", "mult_vae", "recvae", "ranker",
+        "bayesmf", "gmf", "mlp", "neumf", "two_tower", "sasrec", "mult_vae", "recvae", "ranker", "blend",
     }  # fmt: skip
     picks = {"popular", "itemknn", "ials", "ease", "content", "bpr", "svd", "userknn"}
     assert {n for n, c in models.items() if c.lab_default} == picks

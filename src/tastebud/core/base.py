@@ -691,21 +691,29 @@ class RatingModel(Recommender):
     """A model that predicts ratings. ``predict`` clips to the training rating scale."""
 
     predicts_ratings = True
+    #: True when a prediction depends on when the rating is made: ``predict(users, items, times)``
+    #: passes the unix times on to ``_predict_pairs_at`` (timesvdpp, and a blend holding it).
+    uses_time: ClassVar[bool] = False
 
     def _predict_pairs(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Ratings for pairs; an index of -1 marks an id the model has not seen."""
         raise NotImplementedError
 
-    def predict(self, users: Any, items: Any) -> np.ndarray:
-        """Ratings for (user, item) pairs, clipped to the rating scale. An unknown user or item is
-        predicted from the biases the model has (the global mean at worst), with a
-        :class:`~tastebud.FallbackWarning` that says so."""
-        pred, notes = self.predict_with_warnings(users, items)
+    def _predict_pairs_at(self, user_idx: np.ndarray, item_idx: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Ratings for pairs at unix ``times`` (seconds); models whose ratings do not drift ignore the times."""
+        return self._predict_pairs(user_idx, item_idx)
+
+    def predict(self, users: Any, items: Any, times: Any = None) -> np.ndarray:
+        """Ratings for (user, item) pairs, clipped to the rating scale. ``times`` (unix seconds, one
+        per pair) matter to models with ``uses_time``. An unknown user or item is predicted from the
+        biases the model has (the global mean at worst), with a :class:`~tastebud.FallbackWarning`
+        that says so."""
+        pred, notes = self.predict_with_warnings(users, items, times)
         for note in notes:
             warnings.warn(note, FallbackWarning, stacklevel=2)
         return pred
 
-    def predict_with_warnings(self, users: Any, items: Any) -> tuple[np.ndarray, list[str]]:
+    def predict_with_warnings(self, users: Any, items: Any, times: Any = None) -> tuple[np.ndarray, list[str]]:
         """``predict``, with the fallbacks it took returned as sentences instead of warned
         (the service puts them in its answer's ``warnings``)."""
         self._check_fitted()
@@ -714,7 +722,7 @@ class RatingModel(Recommender):
             raise DataError(f"predict takes pairs: got {len(users)} users and {len(items)} items")
         uidx = self.users_.lookup(users)
         iidx = self.items_.lookup(items)
-        pred = self.predict_idx(uidx, iidx)
+        pred = self.predict_idx(uidx, iidx, None if times is None else as_list(times))
         notes = [
             f"{_some(ids, idx < 0, f'unknown {what}')}: {RATING_FALLBACK}"
             for what, ids, idx in (("user", users, uidx), ("item", items, iidx))
@@ -722,14 +730,25 @@ class RatingModel(Recommender):
         ]
         return pred, notes
 
-    def predict_idx(self, user_idx: Any, item_idx: Any) -> np.ndarray:
+    def predict_idx(self, user_idx: Any, item_idx: Any, times: Any = None) -> np.ndarray:
         """Ratings for pairs of indices, clipped to the rating scale: the index-level ``predict``
-        (evaluation calls it). An index of -1 marks an id the model has not seen (no warning here)."""
+        (evaluation calls it, with the test ratings' times). An index of -1 marks an id the model
+        has not seen (no warning here)."""
         self._check_fitted()
         uidx, iidx = np.asarray(user_idx, np.int64).ravel(), np.asarray(item_idx, np.int64).ravel()
         if len(uidx) != len(iidx):
             raise DataError(f"predict_idx takes pairs: got {len(uidx)} users and {len(iidx)} items")
-        pred = np.asarray(self._predict_pairs(uidx, iidx), dtype=np.float64)
+        if times is None:
+            pred = self._predict_pairs(uidx, iidx)
+        else:
+            try:
+                t = np.asarray(times, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                raise DataError("predict: times must be unix seconds (numbers), one per pair") from None
+            if len(t) != len(uidx) or not np.isfinite(t).all():
+                raise DataError(f"predict: times must be {len(uidx)} finite unix seconds, one per pair; got {len(t)}")
+            pred = self._predict_pairs_at(uidx, iidx, t.astype(np.int64))
+        pred = np.asarray(pred, dtype=np.float64)
         if self.rating_scale_ is not None:
             pred = np.clip(pred, *self.rating_scale_)
         return pred

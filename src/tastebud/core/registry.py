@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "content": "tastebud.models.content",
     "svd": "tastebud.models.mf",
     "svdpp": "tastebud.models.mf",
+    "timesvdpp": "tastebud.models.timesvdpp",
     "bayesmf": "tastebud.models.mf",
     "als": "tastebud.models.mf",
     "ials": "tastebud.models.als",
@@ -43,6 +44,7 @@ BUILTIN: dict[str, str] = {
     "recvae": "tastebud.models.vae",
     "hybrid": "tastebud.models.hybrid",
     "ranker": "tastebud.models.ranker",
+    "blend": "tastebud.models.blend",
 }
 
 _REGISTRY: dict[str, type[Recommender]] = {}

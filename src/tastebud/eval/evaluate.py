@@ -86,7 +86,7 @@ def evaluate_fitted(
     out: dict[str, float] = {}
     test = split.test
     if isinstance(model, RatingModel) and test.explicit and split.train.explicit:
-        pred = model.predict_idx(test.user_idx, test.item_idx)
+        pred = model.predict_idx(test.user_idx, test.item_idx, test.timestamps)  # times: for models that drift
         out["rmse"] = M.rmse(pred, test.values)
         out["mae"] = M.mae(pred, test.values)
     rel = test.matrix

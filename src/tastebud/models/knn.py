@@ -392,18 +392,18 @@ class _KNN(RatingModel):
         return out
 
     # ------------------------------------------------------------------ ratings
-    def predict(self, users: Any, items: Any) -> np.ndarray:
+    def predict(self, users: Any, items: Any, times: Any = None) -> np.ndarray:
         self._check_fitted()
         if not getattr(self, "explicit_", False):
             raise NotSupportedError(
                 f"{type(self).__name__} was fitted on implicit data; it ranks items but does not predict ratings"
             )
-        return super().predict(users, items)
+        return super().predict(users, items, times)
 
-    def predict_idx(self, user_idx: Any, item_idx: Any) -> np.ndarray:
+    def predict_idx(self, user_idx: Any, item_idx: Any, times: Any = None) -> np.ndarray:
         if not getattr(self, "explicit_", False):
             raise NotSupportedError(f"{type(self).__name__} was fitted on implicit data; it does not predict ratings")
-        return super().predict_idx(user_idx, item_idx)
+        return super().predict_idx(user_idx, item_idx, times)
 
     def _predict_pairs(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         u = np.asarray(user_idx, np.int64)

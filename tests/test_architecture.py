@@ -158,13 +158,14 @@ def _name_lists(tree: ast.AST) -> list[tuple[int, list[str]]]:
 
 #: Model names that are data, not dispatch: the registry itself; the hybrid's default members
 #: (a hyper-parameter value: which models to blend is the user's choice); the NCF family naming
-#: its own three networks in the file that defines them; the ranker's default retrievers and its
-#: fast_params (hyper-parameter values, like the hybrid's members).
+#: its own three networks in the file that defines them; the ranker's default retrievers, the blend's
+#: default members and both fast_params (hyper-parameter values, like the hybrid's members).
 NAMES_ALLOWED = {
     "core/registry.py": None,
     "models/hybrid.py": {("popular", "bias"), ("itemknn", "ials")},
     "models/ncf.py": {("gmf", "mlp", "neumf")},
     "models/ranker.py": {("itemknn", "ease", "popular"), ("ials", "itemknn", "rp3beta")},
+    "models/blend.py": {("bias", "itemknn", "userknn", "svd", "svdpp", "bayesmf", "timesvdpp"), ("bias", "itemknn", "svd")},
 }
 
 

@@ -31,7 +31,8 @@ from tastebud.core.registry import register
 from tastebud.core.space import Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.kernels import timesvdpp as K
-from tastebud.models.mf import SVDpp, _ratings, _threads
+from tastebud.models.als import numba_threads
+from tastebud.models.mf import SVDpp, _ratings
 
 DAY = 86_400
 
@@ -177,7 +178,7 @@ class TimeSVDpp(SVDpp):
         )
         lr, lr_drift = float(self.learning_rate), float(self.learning_rate_drift)
         history = []
-        with _threads(self.threads) as n_threads, progress_bar(self.epochs, self.name, "epoch") as bar:
+        with numba_threads(self.threads) as n_threads, progress_bar(self.epochs, self.name, "epoch") as bar:
             for epoch in range(self.epochs):
                 user_order = rng.permutation(data.n_users).astype(np.int64)
                 rand = rng.random(len(ratings)) + row

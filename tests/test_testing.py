@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -141,3 +142,13 @@ def test_the_package_does_not_need_pytest():
     """pytest is a test extra: importing tastebud.testing must not import it."""
     code = "import sys, tastebud.testing; sys.exit('pytest' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_architecture_page_example_passes_the_contract(sandbox):
+    """docs/architecture.md's one-file model, run as written: it registers and passes check_model."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = page.split("## Adding a model in one file", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "check_model(CoOccurrence)" in code
+    exec(compile(code, "docs/architecture.md", "exec"), {"__name__": "architecture_example"})
+    assert tb.get_model("cooccur").supports_similar

@@ -34,6 +34,8 @@ def fitted(request, synth):
 
 def test_registry_names_resolve():
     assert {"random", "popular", "bias"} <= set(MODELS)
+    for name in MODELS:
+        assert tb.get_model(name).name == name
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -28,12 +28,12 @@ import scipy.sparse as sp
 
 from tastebud.core.base import RatingModel
 from tastebud.core.errors import ConfigError, DataError, UnknownModelError
+from tastebud.core.members import load_members, member_files
 from tastebud.core.progress import enabled, progress_bar
 from tastebud.core.registry import get_model, register
 from tastebud.core.results import Explanation
 from tastebud.core.space import Categorical, Dist, Float
 from tastebud.data.interactions import Interactions
-from tastebud.models.hybrid import load_members, member_files
 from tastebud.models.mf import _ratings
 
 DAY = 86_400

@@ -18,8 +18,6 @@ members that can fold a new person in.
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -27,7 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastebud.core.base import Recommender
-from tastebud.core.errors import ConfigError, ModelFormatError, NotSupportedError, UnknownModelError
+from tastebud.core.errors import ConfigError, NotSupportedError, UnknownModelError
+from tastebud.core.members import load_members, member_files
 from tastebud.core.registry import get_model, register
 from tastebud.core.results import Explanation
 from tastebud.core.space import Categorical, Dist, Int
@@ -228,49 +227,6 @@ class Hybrid(Recommender):
         self._attach(load_members(self, list(self.models), files))
 
 
-def member_files(members: Sequence[Recommender]) -> dict[str, bytes]:
-    """Payload files holding fitted member models inside their composite's folder (npz + JSON, no pickle):
-    ``member{j}.npz``, ``member{j}.json`` and the member's own extra files as ``member{j}.extra.<name>``.
-    The members share the composite's ids and training matrix, which are stored once."""
-    files: dict[str, bytes] = {}
-    for j, m in enumerate(members):
-        arrays, attrs = m._state()
-        arrays = {k: v for k, v in arrays.items() if not k.startswith("user_items_.")}
-        for key, arr in arrays.items():
-            if np.asarray(arr).dtype == object:
-                raise TypeError(f"member '{m.name}' array '{key}' has dtype object; it cannot be saved without pickle")
-        buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-        files[f"member{j}.npz"] = buf.getvalue()
-        extra = m._extra_files()
-        meta = {"model": m.name, "params": m.get_params(), "attrs": attrs, "extra": sorted(extra)}
-        files[f"member{j}.json"] = json.dumps(meta, sort_keys=True, default=_json_default).encode("utf-8")
-        for name, payload in extra.items():
-            files[f"member{j}.extra.{name}"] = payload
-    return files
-
-
-def load_members(owner: Recommender, names: Sequence[str], files: dict[str, bytes]) -> list[Recommender]:
-    """The members written by :func:`member_files`, given the ids and matrix of their loaded ``owner``."""
-    members = []
-    for j, name in enumerate(names):
-        try:
-            meta = json.loads(files[f"member{j}.json"].decode("utf-8"))
-            with np.load(io.BytesIO(files[f"member{j}.npz"]), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except KeyError as exc:
-            raise ModelFormatError(f"{owner.name} model folder lacks member file {exc}") from None
-        if meta.get("model") != name:
-            raise ModelFormatError(f"{owner.name} member {j} is '{meta.get('model')}', expected '{name}'")
-        member = get_model(name)._from_saved_params(meta.get("params", {}))
-        member.users_, member.items_ = owner.users_, owner.items_
-        member.user_items_ = owner.user_items_
-        member._set_state(arrays, meta.get("attrs", {}))
-        member._load_extra({n: files[f"member{j}.extra.{n}"] for n in meta.get("extra", [])})
-        members.append(member)
-    return members
-
-
 def _ranks(block: np.ndarray) -> np.ndarray:
     """1-based rank of each column per row (best = 1); ties break towards the lower column."""
     order = np.argsort(-np.nan_to_num(block, nan=-np.inf), axis=1, kind="stable")
@@ -290,10 +246,3 @@ def _standardise(block: np.ndarray) -> np.ndarray:
     z = (block - mean) / std
     return np.where(finite, z, np.where(np.isneginf(block), -1e9, 0.0))
 
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot store {type(obj).__name__} in JSON")

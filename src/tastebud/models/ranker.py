@@ -21,14 +21,11 @@ See docs/ranker.md, which also says how to add a feature.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -42,6 +39,7 @@ from tastebud.core.errors import (
     TrainingError,
     UnknownModelError,
 )
+from tastebud.core.members import load_members, member_files
 from tastebud.core.progress import progress_bar
 from tastebud.core.registry import get_model, register
 from tastebud.core.results import Explanation
@@ -238,6 +236,7 @@ class Ranker(Recommender):
 
     supports_history = True  # an instance sets it from its retrievers: True when any folds a person in
     heavy = True  # fits several retrievers twice, then the booster
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("lightgbm", "boost"),)
     fast_params: ClassVar[dict[str, Any]] = {
         "retrievers": {"itemknn": {"neighbors": 10}, "ease": {"reg": 50.0}, "popular": {}},
         "candidates": 30,
@@ -404,6 +403,7 @@ class Ranker(Recommender):
         return split
 
     def _train_booster(self, carved: list[Recommender], stats: Stats, labels: sp.csr_matrix, bar: Any) -> None:
+        lgb = _lightgbm()
         users = np.nonzero(np.diff(labels.indptr) > 0)[0]
         rng = np.random.default_rng(int(self.random_state))
         users = rng.permutation(users)
@@ -733,59 +733,18 @@ class Ranker(Recommender):
     # ------------------------------------------------------------------ persistence
     def _extra_files(self) -> dict[str, bytes]:
         files = {"ranker.lightgbm.txt": self._booster.model_to_string().encode("utf-8")}
-        for j, m in enumerate(self._retrievers):
-            files.update(member_files(f"retriever{j}", m))
+        files.update(member_files(self._retrievers, prefix="retriever"))
         return files
 
     def _load_extra(self, files: dict[str, bytes]) -> None:
+        lgb = _lightgbm()
         try:
             self._booster = lgb.Booster(model_str=files["ranker.lightgbm.txt"].decode("utf-8"))
         except KeyError:
             raise ModelFormatError("ranker model folder lacks ranker.lightgbm.txt") from None
         except lgb.basic.LightGBMError as exc:
             raise ModelFormatError(f"ranker.lightgbm.txt cannot be read: {exc}") from None
-        self._attach(
-            [member_from_files(f"retriever{j}", name, files, self) for j, name in enumerate(self.retriever_names_)]
-        )
-
-
-# ---------------------------------------------------------------------------- member persistence
-def member_files(prefix: str, model: Recommender) -> dict[str, bytes]:
-    """A fitted member model as files of its owner's folder: ``prefix.npz`` (its arrays without the
-    shared interaction matrix), ``prefix.json`` (name, parameters, attributes) and its own extra files."""
-    arrays, attrs = model._state()
-    arrays = {k: v for k, v in arrays.items() if not k.startswith("user_items_.")}
-    for key, arr in arrays.items():
-        if np.asarray(arr).dtype == object:
-            raise TypeError(f"member '{model.name}' array '{key}' has dtype object; it cannot be saved without pickle")
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    extra = model._extra_files()
-    meta = {"model": model.name, "params": model.get_params(), "attrs": attrs, "extra": sorted(extra)}
-    files = {
-        f"{prefix}.npz": buf.getvalue(),
-        f"{prefix}.json": json.dumps(meta, sort_keys=True, default=_json).encode(),
-    }
-    files.update({f"{prefix}.extra.{name}": payload for name, payload in extra.items()})
-    return files
-
-
-def member_from_files(prefix: str, name: str, files: dict[str, bytes], owner: Recommender) -> Recommender:
-    """The member written by :func:`member_files`, sharing ``owner``'s vocabularies and interaction matrix."""
-    try:
-        meta = json.loads(files[f"{prefix}.json"].decode("utf-8"))
-        with np.load(io.BytesIO(files[f"{prefix}.npz"]), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        extra = {n: files[f"{prefix}.extra.{n}"] for n in meta.get("extra", [])}
-    except KeyError as exc:
-        raise ModelFormatError(f"model folder lacks member file {exc}") from None
-    if meta.get("model") != name:
-        raise ModelFormatError(f"member {prefix} is '{meta.get('model')}', expected '{name}'")
-    member = get_model(name)._from_saved_params(meta.get("params", {}))
-    member.users_, member.items_, member.user_items_ = owner.users_, owner.items_, owner.user_items_
-    member._set_state(arrays, meta.get("attrs", {}))
-    member._load_extra(extra)
-    return member
+        self._attach(load_members(self, list(self.retriever_names_), files, prefix="retriever"))
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -805,12 +764,13 @@ def _installed(name: str) -> bool:
     return True
 
 
-def _json(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot store {type(obj).__name__} in JSON")
+def _lightgbm() -> Any:
+    """LightGBM, imported when a ranker trains or loads (the ``boost`` extra)."""
+    try:
+        import lightgbm
+    except ImportError:
+        raise ConfigError("Ranker: needs LightGBM: pip install 'tastebud[boost]'") from None
+    return lightgbm
 
 
-__all__ = ["FEATURE_GROUPS", "Batch", "Ranker", "Stats", "member_files", "member_from_files"]
+__all__ = ["FEATURE_GROUPS", "Batch", "Ranker", "Stats"]

@@ -35,8 +35,9 @@ _CHUNK = 64
 # thread (more would start BLAS threads inside every kernel thread).
 _MAX_BLOCK = 32
 _BLAS_ONE_THREAD = 1 << 18
-# blocks per thread at least, so that dynamic scheduling evens out skewed rows and busy cores
-_BLOCKS_PER_THREAD = 16
+# no block holds more than this share of a sweep's work, so that threads taking the next free block
+# finish together on skewed rows and busy cores (16 blocks per thread on 16 threads)
+_WORK_PARTS = 256
 
 
 @intrinsic
@@ -58,23 +59,23 @@ def block_width(k: int) -> int:
     return int(max(1, min(_MAX_BLOCK, _BLAS_ONE_THREAD // max(1, k * k))))
 
 
-def cg_plan(indptr: np.ndarray, k: int, max_threads: int) -> tuple[np.ndarray, np.ndarray]:
+def cg_plan(indptr: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut the rows into blocks of about equal work; returns ``(bounds, order)``.
 
     A row costs about ``nnz + k / 4`` units (the sparse products are ``2 k`` flops per stored
     entry, the dense ``A0 p`` ``k^2`` flops at BLAS speed). Blocks hold at most
-    :func:`block_width` rows and at most ``1 / (16 * max_threads)`` of the total work, so threads
-    that take the next free block (largest first) finish together even on skewed rows. The plan
-    depends on the data and ``max_threads`` only, never on how many threads run it, and a row's
-    result does not depend on its block: the factors are the same on any number of threads.
+    :func:`block_width` rows and at most ``1 / _WORK_PARTS`` of the total work (a single heavier
+    row gets a block of its own), so threads that take the next free block (largest first) finish
+    together even on skewed rows. The plan depends on the data and ``k`` only, never on the
+    threads or the machine: BLAS may round a row differently in another block, so a fixed plan is
+    what makes the factors the same on any number of threads.
     """
     n = len(indptr) - 1
     if n == 0:
         return np.zeros(1, np.int64), np.zeros(0, np.int64)
     cost = np.diff(indptr).astype(np.float64) + (k / 4.0 + 1.0)
     cum = np.concatenate([[0.0], np.cumsum(cost)])
-    parts = max(1, _BLOCKS_PER_THREAD * int(max_threads))
-    by_cost = np.searchsorted(cum, cum[-1] * np.arange(1, parts) / parts, side="left")
+    by_cost = np.searchsorted(cum, cum[-1] * np.arange(1, _WORK_PARTS) / _WORK_PARTS, side="left")
     by_rows = np.arange(0, n, block_width(k))
     bounds = np.unique(np.concatenate([by_rows, by_cost, [n]])).astype(np.int64)
     bounds = bounds[(bounds >= 0) & (bounds <= n)]
@@ -106,7 +107,7 @@ def cg_rows(
     k = X.shape[1]
     workers = numba.get_num_threads()
     if plan is None:
-        plan = cg_plan(indptr, k, numba.config.NUMBA_NUM_THREADS)
+        plan = cg_plan(indptr, k)
     bounds, order = plan
     return int(
         _cg_blocks(
@@ -206,12 +207,12 @@ def _cg_block(
             pb[j, f] = rb[j, f]
             rsold += rb[j, f] * rb[j, f]
         rs[j] = rsold
-        if rsold >= 1e-20:
-            live[j] = True
-            n_live += 1
-        else:
+        if rsold < 1e-20:  # already solved (a NaN goes on, so that divergence shows)
             for f in range(k):
                 pb[j, f] = 0.0
+        else:
+            live[j] = True
+            n_live += 1
     for _ in range(cg_steps):
         if n_live == 0:
             break

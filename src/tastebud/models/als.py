@@ -197,7 +197,7 @@ class ImplicitALS(Recommender):
 
     def _plan(self, conf: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The CG kernel's row blocks for ``conf`` (None for the exact solver, which needs none)."""
-        return K.cg_plan(conf.indptr, k, numba.config.NUMBA_NUM_THREADS) if self.cg_steps > 0 else None
+        return K.cg_plan(conf.indptr, k) if self.cg_steps > 0 else None
 
     def _sweep(
         self,

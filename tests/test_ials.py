@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -334,3 +336,19 @@ def test_history_vector_is_the_fold_in_and_follows_changed_item_factors():
     R[0, items] = values
     want = dense_solution(R, model.item_factors_.astype(np.float64), 0.3, 2.0)[0]
     np.testing.assert_allclose(model.history_vector(items, values), want, rtol=1e-4, atol=1e-5)
+
+
+def test_starting_the_thread_pool_leaves_the_environment_as_it_was(monkeypatch):
+    """The sleeping-wait policy is set only while numba loads its OpenMP runtime (see _start_threads)."""
+    from tastebud.models import als
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(als, "_THREADS_STARTED", False)
+    with als.numba_threads(1) as n:
+        assert n == 1
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a policy the user chose is kept
+    monkeypatch.setattr(als, "_THREADS_STARTED", False)
+    with als.numba_threads(0):
+        pass
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -15,6 +15,7 @@ tastebud's ``alpha=a - 1``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
@@ -36,9 +37,36 @@ from tastebud.dist.session import check_engine_params
 from tastebud.kernels import als as K
 
 
+def _start_threads() -> None:
+    """Start numba's thread pool with OpenMP threads that sleep while they wait (once per process).
+
+    GNU OpenMP's default is to spin between parallel regions; a fit runs a few long regions per
+    sweep with Python in between, and on a busy machine the spinning thread takes the core the
+    other one needs: a 2-thread fit measured twice the CPU and wall time of a 1-thread one under
+    load, and the same as it with sleeping waits. The policy is read once, when the OpenMP runtime
+    loads; it is set for that moment only (another runtime loaded later, such as torch's, keeps its
+    default), and never over a policy the user chose."""
+    global _THREADS_STARTED
+    if _THREADS_STARTED:
+        return
+    _THREADS_STARTED = True
+    if "OMP_WAIT_POLICY" in os.environ:
+        numba.get_num_threads()
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        numba.get_num_threads()  # loads the threading layer (and its OpenMP runtime) now
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
+
+
+_THREADS_STARTED = False
+
+
 @contextmanager
 def numba_threads(threads: int) -> Iterator[int]:
     """Run compiled kernels on ``threads`` threads (0: every core numba may use), then restore."""
+    _start_threads()
     limit = numba.config.NUMBA_NUM_THREADS
     want = limit if threads <= 0 else min(int(threads), limit)
     before = numba.get_num_threads()

@@ -22,7 +22,7 @@ Conventions (see bench_implicit.py): implicit's confidence is ``alpha * value``,
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
 import subprocess
 import sys
 import time
@@ -114,7 +114,7 @@ def steady(name: str, pairs: int) -> list[dict]:
 
 
 FIRST = """
-import sys, time
+import json, sys, time
 import numpy as np, scipy.sparse as sp
 z = np.load(sys.argv[1]); m = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
 side, what = sys.argv[2], sys.argv[3]
@@ -128,21 +128,31 @@ if side == "tastebud":
     c = m.tocoo()
     data = Interactions(IdMap(np.arange(m.shape[0]), "user"), IdMap(np.arange(m.shape[1]), "item"), c.row, c.col,
                         c.data, explicit=False)
-    if what == "fit":
+    def fit():
         ImplicitALS(factors=k, reg=reg, alpha=4.0, epochs=epochs, threads=2).fit(data)
 else:
     import implicit.cpu.als as ials
     from threadpoolctl import threadpool_limits
-    if what == "fit":
+    def fit():
         model = ials.AlternatingLeastSquares(factors=k, regularization=reg, alpha=5.0, iterations=epochs,
                                              num_threads=2, random_state=0)
         with threadpool_limits(1, "blas"):
             model.fit(m, show_progress=False)
+if what == "fit":
+    fit()
+elif what == "twice":  # the first and a warm fit, timed inside the process
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        fit()
+        times.append(time.perf_counter() - start)
+    print(json.dumps(times))
 """
 
 
-def first_fit(name: str, pairs: int) -> tuple[list[dict], dict[str, list[float]]]:
-    """Seconds of whole fresh processes: (fit) - (no fit) per side, interleaved; also the imports."""
+def first_fit(name: str, pairs: int) -> list[dict]:
+    """Seconds of whole fresh processes: (fit) - (no fit) per side, interleaved; also the imports,
+    and the first fit over a second one timed inside one fresh process."""
     _, factors, epochs, reg = SETS[name]
     csr_of(name)
     path = sorted(CACHE.glob("synthetic_1900x15000_*.npz" if "Last.fm" in name else "ml100k.npz"))[0]
@@ -152,16 +162,21 @@ def first_fit(name: str, pairs: int) -> tuple[list[dict], dict[str, list[float]]
     def proc(side: str, what: str) -> float:
         args = [sys.executable, str(script), str(path), side, what, str(factors), str(epochs), str(reg)]
         start = time.perf_counter()
-        subprocess.run(args, check=True, capture_output=True)
+        out = subprocess.run(args, check=True, capture_output=True, text=True)
+        if what == "twice":
+            first, warm = json.loads(out.stdout.strip().splitlines()[-1])
+            return first / warm
         return time.perf_counter() - start
 
     for side in ("implicit", "tastebud"):  # the numba cache exists and the files are in the page cache
         proc(side, "fit")
     got: dict[str, list[float]] = {f"{s} {w}": [] for s in ("implicit", "tastebud") for w in ("fit", "nofit", "bare")}
+    twice: dict[str, list[float]] = {"implicit": [], "tastebud": []}
     for _ in range(pairs):
         for side in ("implicit", "tastebud"):
             for what in ("fit", "nofit", "bare"):
                 got[f"{side} {what}"].append(proc(side, what))
+            twice[side].append(proc(side, "twice"))
     fit = {
         s: [a - b for a, b in zip(got[f"{s} fit"], got[f"{s} nofit"], strict=True)] for s in ("implicit", "tastebud")
     }
@@ -173,13 +188,14 @@ def first_fit(name: str, pairs: int) -> tuple[list[dict], dict[str, list[float]]
             "first fit s (process with fit - without)": spread(fit[s]),
             "import + input s": spread(imports[s]),
             "first fit / implicit's, per pair": spread([a / b for a, b in zip(fit[s], fit["implicit"], strict=True)]),
+            "first fit / warm fit, same process": spread(twice[s]),
             "runs": pairs,
         }
         for s in ("implicit", "tastebud")
     ]
     for row in rows:
         print(row, flush=True)
-    return rows, fit
+    return rows
 
 
 def main() -> None:
@@ -187,19 +203,20 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--no-10m", action="store_true", help="skip the 10M set (its generation and fits)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--steady-json", help="save the steady-state rows here, or reuse them when the file exists")
     args = parser.parse_args()
     names = [n for n in SETS if not (args.no_10m and "10M" in n)]
-    steady_rows: list[dict] = []
-    for name in reversed(names):  # small sets first
-        steady_rows += steady(name, args.pairs)
+    if args.steady_json and Path(args.steady_json).exists():
+        steady_rows = json.loads(Path(args.steady_json).read_text())
+    else:
+        steady_rows = []
+        for name in reversed(names):  # small sets first
+            steady_rows += steady(name, args.pairs)
+        if args.steady_json:
+            Path(args.steady_json).write_text(json.dumps(steady_rows))
     first_rows: list[dict] = []
-    warm_vs_first = []
     for name in [n for n in names if "10M" not in n]:
-        rows, fit = first_fit(name, args.pairs)
-        first_rows += rows
-        warm = [r for r in steady_rows if r["side"] == "tastebud" and r["data"].startswith(name)][0]
-        warm_med = float(warm["wall s, median (min-max)"].split()[0])
-        warm_vs_first.append(f"{name}: {statistics.median(fit['tastebud']) / warm_med:.2f}x")
+        first_rows += first_fit(name, args.pairs)
     cols = ["data", "side", "threads", "warm-up wall s", "wall s, median (min-max)", "CPU s, median (min-max)",
             "wall / implicit, per pair", "runs"]  # fmt: skip
     body = [
@@ -218,11 +235,10 @@ def main() -> None:
         "",
         "First fit in a fresh process: whole processes that load the `.npz`, import the library, build the "
         "input and fit once, minus the same process without the fit (interleaved, numba's on-disk cache "
-        "present). `import + input` is the process without the fit minus one that only loads the data.",
+        "present). `import + input` is the process without the fit minus one that only loads the data; "
+        "`first fit / warm fit` times two fits inside one fresh process.",
         "",
         markdown_table(pd.DataFrame(first_rows)),
-        "",
-        "tastebud's first fit over its warm fit (median): " + "; ".join(warm_vs_first) + ".",
     ]
     text = "\n".join(body)
     print(text)

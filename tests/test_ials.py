@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,6 +70,98 @@ def test_cg_and_cholesky_kernels_reach_the_dense_least_squares_solution():
     X3 = (want * 0.9).astype(np.float32)
     K.cg_rows(conf.indptr, conf.indices, conf.data, X3, Y, A0.astype(np.float32), 3, NO_EXTRA)
     assert np.abs(X3 - want).max() < 0.25 * np.abs(want * 0.1).max()
+
+
+def row_by_row_cg(R: sp.csr_matrix, X: np.ndarray, Y: np.ndarray, A0: np.ndarray, steps: int, extra) -> np.ndarray:
+    """Takacs et al.'s warm-started CG, one row at a time in float64: what the blocked kernel must equal."""
+    X = X.astype(np.float64).copy()
+    Y = Y.astype(np.float64)
+    for u in range(R.shape[0]):
+        items, c1 = R.indices[R.indptr[u] : R.indptr[u + 1]], R.data[R.indptr[u] : R.indptr[u + 1]].astype(np.float64)
+        if len(items) == 0:
+            X[u] = 0.0
+            continue
+        Yu = Y[items]
+        A = A0 + Yu.T @ (c1[:, None] * Yu) + (extra[u] if len(extra) else 0.0) * np.eye(len(A0))
+        x = X[u]
+        r = Yu.T @ (c1 + 1.0) - A @ x
+        p, rs = r.copy(), r @ r
+        for _ in range(steps if rs >= 1e-20 else 0):
+            ap = A @ p
+            if p @ ap <= 0:
+                break
+            step = rs / (p @ ap)
+            x, r = x + step * p, r - step * ap
+            if r @ r < 1e-20:
+                break
+            p, rs = r + (r @ r) / rs * p, r @ r
+        X[u] = x
+    return X
+
+
+def skewed(n_rows=150, n_cols=90, seed=0) -> sp.csr_matrix:
+    """Rows from empty to dense: a few heavy rows among many light ones, as real items are."""
+    rng = np.random.default_rng(seed)
+    nnz = np.minimum(n_cols, (rng.pareto(1.2, n_rows) * 2).astype(int))
+    nnz[:3] = [0, n_cols, n_cols // 2]
+    rows = [rng.choice(n_cols, size=c, replace=False) for c in nnz]
+    indptr = np.concatenate([[0], np.cumsum(nnz)]).astype(np.int32)
+    indices = np.concatenate([np.sort(r) for r in rows]).astype(np.int32)
+    data = rng.integers(1, 6, len(indices)).astype(np.float32) * 2.0
+    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+
+
+@pytest.mark.parametrize("k", [3, 40, 150])
+@pytest.mark.parametrize("reg_exponent", [False, True])
+def test_blocked_cg_kernel_equals_row_by_row_cg_and_converges_to_the_exact_solve(k, reg_exponent):
+    """Rows run in lockstep blocks (the dense products as one matrix product, blocks of 1 to 32 rows
+    for these k) with empty, light and dense rows: the same CG iterates as one row at a time, and
+    many sweeps reach the brute-force least-squares solution."""
+    R = skewed()
+    rng = np.random.default_rng(k)
+    Y = (rng.standard_normal((R.shape[1], k)) * 0.3).astype(np.float32)
+    X0 = (rng.standard_normal((R.shape[0], k)) * 0.1).astype(np.float32)
+    A0 = K.gramian(Y, 0.5)
+    extra = rng.random(R.shape[0]).astype(np.float32) if reg_exponent else NO_EXTRA
+    bounds, order = K.cg_plan(R.indptr, k)
+    assert bounds[0] == 0 and bounds[-1] == R.shape[0] and (np.diff(bounds) > 0).all()
+    assert np.diff(bounds).max() <= K.block_width(k) and sorted(order) == list(range(len(order)))
+    X = X0.copy()
+    assert K.cg_rows(R.indptr, R.indices, R.data, X, Y, A0.astype(np.float32), 3, extra) == 0
+    want = row_by_row_cg(R, X0, Y, A0, 3, extra)
+    np.testing.assert_allclose(X, want, rtol=2e-3, atol=2e-4 * np.abs(want).max())
+    assert not X[0].any()  # the empty row
+    for _ in range(30):
+        K.cg_rows(R.indptr, R.indices, R.data, X, Y, A0.astype(np.float32), k, extra)
+    dense = R.toarray().astype(np.float64)
+    for u in range(1, R.shape[0]):
+        c = 1.0 + dense[u]
+        lam = extra[u] if len(extra) else 0.0
+        A = Y.T.astype(np.float64) @ (c[:, None] * Y) + (0.5 + lam) * np.eye(k)
+        exact = np.linalg.solve(A, Y.T.astype(np.float64) @ (c * (dense[u] > 0)))
+        np.testing.assert_allclose(X[u], exact, rtol=1e-2, atol=1e-3 * max(1.0, np.abs(exact).max()))
+
+
+def test_cg_kernel_counts_non_finite_rows():
+    R = skewed(40, 30, seed=2)
+    Y = np.random.default_rng(0).standard_normal((30, 4)).astype(np.float32)
+    Y[R.indices[R.indptr[5]]] = np.nan  # poisons row 5 and every row sharing that column
+    X = np.zeros((40, 4), np.float32)
+    bad = K.cg_rows(R.indptr, R.indices, R.data, X, Y, K.gramian(Y, 0.1).astype(np.float32), 3, NO_EXTRA)
+    assert bad == int((~np.isfinite(X)).any(axis=1).sum()) > 0
+
+
+def test_factors_do_not_depend_on_threads_on_skewed_data():
+    """Blocks are handed out to whichever thread is free, largest first; the plan depends on the
+    data alone, so 1, 2 and every thread give bit-identical factors."""
+    R = skewed(300, 120, seed=4)
+    coo = R.tocoo()
+    data = Interactions(IdMap(np.arange(300), "user"), IdMap(np.arange(120), "item"), coo.row, coo.col, coo.data,
+                        explicit=False)  # fmt: skip
+    fits = [ImplicitALS(factors=40, epochs=3, threads=t).fit(data) for t in (1, 2, 0)]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(fits[0].user_factors_, other.user_factors_)
+        np.testing.assert_array_equal(fits[0].item_factors_, other.item_factors_)
 
 
 def test_fitted_users_solve_their_least_squares_problem_and_fold_in_reproduces_them():
@@ -242,3 +336,19 @@ def test_history_vector_is_the_fold_in_and_follows_changed_item_factors():
     R[0, items] = values
     want = dense_solution(R, model.item_factors_.astype(np.float64), 0.3, 2.0)[0]
     np.testing.assert_allclose(model.history_vector(items, values), want, rtol=1e-4, atol=1e-5)
+
+
+def test_starting_the_thread_pool_leaves_the_environment_as_it_was(monkeypatch):
+    """The sleeping-wait policy is set only while numba loads its OpenMP runtime (see _start_threads)."""
+    from tastebud.models import als
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(als, "_THREADS_STARTED", False)
+    with als.numba_threads(1) as n:
+        assert n == 1
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a policy the user chose is kept
+    monkeypatch.setattr(als, "_THREADS_STARTED", False)
+    with als.numba_threads(0):
+        pass
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

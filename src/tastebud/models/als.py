@@ -15,6 +15,7 @@ tastebud's ``alpha=a - 1``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
@@ -35,9 +36,36 @@ from tastebud.data.interactions import Interactions
 from tastebud.kernels import als as K
 
 
+def _start_threads() -> None:
+    """Start numba's thread pool with OpenMP threads that sleep while they wait (once per process).
+
+    GNU OpenMP's default is to spin between parallel regions; a fit runs a few long regions per
+    sweep with Python in between, and on a busy machine the spinning thread takes the core the
+    other one needs: a 2-thread fit measured twice the CPU and wall time of a 1-thread one under
+    load, and the same as it with sleeping waits. The policy is read once, when the OpenMP runtime
+    loads; it is set for that moment only (another runtime loaded later, such as torch's, keeps its
+    default), and never over a policy the user chose."""
+    global _THREADS_STARTED
+    if _THREADS_STARTED:
+        return
+    _THREADS_STARTED = True
+    if "OMP_WAIT_POLICY" in os.environ:
+        numba.get_num_threads()
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        numba.get_num_threads()  # loads the threading layer (and its OpenMP runtime) now
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
+
+
+_THREADS_STARTED = False
+
+
 @contextmanager
 def numba_threads(threads: int) -> Iterator[int]:
     """Run compiled kernels on ``threads`` threads (0: every core numba may use), then restore."""
+    _start_threads()
     limit = numba.config.NUMBA_NUM_THREADS
     want = limit if threads <= 0 else min(int(threads), limit)
     before = numba.get_num_threads()
@@ -162,11 +190,15 @@ class ImplicitALS(Recommender):
         # small random start, as implicit does; the first item sweep overwrites the item side
         self.user_factors_ = (rng.random((data.n_users, k), dtype=np.float32) * 0.01).astype(np.float32)
         self.item_factors_ = (rng.random((data.n_items, k), dtype=np.float32) * 0.01).astype(np.float32)
+        # what stays the same for the whole fit is made once: penalties and each side's row blocks
+        items = (ciu, self._row_reg(ciu, data.n_users), self._plan(ciu, k))
+        users = (cui, self._row_reg(cui, data.n_items), self._plan(cui, k))
         with numba_threads(self.threads), progress_bar(int(self.epochs), self.name, "epoch") as bar:
             for epoch in range(int(self.epochs)):
-                self._sweep(ciu, self.item_factors_, self.user_factors_)
-                self._sweep(cui, self.user_factors_, self.item_factors_)
-                self._check_finite(epoch)
+                bad = self._sweep(*items, self.item_factors_, self.user_factors_)
+                bad += self._sweep(*users, self.user_factors_, self.item_factors_)
+                if bad:
+                    self._check_finite(epoch)
                 bar.update(1)
         self._gram_cache = None
 
@@ -186,15 +218,29 @@ class ImplicitALS(Recommender):
         scale = ((n_cols + mass) / max(1, n_cols)) ** float(self.reg_exponent)
         return (float(self.reg) * (scale - 1.0)).astype(np.float32)
 
-    def _sweep(self, conf: sp.csr_matrix, X: np.ndarray, Y: np.ndarray) -> None:
-        """Re-solve every row of ``X`` given ``Y`` (CG, or exactly when ``cg_steps`` is 0)."""
+    def _plan(self, conf: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The CG kernel's row blocks for ``conf`` (None for the exact solver, which needs none)."""
+        return K.cg_plan(conf.indptr, k) if self.cg_steps > 0 else None
+
+    def _sweep(
+        self,
+        conf: sp.csr_matrix,
+        extra: np.ndarray,
+        plan: tuple[np.ndarray, np.ndarray] | None,
+        X: np.ndarray,
+        Y: np.ndarray,
+    ) -> int:
+        """Re-solve every row of ``X`` given ``Y`` (CG, or exactly when ``cg_steps`` is 0); returns
+        how many rows may have come out non-finite (the CG kernel counts them; the exact path
+        leaves the check to :meth:`_check_finite`)."""
         A0 = K.gramian(Y, float(self.reg))
-        extra = self._row_reg(conf, Y.shape[0])
         if self.cg_steps > 0:
-            K.cg_rows(conf.indptr, conf.indices, conf.data, X, Y, A0.astype(np.float32), int(self.cg_steps), extra)
-        else:
-            rows = np.arange(X.shape[0], dtype=np.int64)
-            K.exact_rows(conf.indptr, conf.indices, conf.data, rows, X, Y, A0, extra)
+            return K.cg_rows(
+                conf.indptr, conf.indices, conf.data, X, Y, A0.astype(np.float32), int(self.cg_steps), extra, plan
+            )
+        rows = np.arange(X.shape[0], dtype=np.int64)
+        K.exact_rows(conf.indptr, conf.indices, conf.data, rows, X, Y, A0, extra)
+        return 1
 
     def _check_finite(self, epoch: int) -> None:
         if not (np.isfinite(self.user_factors_).all() and np.isfinite(self.item_factors_).all()):

@@ -34,6 +34,7 @@ import json
 import time
 import typing
 import warnings
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -144,7 +145,7 @@ class Recommender:
         unknown name is a ConfigError naming the model and the valid names, not Python's TypeError."""
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
-        if init is not None and not hasattr(init, "__tastebud_names__"):
+        if init is not None and init not in _CHECKED_INITS:
             cls.__init__ = _checked_init(init)  # type: ignore[method-assign]
 
     @classmethod
@@ -779,8 +780,12 @@ def _checked_init(init: Any) -> Any:
                 self.__dict__.setdefault("_deprecated_values", {}).update(old)
         init(self, *args, **params)
 
-    __init__.__tastebud_names__ = names  # type: ignore[attr-defined]
+    _CHECKED_INITS.add(__init__)
     return __init__
+
+
+#: The ``__init__`` wrappers made by :func:`_checked_init`, so a class that reuses one is not wrapped twice.
+_CHECKED_INITS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _renamed(key: str, renames: dict[str, str]) -> str:

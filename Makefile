@@ -9,7 +9,7 @@ PYVER := $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.ve
 # torch==2.13.0 (extras neural and text) is installed only on 3.11, whose CPU wheel this machine holds;
 # on other Pythons pip would download the multi-GB CUDA build, so they get every other extra.
 # EXTRAS must include test (pytest) for `make test`.
-NO_TORCH_EXTRAS := ann,serve,dist,bench,tune,boost,test
+NO_TORCH_EXTRAS := ann,serve,scale,bench,tune,boost,test
 EXTRAS ?= $(if $(filter 3.11,$(PYVER)),all,$(NO_TORCH_EXTRAS))
 comma := ,
 BIN := $(VENV)/bin

@@ -34,22 +34,22 @@ from common import timer, write_section  # noqa: E402
 from tastebud.data.interactions import Interactions  # noqa: E402
 from tastebud.data.splits import Split, holdout  # noqa: E402
 from tastebud.data.synthetic import generate  # noqa: E402
-from tastebud.dist.engine import RayEngine  # noqa: E402
 from tastebud.eval.evaluate import evaluate_fitted  # noqa: E402
-from tastebud.models.als import ImplicitALS  # noqa: E402
+from tastebud.models.ials import ImplicitALS  # noqa: E402
+from tastebud.scale.engine import RayEngine  # noqa: E402
 
 OUT_JSON = Path(__file__).resolve().parent / "dist_measured.json"
 
 
 # The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
 MEASURES = [
-    "src/tastebud/dist",
+    "src/tastebud/scale",
     "src/tastebud/models/two_tower.py",
     "src/tastebud/models/sasrec.py",
     "src/tastebud/models/ncf.py",
     "src/tastebud/models/_torch.py",
-    "src/tastebud/models/als.py",
-    "src/tastebud/kernels/als.py",
+    "src/tastebud/models/ials.py",
+    "src/tastebud/kernels/ials.py",
 ]
 
 
@@ -263,7 +263,7 @@ the files themselves and keep only their user block and item block (counted by t
 {markdown_table(["run", "fit s", "s / epoch (Ray: steady)", "NDCG@10", "max factor diff", "events held per process"], rows)}
 """
     if "batch" in parts:
-        from tastebud.dist.batch import recommend_all
+        from tastebud.scale.batch import recommend_all
 
         n_users = local.n_users
         with timer() as t_batch_local:
@@ -306,8 +306,8 @@ def parquet_row(
     args: argparse.Namespace, params: dict, split: Split, keep_users: np.ndarray, measured: dict
 ) -> list[str]:
     """iALS from Parquet partitions, each Ray actor holding its share; NDCG on the files' vocabularies."""
-    from tastebud.dist.parquet import read_interactions, write_interactions
-    from tastebud.dist.sharded import fit_parquet
+    from tastebud.data.parquet import read_interactions, write_interactions
+    from tastebud.scale.sharded import fit_parquet
 
     with tempfile.TemporaryDirectory() as tmp:
         with timer() as t_write:
@@ -430,9 +430,9 @@ def parquet_neural(workers: int, models: list[str]) -> dict:
 
     from tastebud.core.registry import get_model
     from tastebud.data.movielens import fixed_split, load_ml100k
+    from tastebud.data.parquet import read_interactions, write_interactions
     from tastebud.data.splits import leave_last_out
-    from tastebud.dist.parquet import read_interactions, write_interactions
-    from tastebud.dist.sharded import ParquetSource, fit_parquet
+    from tastebud.scale.sharded import ParquetSource, fit_parquet
 
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

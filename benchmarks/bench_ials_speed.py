@@ -35,7 +35,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleave, markdown_table, spread, thread_counts, timing_rows, write_section  # noqa: E402
 
-MEASURES = ["src/tastebud/models/als.py", "src/tastebud/kernels/als.py"]
+MEASURES = ["src/tastebud/models/ials.py", "src/tastebud/kernels/ials.py"]
 CACHE = Path("/tmp/tastebud-bench-ials")
 THREADS = 2
 # name: (generator arguments or None for ML-100K, factors, epochs, reg)
@@ -80,7 +80,8 @@ def interactions(m: sp.csr_matrix):
 
 
 def steady(name: str, pairs: int) -> list[dict]:
-    from tastebud.models.als import ImplicitALS, numba_threads
+    from tastebud.models._common import numba_threads
+    from tastebud.models.ials import ImplicitALS
 
     with numba_threads(THREADS):  # starts the OpenMP runtime both libraries share here (sleeping waits)
         pass
@@ -124,7 +125,7 @@ k, epochs, reg = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
 if side == "tastebud":
     from tastebud.data.idmap import IdMap
     from tastebud.data.interactions import Interactions
-    from tastebud.models.als import ImplicitALS
+    from tastebud.models.ials import ImplicitALS
     c = m.tocoo()
     data = Interactions(IdMap(np.arange(m.shape[0]), "user"), IdMap(np.arange(m.shape[1]), "item"), c.row, c.col,
                         c.data, explicit=False)

@@ -47,11 +47,11 @@ BPR_PARAMS = {"factors": 64, "learning_rate": 0.05, "reg": 0.01, "epochs": 100}
 
 # The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
 MEASURES = [
-    "src/tastebud/models/als.py",
+    "src/tastebud/models/ials.py",
     "src/tastebud/models/bpr.py",
     "src/tastebud/models/ease.py",
     "src/tastebud/models/hybrid.py",
-    "src/tastebud/kernels/als.py",
+    "src/tastebud/kernels/ials.py",
     "src/tastebud/kernels/bpr.py",
 ]
 
@@ -63,10 +63,10 @@ def accuracy(name: str) -> list[dict]:
 
     from tastebud.data.movielens import fixed_split
     from tastebud.eval.evaluate import evaluate_fitted
-    from tastebud.models.als import ImplicitALS
     from tastebud.models.bpr import BPR
     from tastebud.models.ease import EASE
     from tastebud.models.hybrid import Hybrid
+    from tastebud.models.ials import ImplicitALS
 
     split = fixed_split(name)
     ui = split.train.matrix.tocsr()
@@ -203,7 +203,7 @@ def speed_worker(which: str) -> dict:
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     out = {"nnz": int(ui.nnz), "rss_after_data_mb": rss_data}
     if which == "tastebud":
-        from tastebud.models.als import ImplicitALS
+        from tastebud.models.ials import ImplicitALS
 
         ImplicitALS(factors=4, epochs=1, threads=2).fit(data.subset(np.arange(1000)))  # compile outside the timing
         model = ImplicitALS(factors=SPEED["factors"], reg=0.1, alpha=4.0, epochs=SPEED["epochs"], threads=2)

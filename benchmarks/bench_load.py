@@ -32,7 +32,7 @@ TOKEN = "load-token-0123456789abcdef"
 MEASURES = [
     "src/tastebud/serve",
     "src/tastebud/index",
-    "src/tastebud/models/als.py",
+    "src/tastebud/models/ials.py",
     "src/tastebud/models/knn.py",
 ]
 

@@ -73,7 +73,7 @@ MEASURES = [
     "src/tastebud/models/ncf.py",
     "src/tastebud/models/two_tower.py",
     "src/tastebud/models/_torch.py",
-    "src/tastebud/models/als.py",
+    "src/tastebud/models/ials.py",
     "src/tastebud/models/ease.py",
     "src/tastebud/models/knn.py",
     "src/tastebud/models/baseline.py",

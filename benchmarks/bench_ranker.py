@@ -86,7 +86,7 @@ def fit_peer(train: Any, params: dict[str, Any], seed: int, cls: Any = None, lim
     if cls is None:
         from implicit.cpu.als import AlternatingLeastSquares as cls
         from threadpoolctl import threadpool_limits as limits
-    from tastebud.models.als import ImplicitALS
+    from tastebud.models.ials import ImplicitALS
 
     with limits(1, "blas"):
         peer = cls(**params, num_threads=2, random_state=seed)

@@ -32,7 +32,7 @@ from tastebud.serve.engine import Engine  # noqa: E402
 MEASURES = [
     "src/tastebud/serve",
     "src/tastebud/index",
-    "src/tastebud/models/als.py",
+    "src/tastebud/models/ials.py",
 ]
 
 

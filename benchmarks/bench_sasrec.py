@@ -58,7 +58,7 @@ GRIDS = {
 MEASURES = [
     "src/tastebud/models/sasrec.py",
     "src/tastebud/models/_torch.py",
-    "src/tastebud/models/als.py",
+    "src/tastebud/models/ials.py",
     "src/tastebud/models/knn.py",
     "src/tastebud/models/baseline.py",
 ]

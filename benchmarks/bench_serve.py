@@ -63,7 +63,7 @@ EF_SEARCH = 256  # recall@10 0.957 on this graph (printed with the results)
 MEASURES = [
     "src/tastebud/serve",
     "src/tastebud/index",
-    "src/tastebud/models/als.py",
+    "src/tastebud/models/ials.py",
 ]
 
 

@@ -31,8 +31,8 @@ MEASURES = [
     "src/tastebud/models/_vae.py",
     "src/tastebud/models/_torch.py",
     "src/tastebud/models/ease.py",
-    "src/tastebud/models/als.py",
-    "src/tastebud/kernels/als.py",
+    "src/tastebud/models/ials.py",
+    "src/tastebud/kernels/ials.py",
 ]
 METRICS = ["ndcg@100", "recall_capped@20", "recall_capped@50"]
 # fixed during the search (the same for every trial): caps that keep a neural fit to about two

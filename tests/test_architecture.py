@@ -44,7 +44,7 @@ def _violations(folders: tuple[str, ...], banned: tuple[str, ...]) -> list[str]:
 @pytest.mark.parametrize(
     ("folders", "banned"),
     [
-        (("models", "core"), ("tastebud.dist", "tastebud.serve", "tastebud.lab", "tastebud.cli")),
+        (("models", "core"), ("tastebud.scale", "tastebud.serve", "tastebud.lab", "tastebud.cli")),
         (("serve",), ("tastebud.cli",)),
     ],
 )
@@ -57,9 +57,9 @@ def test_the_import_check_can_fail(tmp_path, monkeypatch):
     """The checker sees a lazy import inside a function (what the rule is mostly about)."""
     probe = tmp_path / "models"
     probe.mkdir()
-    (probe / "m.py").write_text("def f():\n    from tastebud.dist.ray_train import fit_torch_ray\n")
+    (probe / "m.py").write_text("def f():\n    from tastebud.scale.ray_train import fit_torch_ray\n")
     monkeypatch.setattr(f"{__name__}.SRC", tmp_path)
-    assert _violations(("models",), ("tastebud.dist",))[0] == "models/m.py:2 imports tastebud.dist.ray_train"
+    assert _violations(("models",), ("tastebud.scale",))[0] == "models/m.py:2 imports tastebud.scale.ray_train"
 
 
 def _patches(tree: ast.AST) -> list[int]:

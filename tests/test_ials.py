@@ -12,8 +12,8 @@ import scipy.sparse as sp
 from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
-from tastebud.kernels import als as K
-from tastebud.models.als import ImplicitALS
+from tastebud.kernels import ials as K
+from tastebud.models.ials import ImplicitALS
 
 NO_EXTRA = np.empty(0, np.float32)
 
@@ -340,15 +340,15 @@ def test_history_vector_is_the_fold_in_and_follows_changed_item_factors():
 
 def test_starting_the_thread_pool_leaves_the_environment_as_it_was(monkeypatch):
     """The sleeping-wait policy is set only while numba loads its OpenMP runtime (see _start_threads)."""
-    from tastebud.models import als
+    from tastebud.models import _common
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.setattr(als, "_THREADS_STARTED", False)
-    with als.numba_threads(1) as n:
+    monkeypatch.setattr(_common, "_THREADS_STARTED", False)
+    with _common.numba_threads(1) as n:
         assert n == 1
     assert "OMP_WAIT_POLICY" not in os.environ
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a policy the user chose is kept
-    monkeypatch.setattr(als, "_THREADS_STARTED", False)
-    with als.numba_threads(0):
+    monkeypatch.setattr(_common, "_THREADS_STARTED", False)
+    with _common.numba_threads(0):
         pass
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -299,7 +299,7 @@ def train(
 ) -> None:
     """Fit a model on a data set and save it."""
     import tastebud as tb
-    from tastebud.dist.commands import check_supported, engine_for, engine_params, sharded_source
+    from tastebud.scale.commands import check_supported, engine_for, engine_params, sharded_source
 
     cls = tb.get_model(model)
     options = engine_params(engine, address, workers)

@@ -64,7 +64,7 @@ SCORE_BLOCK = 16_000_000
 #: The engine hyper-parameters that models with ``scale_out`` had until 0.1 (``deprecated_params``):
 #: the engine is now an argument of ``fit``, not something the model is.
 ENGINE_PARAMS: dict[str, str] = {
-    name: "choose the engine when fitting: model.fit(data, engine=tastebud.dist.RayEngine(workers=..., address=...)) "
+    name: "choose the engine when fitting: model.fit(data, engine=tastebud.scale.RayEngine(workers=..., address=...)) "
     "or tastebud train --engine ray"
     for name in ("engine", "workers", "address")
 }
@@ -72,7 +72,7 @@ ENGINE_PARAMS: dict[str, str] = {
 
 @typing.runtime_checkable
 class FitEngine(typing.Protocol):
-    """Something that trains a model beyond this process (``tastebud.dist.RayEngine``).
+    """Something that trains a model beyond this process (``tastebud.scale.RayEngine``).
 
     ``Recommender.fit(data, engine=...)`` checks the data and parameters and records the
     vocabularies, then calls ``engine.train(model, data)`` instead of the model's own ``_fit``.
@@ -128,9 +128,9 @@ class Recommender:
     lab_default: ClassVar[bool] = False
     #: Hyper-parameters for ``tastebud demo`` (sized for a minute or two on 2 cores); None: not in the demo.
     demo_params: ClassVar[dict[str, Any] | None] = None
-    #: How the model trains beyond one process (:mod:`tastebud.dist`): ``"ray"`` (``fit(data,
+    #: How the model trains beyond one process (:mod:`tastebud.scale`): ``"ray"`` (``fit(data,
     #: engine=RayEngine(...))``, in-memory data on Ray workers) and ``"parquet"`` (each worker reads
-    #: its own share of Parquet files, :func:`tastebud.dist.sharded.fit_parquet`).
+    #: its own share of Parquet files, :func:`tastebud.scale.sharded.fit_parquet`).
     scale_out: ClassVar[frozenset[str]] = frozenset()
     #: True when ``fit`` reads ``data.item_features`` / ``data.user_features`` (the sharded fit then reads them too).
     uses_features: ClassVar[bool] = False
@@ -262,7 +262,7 @@ class Recommender:
     def fit(self, data: Interactions, *, engine: FitEngine | None = None) -> Recommender:
         """Learn from ``data``; returns the model itself.
 
-        ``engine`` trains beyond this process (``tastebud.dist.RayEngine(workers=4)``; the model's
+        ``engine`` trains beyond this process (``tastebud.scale.RayEngine(workers=4)``; the model's
         ``scale_out`` says which engines it supports); None trains here. Either way the result is
         the same kind of fitted model, saved and served alike.
         """
@@ -299,7 +299,7 @@ class Recommender:
         """What ``fit`` records besides the learned state: the vocabularies, the seen-item matrix
         (for exclusions and the popularity fallback), the data's fingerprint and rating scale, and
         (``seconds``) how long fitting took. The scale layer calls it when it fits from data no
-        single process holds (:mod:`tastebud.dist.sharded`)."""
+        single process holds (:mod:`tastebud.scale.sharded`)."""
         self.users_ = users
         self.items_ = items
         self.user_items_ = seen.astype(np.float32)

@@ -30,7 +30,7 @@ BUILTIN: dict[str, str] = {
     "timesvdpp": "tastebud.models.timesvdpp",
     "bayesmf": "tastebud.models.mf",
     "als": "tastebud.models.mf",
-    "ials": "tastebud.models.als",
+    "ials": "tastebud.models.ials",
     "bpr": "tastebud.models.bpr",
     "ease": "tastebud.models.ease",
     "rp3beta": "tastebud.models.rp3beta",
@@ -51,7 +51,7 @@ _REGISTRY: dict[str, type[Recommender]] = {}
 
 #: Scale-out engines by the name the deprecated ``engine`` hyper-parameter gives them: name -> "module:class".
 #: Only that one-release shim looks engines up by name; new code passes an engine object to ``fit``.
-ENGINES: dict[str, str] = {"ray": "tastebud.dist.engine:RayEngine"}
+ENGINES: dict[str, str] = {"ray": "tastebud.scale.engine:RayEngine"}
 
 
 def register(name: str) -> Callable[[T], T]:

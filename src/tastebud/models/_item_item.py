@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from tastebud.core.base import Recommender
 from tastebud.core.results import Explanation
-from tastebud.models.als import check_values
+from tastebud.models._common import check_values
 
 
 class SparseItemItem(Recommender):

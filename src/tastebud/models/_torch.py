@@ -260,7 +260,7 @@ class TrainHooks:
     """The injection points of a torch model's training, for running it as one rank of several.
 
     Every field left None does the single-process thing, so ``TrainHooks()`` is a plain fit. The
-    scale layer fills them in (:func:`tastebud.dist.ray_train.data_parallel_hooks`) and passes them
+    scale layer fills them in (:func:`tastebud.scale.ray_train.data_parallel_hooks`) and passes them
     to ``model.fit(data, hooks=...)``; the model hands them to its :class:`TrainLoop` and calls the
     model-level ones itself, so the model file shows every place where they act.
 
@@ -335,7 +335,7 @@ class TorchModel(Recommender):
     def merge_user_blocks(
         self, lo: int, hi: int, gather: Callable[[Any], list[Any] | None], total: Callable[[np.ndarray], np.ndarray]
     ) -> None:
-        """One rank of a sharded fit (:mod:`tastebud.dist.sharded`) trained on users ``lo:hi``:
+        """One rank of a sharded fit (:mod:`tastebud.scale.sharded`) trained on users ``lo:hi``:
         assemble on rank 0 the per-user state the saved model needs. ``gather(obj)``: every rank's
         ``obj`` on rank 0 (None elsewhere); ``total(array)``: its element-wise sum over the ranks.
         This default gathers the seen-item rows (NCF: the rest of its learned state is its weights)."""

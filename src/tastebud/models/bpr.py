@@ -25,7 +25,7 @@ from tastebud.core.results import Explanation
 from tastebud.core.space import Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.kernels import bpr as K
-from tastebud.models.als import check_values, cosine_rows, numba_threads
+from tastebud.models._common import check_values, cosine_rows, numba_threads
 
 # samples of an epoch are cut into this many chunks whatever the thread count (reproducibility)
 _CHUNKS = 256

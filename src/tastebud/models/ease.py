@@ -25,7 +25,7 @@ from tastebud.core.registry import register
 from tastebud.core.results import Explanation
 from tastebud.core.space import Dist, Float, LogFloat
 from tastebud.data.interactions import Interactions
-from tastebud.models.als import check_values
+from tastebud.models._common import check_values
 
 # dense float64 Gram/inverse (8 bytes) + float32 weights kept (4 bytes) per item pair
 _BYTES_PER_PAIR = 12

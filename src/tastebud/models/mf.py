@@ -31,7 +31,7 @@ from tastebud.core.results import Explanation
 from tastebud.core.space import Categorical, Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.kernels import mf as K
-from tastebud.models.als import numba_threads
+from tastebud.models._common import numba_threads
 
 
 def _ratings(data: Interactions, owner: str) -> sp.csr_matrix:

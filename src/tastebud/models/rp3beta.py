@@ -30,8 +30,8 @@ from tastebud.core.ranking import topk
 from tastebud.core.registry import register
 from tastebud.core.space import Categorical, Dist, Float, Int
 from tastebud.data.interactions import Interactions
+from tastebud.models._common import check_values
 from tastebud.models._item_item import SparseItemItem
-from tastebud.models.als import check_values
 
 _BLOCK_BYTES = 64 << 20
 

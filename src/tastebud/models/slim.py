@@ -27,8 +27,8 @@ from tastebud.core.errors import ConfigError
 from tastebud.core.registry import register
 from tastebud.core.space import Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
+from tastebud.models._common import check_values, numba_threads
 from tastebud.models._item_item import SparseItemItem
-from tastebud.models.als import check_values, numba_threads
 from tastebud.models.ease import available_memory
 
 # items fitted per call of the compiled kernel (progress and memory of the output stay bounded)

@@ -31,7 +31,7 @@ from tastebud.core.registry import register
 from tastebud.core.space import Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.kernels import timesvdpp as K
-from tastebud.models.als import numba_threads
+from tastebud.models._common import numba_threads
 from tastebud.models.mf import SVDpp, _ratings
 
 DAY = 86_400

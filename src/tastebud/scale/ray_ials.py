@@ -1,4 +1,4 @@
-"""iALS on Ray: the sweeps of :class:`tastebud.models.als.ImplicitALS` as parallel Ray tasks.
+"""iALS on Ray: the sweeps of :class:`tastebud.models.ials.ImplicitALS` as parallel Ray tasks.
 
 Hu, Koren & Volinsky (2008) alternate two least-squares sweeps; within a sweep every row is
 independent given the other side's factors and the shared Gramian ``Y^T Y + reg I``. That is the
@@ -6,7 +6,7 @@ whole distribution scheme (as in Spark MLlib's ALS, minus its shuffle): the inte
 cut into row blocks (balanced by non-zeros) that live in Ray's object store for the whole fit;
 each sweep broadcasts the other side's factors once (``ray.put``), and one task per block solves
 its rows with the *same* compiled kernels as the single-process model
-(:func:`tastebud.kernels.als.cg_rows` / :func:`~tastebud.kernels.als.exact_rows`), warm-started
+(:func:`tastebud.kernels.ials.cg_rows` / :func:`~tastebud.kernels.ials.exact_rows`), warm-started
 from the block's previous vectors. Each task also returns its block's partial Gramian
 ``X_b^T X_b`` (float64), so the next sweep's Gramian is a sum of small k x k matrices and never
 needs all vectors on one machine's BLAS.
@@ -26,12 +26,12 @@ import scipy.sparse as sp
 
 from tastebud.core.errors import TrainingError
 from tastebud.core.progress import progress_bar
-from tastebud.dist.session import ray_session
-from tastebud.kernels import als as K
+from tastebud.kernels import ials as K
+from tastebud.scale.session import ray_session
 
 if TYPE_CHECKING:  # pragma: no cover
     from tastebud.data.interactions import Interactions
-    from tastebud.models.als import ImplicitALS
+    from tastebud.models.ials import ImplicitALS
 
 
 def row_blocks(indptr: np.ndarray, n_blocks: int) -> list[tuple[int, int]]:
@@ -72,7 +72,7 @@ def solve_block(
     """
     import numba
 
-    from tastebud.models.als import numba_threads
+    from tastebud.models._common import numba_threads
 
     # Object-store arrays are read-only, and numba compiles read-only arrays as a different type
     # whose fastmath code rounds differently; writable copies run the very machine code of the
@@ -100,7 +100,7 @@ def fit_ials_ray(
     ``item_factors_`` exactly as the local fit does, and ``_dist_info`` (engine, blocks,
     seconds per epoch; not saved, so the model files are the same as a local fit's).
     """
-    from tastebud.models.als import check_values
+    from tastebud.models._common import check_values
 
     workers = int(workers if workers is not None else getattr(model, "workers", 2))
     address = address if address is not None else getattr(model, "address", None)
@@ -141,7 +141,7 @@ def fit_ials_ray(
         def sweep(blocks: list[Any], xs: list[Any], Y: np.ndarray, gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """One half-sweep: every block re-solved given ``Y``; ``xs`` is updated to the new blocks."""
             y_ref = ray.put(Y)
-            a_ref = ray.put(gram + reg * np.eye(k))  # Y^T Y + reg I, as kernels.als.gramian
+            a_ref = ray.put(gram + reg * np.eye(k))  # Y^T Y + reg I, as kernels.ials.gramian
             results = [task.remote(b, x, y_ref, a_ref, cg_steps, threads) for b, x in zip(blocks, xs, strict=True)]
             xs[:] = [r[0] for r in results]
             total = np.sum(ray.get([r[1] for r in results]), axis=0)

@@ -8,7 +8,7 @@ Two passes: the first builds the sorted user and item vocabularies from each fra
 ids, the second encodes each fragment against them. ``shard=(i, n)`` reads every ``n``-th
 fragment only, so ``n`` workers can each load a share of a data set no process could hold.
 
-For training on Ray (:mod:`tastebud.dist.sharded`) the driver makes only the first pass
+For training on Ray (:mod:`tastebud.scale.sharded`) the driver makes only the first pass
 (:func:`scan`: vocabularies and events per user and per item, no events kept), and each worker
 reads the events of *its* block of users (or items) with ``user_range`` / ``item_range``,
 filtering every fragment as it streams, so a worker holds about ``1/W`` of the events.

@@ -4,8 +4,8 @@ The engine is an argument of the fit call (and of ``tastebud train --engine ray`
 hyper-parameter: where a model was trained does not change what it computes, so it is not saved
 with it. A model says what it supports in its ``scale_out`` capability; the torch models train
 data-parallel through the injection points of their training loop
-(:class:`tastebud.models._torch.TrainHooks`, filled in by :mod:`tastebud.dist.ray_train`), iALS
-solves row blocks as Ray tasks (:mod:`tastebud.dist.ray_ials`).
+(:class:`tastebud.models._torch.TrainHooks`, filled in by :mod:`tastebud.scale.ray_train`), iALS
+solves row blocks as Ray tasks (:mod:`tastebud.scale.ray_ials`).
 """
 
 from __future__ import annotations
@@ -43,17 +43,17 @@ class RayEngine:
         from tastebud.models._torch import TorchModel
 
         if isinstance(model, TorchModel):
-            from tastebud.dist.ray_train import fit_torch_ray
+            from tastebud.scale.ray_train import fit_torch_ray
 
             fit_torch_ray(model, data, self.workers, self.address, self.use_gpu)
         else:
-            from tastebud.dist.ray_ials import fit_ials_ray
+            from tastebud.scale.ray_ials import fit_ials_ray
 
             fit_ials_ray(model, data, self.workers, self.address)  # type: ignore[arg-type]
 
     def fit_parquet(self, model: Recommender, source: Any) -> Recommender:
-        """Fit ``model`` from Parquet files, each worker reading only its share (:mod:`tastebud.dist.sharded`)."""
-        from tastebud.dist.sharded import fit_parquet
+        """Fit ``model`` from Parquet files, each worker reading only its share (:mod:`tastebud.scale.sharded`)."""
+        from tastebud.scale.sharded import fit_parquet
 
         return fit_parquet(model, source, self.workers, self.address)
 
@@ -86,7 +86,7 @@ def supporting(how: str) -> list[str]:
 
 def fit_distributed(model: Recommender, data: Interactions | str | Path | Any, engine: RayEngine) -> Recommender:
     """``model`` fitted with ``engine``: in-memory ``Interactions`` on its workers, or a Parquet
-    directory / :class:`~tastebud.dist.sharded.ParquetSource` read in shares. What ``tastebud train
+    directory / :class:`~tastebud.scale.sharded.ParquetSource` read in shares. What ``tastebud train
     --engine ray`` calls."""
     if isinstance(data, Interactions):
         return model.fit(data, engine=engine)

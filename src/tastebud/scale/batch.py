@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tastebud.core.errors import ConfigError, NotSupportedError
-from tastebud.dist.session import ray_session
+from tastebud.scale.session import ray_session
 
 #: Logical CPUs each scoring actor reserves: half a CPU, so the Parquet write tasks (one CPU
 #: each) always find room beside ``workers`` actors on a ``workers``-CPU instance instead of

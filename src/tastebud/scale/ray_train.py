@@ -35,7 +35,7 @@ the driver loads into the caller's model. A model without torch randomness in tr
 (SASRec) draws different masks, so it matches in distribution.
 
 Every rank builds the whole batch stream (cheap numpy next to the forward/backward pass) and
-computes only its share; :mod:`tastebud.dist.sharded` is the variant where each worker reads and
+computes only its share; :mod:`tastebud.scale.sharded` is the variant where each worker reads and
 holds only its own share of the data.
 
 The models are used as they are: the loop is the same one, its hooks filled in (each model
@@ -54,8 +54,8 @@ from typing import Any
 import numpy as np
 
 from tastebud.core.errors import ConfigError
-from tastebud.dist.session import ray_session
 from tastebud.models._torch import BatchLayout, TrainHooks
+from tastebud.scale.session import ray_session
 
 
 @dataclass
@@ -211,7 +211,7 @@ def data_parallel_hooks(rank: int, world: int, local_data: bool = False, frequen
 
     ``local_data=False``: every rank fits on the same data and takes its share of each global
     batch. ``local_data=True``: every rank fits on its *own* data (its block of users, see
-    :mod:`tastebud.dist.sharded`) with its own batches; each step the ranks exchange their
+    :mod:`tastebud.scale.sharded`) with its own batches; each step the ranks exchange their
     batch sizes (one all-reduce of ``2W`` integers), stop the epoch together when any rank has
     run out, weight their losses by their share of the step's examples, and average their
     validation metrics, so every rank takes the same steps and early stopping agrees.

@@ -1,4 +1,4 @@
-"""Training from Parquet partitions with each worker holding only its share (tastebud.dist.sharded).
+"""Training from Parquet partitions with each worker holding only its share (tastebud.scale.sharded).
 
 Fast tests need no Ray: the driver's scan keeps no events, a worker's share is exactly its
 block of the in-memory matrix, and each share holds about 1/W of the events; the two-tower's
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from tastebud.core.errors import ConfigError, DataError, NotSupportedError
+from tastebud.data.parquet import read_interactions, write_interactions
 from tastebud.data.splits import Split, holdout
 from tastebud.data.synthetic import generate
-from tastebud.dist.parquet import read_interactions, write_interactions
-from tastebud.dist.ray_ials import _slice_csr, row_blocks
-from tastebud.dist.sharded import IALSShard, ParquetSource, blocks, fit_parquet
 from tastebud.eval.evaluate import evaluate_fitted
-from tastebud.models.als import ImplicitALS
+from tastebud.models.ials import ImplicitALS
+from tastebud.scale.ray_ials import _slice_csr, row_blocks
+from tastebud.scale.sharded import IALSShard, ParquetSource, blocks, fit_parquet
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,8 @@ def test_logq_streams_over_the_global_batch_like_one_process(tmp_path):
     torch = pytest.importorskip("torch")
     import torch.distributed as dist
 
-    from tastebud.dist.ray_train import Shares, gathered_softmax_loss
     from tastebud.models.two_tower import StreamingFrequency, sampled_softmax_loss
+    from tastebud.scale.ray_train import Shares, gathered_softmax_loss
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
@@ -296,7 +296,7 @@ def _cpu():
 
 
 def test_cli_picks_the_sharded_path_only_for_a_directory_on_ray(events, tmp_path):
-    from tastebud.dist.commands import engine_params, sharded_source
+    from tastebud.scale.commands import engine_params, sharded_source
 
     _, path = events
     ray_params = engine_params("ray")

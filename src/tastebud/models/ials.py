@@ -5,7 +5,7 @@ cell as a preference ``p_ui`` (1 if the user had the item, else 0) held with con
 and minimises ``sum_ui c_ui (p_ui - x_u . y_i)^2 + reg (|X|^2 + |Y|^2)`` over *all* cells by
 alternating least squares. Each sweep is solved with a few conjugate-gradient steps per row,
 warm-started (Takacs, Pilaszy & Tikk 2011), as benfred/implicit does; see
-:mod:`tastebud.kernels.als`.
+:mod:`tastebud.kernels.ials`.
 
 Conventions (docs/ials.md): ``c_ui = 1 + alpha * v_ui`` (``confidence="linear"``) or
 ``1 + alpha * log(1 + v_ui / eps)`` (``"log"``). implicit 0.7 uses ``c_ui = alpha * v_ui`` with
@@ -15,12 +15,8 @@ tastebud's ``alpha=a - 1``.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
-import numba
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -33,70 +29,8 @@ from tastebud.core.results import Explanation
 from tastebud.core.space import Dist, Float, Int, LogFloat
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
-from tastebud.kernels import als as K
-
-
-def _start_threads() -> None:
-    """Start numba's thread pool with OpenMP threads that sleep while they wait (once per process).
-
-    GNU OpenMP's default is to spin between parallel regions; a fit runs a few long regions per
-    sweep with Python in between, and on a busy machine the spinning thread takes the core the
-    other one needs: a 2-thread fit measured twice the CPU and wall time of a 1-thread one under
-    load, and the same as it with sleeping waits. The policy is read once, when the OpenMP runtime
-    loads; it is set for that moment only (another runtime loaded later, such as torch's, keeps its
-    default), and never over a policy the user chose."""
-    global _THREADS_STARTED
-    if _THREADS_STARTED:
-        return
-    _THREADS_STARTED = True
-    if "OMP_WAIT_POLICY" in os.environ:
-        numba.get_num_threads()
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        numba.get_num_threads()  # loads the threading layer (and its OpenMP runtime) now
-    finally:
-        del os.environ["OMP_WAIT_POLICY"]
-
-
-_THREADS_STARTED = False
-
-
-@contextmanager
-def numba_threads(threads: int) -> Iterator[int]:
-    """Run compiled kernels on ``threads`` threads (0: every core numba may use), then restore."""
-    _start_threads()
-    limit = numba.config.NUMBA_NUM_THREADS
-    want = limit if threads <= 0 else min(int(threads), limit)
-    before = numba.get_num_threads()
-    numba.set_num_threads(want)
-    try:
-        yield want
-    finally:
-        numba.set_num_threads(before)
-
-
-def check_values(values: np.ndarray, what: str = "values") -> None:
-    """Confidences must be finite and >= 0 (raise DataError naming the first bad one)."""
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise DataError(
-            f"{what}: entry {int(np.argmax(bad))} is {values[bad][0]!r}; confidences must be finite numbers"
-        )
-    neg = values < 0
-    if neg.any():
-        raise DataError(
-            f"{what}: entry {int(np.argmax(neg))} is {float(values[neg][0]):g}; implicit feedback needs values >= 0 "
-            "(counts, durations, ratings); drop or shift negative values"
-        )
-
-
-def cosine_rows(factors: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Cosine similarity of ``factors[rows]`` to every row of ``factors`` (zero vectors score 0)."""
-    norms = np.linalg.norm(factors, axis=1)
-    safe = np.where(norms > 0, norms, 1.0).astype(np.float32)
-    unit = factors / safe[:, None]
-    return unit[rows] @ unit.T
+from tastebud.kernels import ials as K
+from tastebud.models._common import check_values, cosine_rows, numba_threads
 
 
 @register("ials")
@@ -179,7 +113,7 @@ class ImplicitALS(Recommender):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: Interactions) -> None:
-        # on Ray: fit(data, engine=tastebud.dist.RayEngine(...)) runs tastebud.dist.ray_ials instead (same factors)
+        # on Ray: fit(data, engine=tastebud.scale.RayEngine(...)) runs tastebud.scale.ray_ials instead (same factors)
         m = self.user_items_
         check_values(m.data, "interaction values")
         check_values(data.values, "interaction values")
@@ -436,4 +370,4 @@ def _grow(factors: np.ndarray, n: int, k: int) -> np.ndarray:
     return np.vstack([factors, np.zeros((n - factors.shape[0], k), factors.dtype)])
 
 
-__all__ = ["ImplicitALS", "check_values", "cosine_rows", "numba_threads"]
+__all__ = ["ImplicitALS"]

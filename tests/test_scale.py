@@ -1,4 +1,4 @@
-"""Distributed training and batch scoring on Ray (tastebud.dist).
+"""Distributed training and batch scoring on Ray (tastebud.scale).
 
 Fast tests check the pieces without Ray (row blocks, one block's solve against the local sweep,
 Parquet partitions, CLI options); the Ray tests share one local 2-CPU instance and are marked
@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from tastebud.core.errors import ConfigError, DataError
+from tastebud.data.parquet import fragments, read_interactions, write_interactions
 from tastebud.data.splits import holdout
 from tastebud.data.synthetic import generate
-from tastebud.dist.commands import check_supported, engine_params
-from tastebud.dist.parquet import fragments, read_interactions, write_interactions
-from tastebud.dist.ray_ials import _slice_csr, row_blocks, solve_block
 from tastebud.eval.evaluate import evaluate_fitted
-from tastebud.kernels import als as K
-from tastebud.models.als import ImplicitALS
+from tastebud.kernels import ials as K
+from tastebud.models.ials import ImplicitALS
+from tastebud.scale.commands import check_supported, engine_params
+from tastebud.scale.ray_ials import _slice_csr, row_blocks, solve_block
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_ray_ials_equals_single_process(ray_local, implicit_data):
 
 @pytest.mark.slow
 def test_batch_scoring_equals_recommend_and_index_from_exported_vectors(ray_local, implicit_data, tmp_path):
-    from tastebud.dist.batch import build_index, export_item_vectors, read_topk, recommend_all
+    from tastebud.scale.batch import build_index, export_item_vectors, read_topk, recommend_all
 
     model = ImplicitALS(factors=8, epochs=4).fit(implicit_data)
     summary = recommend_all(model, tmp_path / "topk", k=7, batch_size=64, workers=2)
@@ -217,12 +217,12 @@ def test_engine_hyper_parameters_are_deprecated_checked_and_not_saved():
 
     from tastebud.core.base import _jsonable_params
     from tastebud.core.registry import get_model
-    from tastebud.dist.engine import RayEngine
+    from tastebud.scale.engine import RayEngine
 
     pytest.importorskip("torch")
     for name in ("ials", "two_tower", "neumf", "sasrec"):
         cls = get_model(name)
-        with pytest.warns(DeprecationWarning, match="engine=tastebud.dist.RayEngine"):
+        with pytest.warns(DeprecationWarning, match="engine=tastebud.scale.RayEngine"):
             bad = cls(engine="spark")
         with pytest.raises(ConfigError, match="engine"):
             bad._check_params()

@@ -14,7 +14,7 @@ def require_ray() -> Any:
     try:
         import ray
     except ImportError:  # pragma: no cover - ray is installed in the test environment
-        raise ConfigError("engine='ray' needs Ray: pip install 'tastebud[dist]'") from None
+        raise ConfigError("engine='ray' needs Ray: pip install 'tastebud[scale]'") from None
     return ray
 
 

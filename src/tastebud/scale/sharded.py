@@ -1,23 +1,23 @@
 """Training on Ray from Parquet partitions, each worker holding only its share of the events.
 
 :func:`fit_parquet` is ``model.fit`` for data that does not fit one process. The driver makes one
-streaming pass over the files (:func:`tastebud.dist.parquet.scan`): the id vocabularies and the
+streaming pass over the files (:func:`tastebud.data.parquet.scan`): the id vocabularies and the
 number of events per user and per item, never the events themselves. It cuts the users (and the
-items) into ``W`` contiguous blocks with about equal events (:func:`~tastebud.dist.ray_ials.row_blocks`
+items) into ``W`` contiguous blocks with about equal events (:func:`~tastebud.scale.ray_ials.row_blocks`
 on the counts), and every worker reads the files itself, keeping only the rows of its block as
 each fragment streams by (``read_interactions(user_range=...)``). No process ever holds all
 events; each holds about ``1/W`` of them (counted, see ``_dist_info["held_events"]``).
 
 * **iALS** (:func:`fit_ials_parquet`): ``W`` Ray actors each hold one user block (user x item
   CSR rows) and one item block (item x user rows), the same blocks the in-memory Ray fit
-  (:mod:`tastebud.dist.ray_ials`) cuts from the whole matrix, and solve them with the same
-  :func:`~tastebud.dist.ray_ials.solve_block`: the factors equal the in-memory fit's up to float
+  (:mod:`tastebud.scale.ray_ials`) cuts from the whole matrix, and solve them with the same
+  :func:`~tastebud.scale.ray_ials.solve_block`: the factors equal the in-memory fit's up to float
   rounding of the summed Gramians. The driver holds the factors (as in the in-memory Ray fit)
   and, once training is done, assembles the fitted model's seen-item matrix from the actors'
   blocks (the model needs it to exclude seen items; it is the saved model, not training data).
 * **Neural models** (NCF: GMF, MLP, NeuMF; the two-tower; SASRec; :func:`fit_neural_parquet`):
   ``W`` Ray Train workers each read the events of their user block and train data-parallel
-  (:func:`tastebud.dist.ray_train.data_parallel_hooks` in ``local_data`` mode, given to ``model.fit(share, hooks=...)``): every step each worker
+  (:func:`tastebud.scale.ray_train.data_parallel_hooks` in ``local_data`` mode, given to ``model.fit(share, hooks=...)``): every step each worker
   takes ``batch_size / W`` examples of its own shuffled share, the weighted gradients are
   summed, so the global batch is still about ``batch_size``; the two-tower's in-batch softmax
   all-gathers the whole global batch. Whatever needs all users is merged, not gathered:
@@ -44,10 +44,10 @@ import scipy.sparse as sp
 
 from tastebud.core.errors import ConfigError, DataError
 from tastebud.core.progress import progress_bar
-from tastebud.dist.parquet import Scan, fragments, read_interactions, scan
-from tastebud.dist.ray_ials import row_blocks, solve_block
-from tastebud.dist.session import ray_session
-from tastebud.kernels import als as K
+from tastebud.data.parquet import Scan, fragments, read_interactions, scan
+from tastebud.kernels import ials as K
+from tastebud.scale.ray_ials import row_blocks, solve_block
+from tastebud.scale.session import ray_session
 
 
 @dataclass(frozen=True)
@@ -157,8 +157,8 @@ def fit_parquet(
     two-tower, SASRec). ``workers`` (default 2) / ``address`` (default: start Ray here) fall back
     to the model's deprecated hyper-parameters of the same names when given.
     """
-    from tastebud.dist.engine import check_scale_out
     from tastebud.models._torch import TorchModel
+    from tastebud.scale.engine import check_scale_out
 
     check_scale_out(model, "parquet")
     if isinstance(model, TorchModel):
@@ -198,7 +198,8 @@ class IALSShard:
         item_range: tuple[int, int] | None,
         params: dict[str, Any],
     ) -> None:
-        from tastebud.models.als import ImplicitALS, check_values
+        from tastebud.models._common import check_values
+        from tastebud.models.ials import ImplicitALS
 
         model = ImplicitALS(**params)
         self.cg_steps = int(model.cg_steps)
@@ -362,7 +363,7 @@ def _neural_worker(config: dict[str, Any]) -> None:
     import ray.train
 
     from tastebud.core.registry import get_model
-    from tastebud.dist.ray_train import data_parallel_hooks, report
+    from tastebud.scale.ray_train import data_parallel_hooks, report
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -428,7 +429,7 @@ def fit_neural_parquet(
     SASRec's last ``maxlen`` items) is computed on each block's own rank and concatenated on
     rank 0: no process reads all events.
     """
-    from tastebud.dist.ray_train import adopt, run_trainer
+    from tastebud.scale.ray_train import adopt, run_trainer
 
     started = time.perf_counter()
     src, plan, workers, address = _prepare(model, source, workers, address)

@@ -1,4 +1,4 @@
-"""Data-parallel training (tastebud.dist.ray_train): the split global batch equals the single-process batch.
+"""Data-parallel training (tastebud.scale.ray_train): the split global batch equals the single-process batch.
 
 Fast tests check the pieces in one process (the share cuts, the global in-batch softmax summed
 over shares equals the whole batch's loss and gradient). The slow ones run the real thing
@@ -23,8 +23,8 @@ torch = pytest.importorskip("torch")
 
 from tastebud.core.errors import ConfigError  # noqa: E402
 from tastebud.data.synthetic import generate  # noqa: E402
-from tastebud.dist.ray_train import Shares, split_batch  # noqa: E402
 from tastebud.models.two_tower import sampled_softmax_loss, softmax_rows  # noqa: E402
+from tastebud.scale.ray_train import Shares, split_batch  # noqa: E402
 
 
 def _batch(n: int, d: int = 4, seed: int = 0, dup: bool = True):
@@ -110,7 +110,7 @@ import json, os, sys
 import torch, torch.distributed as dist
 from tastebud.core.registry import get_model
 from tastebud.data.synthetic import generate
-from tastebud.dist.ray_train import data_parallel_hooks
+from tastebud.scale.ray_train import data_parallel_hooks
 
 name, params, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

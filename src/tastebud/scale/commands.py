@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tastebud.core.errors import ConfigError, NotSupportedError
-from tastebud.dist.session import check_engine_params
+from tastebud.scale.session import check_engine_params
 
 
 def engine_params(engine: str = "local", address: str | None = None, workers: int | None = None) -> dict[str, Any]:
@@ -27,10 +27,10 @@ def engine_params(engine: str = "local", address: str | None = None, workers: in
 
 
 def engine_for(options: dict[str, Any]) -> Any:
-    """The :class:`~tastebud.dist.engine.RayEngine` that :func:`engine_params` describes (None: train here)."""
+    """The :class:`~tastebud.scale.engine.RayEngine` that :func:`engine_params` describes (None: train here)."""
     if options.get("engine") != "ray":
         return None
-    from tastebud.dist.engine import RayEngine
+    from tastebud.scale.engine import RayEngine
 
     return RayEngine(workers=int(options["workers"]), address=options.get("address"))
 
@@ -40,7 +40,7 @@ def check_supported(model_name: str, options: dict[str, Any]) -> None:
     if options.get("engine") != "ray":
         return
     from tastebud.core.registry import get_model
-    from tastebud.dist.engine import check_scale_out, supporting
+    from tastebud.scale.engine import check_scale_out, supporting
 
     try:
         check_scale_out(get_model(model_name), "ray")
@@ -51,23 +51,23 @@ def check_supported(model_name: str, options: dict[str, Any]) -> None:
 
 
 def sharded_source(model_name: str, options: dict[str, Any], data: Path | None, **columns: Any) -> Any:
-    """A :class:`~tastebud.dist.sharded.ParquetSource` when ``--data`` is a directory and ``--engine ray``, else None.
+    """A :class:`~tastebud.scale.sharded.ParquetSource` when ``--data`` is a directory and ``--engine ray``, else None.
 
-    Then ``tastebud train`` fits with :func:`tastebud.dist.sharded.fit_parquet` (no process holds
+    Then ``tastebud train`` fits with :func:`tastebud.scale.sharded.fit_parquet` (no process holds
     all events) instead of loading the data into the CLI's process. ``columns``: user, item,
     rating, time column names.
     """
     if options.get("engine") != "ray" or data is None or not Path(data).is_dir():
         return None
     from tastebud.core.registry import get_model
-    from tastebud.dist.engine import supporting
+    from tastebud.scale.engine import supporting
 
     if "parquet" not in get_model(model_name).scale_out:
         raise ConfigError(
             f"model '{model_name}' cannot train from a Parquet directory on Ray; use one of: "
             f"{', '.join(supporting('parquet'))}"
         )
-    from tastebud.dist.sharded import ParquetSource
+    from tastebud.scale.sharded import ParquetSource
 
     return ParquetSource(str(data), **{k: v for k, v in columns.items() if v is not None})
 

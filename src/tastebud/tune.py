@@ -370,7 +370,7 @@ class _CachedBlock:
     """The validation users of one block: their candidate pool and every member's fusion signals on it."""
 
     items: np.ndarray  # (rows, width) item indices sorted ascending, -1 padding
-    ranks: np.ndarray  # (members, rows, width) full-catalogue ranks of the pool items
+    ranks: np.ndarray  # (members, rows, width) full-catalogue ranks of the pool items (int32)
     zscores: np.ndarray  # (members, rows, width) full-catalogue z-scores of the pool items
     relevant: Any  # (rows, n_items) csr: the held-out items
 
@@ -392,8 +392,8 @@ def choose_fusion(
 ) -> FusionResult:
     """Choose a hybrid's members, fusion and weights on a validation split carved from ``data``.
 
-    ``members``: candidate model names, or ``{name: params}`` (each member's tuned parameters, as
-    :func:`tune` writes them). Each candidate is fitted once on the carve's training part and scores
+    ``members``: candidate model names (a list or ``"a,b,c"``), or ``{name: params}`` (each
+    member's tuned parameters, as :func:`tune` writes them). Each candidate is fitted once on the carve's training part and scores
     every validation user once; the search then tries every subset of at most ``max_members``
     candidates, each fusion in ``methods`` (``rrf`` with each of ``rrf_ks``) and each weighting
     from ``weight_levels``, on those cached scores without refitting. A single model is in the
@@ -563,7 +563,8 @@ def _cache_validation(fitted: list[Any], split: splits.Split, pool: int) -> list
         order = np.argsort(~in_pool, axis=1, kind="stable")[:, :width]
         items = np.where(np.take_along_axis(in_pool, order, axis=1), order, -1)
         cols = np.clip(items, 0, None)
-        ranks = np.stack([np.take_along_axis(fusion_signal(b, "rrf"), cols, axis=1) for b in blocks])
+        # ranks are whole numbers below n_items: int32 keeps them exactly in a third less memory
+        ranks = np.stack([np.take_along_axis(fusion_signal(b, "rrf"), cols, axis=1) for b in blocks]).astype(np.int32)
         zscores = np.stack([np.take_along_axis(fusion_signal(b, "score"), cols, axis=1) for b in blocks])
         cache.append(_CachedBlock(items, ranks, zscores, relevant[block_users]))
     return cache
@@ -575,8 +576,11 @@ def _fusion_value(
     """The validation metric of one configuration, from the cached signals (mean over users)."""
     values = []
     for block in cache:
-        signals = block.ranks if method == "rrf" else block.zscores
-        fused = fuse([signals[j] for j in subset], weights, method, rrf_k)
+        if method == "rrf":
+            signals = [block.ranks[j].astype(np.float64) for j in subset]
+        else:
+            signals = [block.zscores[j] for j in subset]
+        fused = fuse(signals, weights, method, rrf_k)
         fused[block.items < 0] = -np.inf  # padding is never ranked
         pos, _ = ranking.rank(fused, m.k)
         rec = np.where(pos >= 0, np.take_along_axis(block.items, np.clip(pos, 0, None), axis=1), -1)

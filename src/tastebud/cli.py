@@ -387,22 +387,48 @@ def tune_cmd(
     ),
     validation: float = typer.Option(0.2, "--validation", help="Share of the training data held out to validate on."),
     random_state: int = typer.Option(0, "--random-state", min=0, help="Seeds the sampler, the carve and the model."),
+    members: str | None = typer.Option(
+        None,
+        "--members",
+        help="hybrid only: candidate models (comma-separated); their subset, fusion and weights are chosen.",
+    ),
+    member_params: list[str] = typer.Option(
+        [],
+        "--member-params",
+        help="A candidate's parameters: NAME=@file.json, or @folder holding NAME.json files (repeatable).",
+    ),
+    max_members: int = typer.Option(3, "--max-members", min=1, help="With --members: the most models blended."),
+    pool: int = typer.Option(200, "--pool", min=1, help="With --members: items per candidate ranked per user."),
 ) -> None:
     """Search a model's hyper-parameters on a validation split carved from the training data only.
 
-    A bar per trial shows on stderr unless `tastebud --quiet tune ...`."""
+    `tastebud tune hybrid --members ials,ease,itemknn` chooses the blend instead: which members,
+    score or rank fusion, and weights. A bar shows on stderr unless `tastebud --quiet tune ...`."""
     import tastebud as tb
+    from tastebud.models.hybrid import Hybrid
     from tastebud.tune import parse_metric, tune
 
-    tb.get_model(model)  # unknown models and metrics fail before any data is read
+    cls = tb.get_model(model)  # unknown models and metrics fail before any data is read
     parse_metric(metric)
     fixed = parse_params(param)
+    candidates = None
+    if members is not None or member_params:
+        if not issubclass(cls, Hybrid):
+            fail(f"--members chooses a hybrid's members; run `tastebud tune hybrid --members ...`, not {model}")
+        if members is None:
+            fail("--member-params needs --members NAME,NAME,...")
+        if fixed or trials is not None or timeout is not None:
+            fail("--members searches a fixed grid of fusions: drop --param, --trials and --timeout")
+        candidates = _candidate_params([n.strip() for n in members.split(",") if n.strip()], member_params)
     if dataset is not None and dataset.endswith("-fixed") and data is None:
         from tastebud.data import movielens
 
         inter = movielens.fixed_split(dataset.removesuffix("-fixed"), path).train  # the test part stays unread
     else:
         inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
+    if candidates is not None:
+        _choose_fusion(inter, candidates, metric, max_members, pool, validation, random_state, out)
+        return
     budget = trials if trials is not None or timeout is not None else 20
     result = tune(
         model,
@@ -421,6 +447,66 @@ def tune_cmd(
     console.print(json.dumps(result.params, sort_keys=True, default=str), highlight=False, soft_wrap=True)
     console.print(f"wrote {paths['json']}, {paths['csv']}, {paths['png']}", soft_wrap=True)
     console.print(f"use it: tastebud train {model} -p @{paths['json']} ...", highlight=False)
+
+
+def _candidate_params(names: list[str], specs: list[str]) -> dict[str, dict[str, Any]]:
+    """``--member-params``: ``NAME=@file.json`` for one candidate, ``@folder`` for every NAME.json in it."""
+    from tastebud.tune import load_params
+
+    out: dict[str, dict[str, Any]] = {name: {} for name in names}
+    if len(out) != len(names):
+        fail(f"--members names a model twice: {','.join(names)}")
+    for spec in specs:
+        if spec.startswith("@") and Path(spec[1:]).is_dir():
+            for name in names:
+                if (Path(spec[1:]) / f"{name}.json").is_file():
+                    out[name] = load_params(Path(spec[1:]) / f"{name}.json")
+            continue
+        name, eq, file = spec.partition("=")
+        if not eq or not file.startswith("@"):
+            fail(f"--member-params expects NAME=@file.json or @folder, got '{spec}'")
+        if name.strip() not in out:
+            fail(f"--member-params names '{name.strip()}', which is not in --members ({','.join(names)})")
+        out[name.strip()] = load_params(file[1:])
+    return out
+
+
+def _choose_fusion(
+    inter: Any,
+    candidates: dict[str, dict[str, Any]],
+    metric: str,
+    max_members: int,
+    pool: int,
+    validation: float,
+    random_state: int,
+    out: Path,
+) -> None:
+    from tastebud.tune import choose_fusion
+
+    result = choose_fusion(
+        inter,
+        candidates,
+        metric=metric,
+        max_members=max_members,
+        pool=pool,
+        fraction=validation,
+        random_state=random_state,
+    )
+    paths = result.save(out)
+    chosen = result.params
+    how = "alone" if result.single else f"{chosen['method']} fusion, weights {chosen['weights']}"
+    console.print(
+        f"best validation {result.metric} = {result.value:.4f} over {len(result.trials)} configurations: "
+        f"{'+'.join(chosen['models'])} ({how})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    alone = ", ".join(f"{name} {value:.4f}" for name, value in result.member_values.items())
+    console.print(f"each member alone: {alone}", highlight=False, soft_wrap=True)
+    if result.single:
+        console.print(f"a single model won: no blend of these members beats {chosen['models'][0]} on validation")
+    console.print(f"wrote {paths['json']}, {paths['csv']}", soft_wrap=True)
+    console.print(f"use it: tastebud train hybrid -p @{paths['json']} ...", highlight=False)
 
 
 @app.command()

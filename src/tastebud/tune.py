@@ -12,12 +12,19 @@ so the test split stays unread until the final report (docs/tuning.md).
 ``tastebud train MODEL -p @best.json`` or :func:`load_params`), the trials table beside it as
 ``best.trials.csv`` and a picture of the search as ``best.history.png``.
 
-Optuna and matplotlib are optional (``pip install tastebud[tune]``) and imported on use.
+``choose_fusion(data, ["ials", "ease", "itemknn"])`` chooses a hybrid the same way: its members,
+fusion (score or rank) and weights are searched on the validation carve, from each member's
+scores computed once, and the result is a ``hybrid`` configuration that ``tastebud train hybrid
+-p @best.json`` refits on all the training data.
+
+Optuna and matplotlib are optional (``pip install tastebud[tune]``) and imported on use by
+:func:`tune`; :func:`choose_fusion` needs neither.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import time
@@ -31,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tastebud.core import ranking
 from tastebud.core.errors import ConfigError, DataError, TrainingError
 from tastebud.core.persist import atomic_write_bytes
 from tastebud.core.progress import enabled, progress_bar
@@ -38,6 +46,7 @@ from tastebud.core.registry import get_model
 from tastebud.data import splits
 from tastebud.data.interactions import Interactions
 from tastebud.eval import metrics as M
+from tastebud.models.hybrid import Hybrid, fuse, fusion_signal, normalised_weights
 
 #: Metrics on predicted ratings (lower is better); every other metric is a ranking metric @k.
 RATING_METRICS = ("rmse", "mae")
@@ -316,6 +325,269 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return params
 
 
+# ---------------------------------------------------------------------------- fusion
+#: What :func:`choose_fusion` tries: the rank constants of reciprocal rank fusion, and the levels
+#: each member's weight takes (every combination, proportional ones once, equal weights first).
+RRF_K_GRID = (10, 30, 60, 120)
+WEIGHT_LEVELS = (1.0, 2.0, 4.0)
+#: Users scored per block while the members' validation scores are cached (rows x items floats).
+_CACHE_BLOCK = 2_000_000
+
+
+@dataclass
+class FusionResult:
+    """The outcome of :func:`choose_fusion`. ``params`` builds the chosen blend: ``Hybrid(**params)``.
+
+    ``member_values`` is each candidate's validation metric alone; when one member wins,
+    ``single`` is true and the "blend" is that model by itself."""
+
+    metric: str
+    params: dict[str, Any]
+    value: float
+    member_values: dict[str, float]
+    trials: pd.DataFrame
+    validation: dict[str, Any]
+    model: Hybrid | None = field(repr=False, default=None)
+
+    @property
+    def single(self) -> bool:
+        """True when no blend beat the best model alone on validation."""
+        return len(self.params["models"]) == 1
+
+    def save(self, out: str | Path) -> dict[str, Path]:
+        """Write the hybrid's parameters to ``out`` (JSON, read by ``tastebud train hybrid -p @out``)
+        and the table of what was tried beside it (``<stem>.trials.csv``), each atomically."""
+        out = Path(out)
+        paths = {"json": out, "csv": out.with_name(f"{out.stem}.trials.csv")}
+        payload = json.dumps(self.params, indent=2, sort_keys=True, default=_json_default) + "\n"
+        atomic_write_bytes(paths["json"], payload.encode("utf-8"))
+        atomic_write_bytes(paths["csv"], self.trials.to_csv(index=False).encode("utf-8"))
+        return paths
+
+
+@dataclass
+class _CachedBlock:
+    """The validation users of one block: their candidate pool and every member's fusion signals on it."""
+
+    items: np.ndarray  # (rows, width) item indices sorted ascending, -1 padding
+    ranks: np.ndarray  # (members, rows, width) full-catalogue ranks of the pool items (int32)
+    zscores: np.ndarray  # (members, rows, width) full-catalogue z-scores of the pool items
+    relevant: Any  # (rows, n_items) csr: the held-out items
+
+
+def choose_fusion(
+    data: Interactions,
+    members: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    *,
+    metric: str = "ndcg@10",
+    max_members: int = 3,
+    methods: Sequence[str] = ("score", "rrf"),
+    rrf_ks: Sequence[int] = RRF_K_GRID,
+    weight_levels: Sequence[float] = WEIGHT_LEVELS,
+    pool: int = 200,
+    fraction: float = 0.2,
+    random_state: int = 0,
+    refit: bool = False,
+    progress: bool = False,
+) -> FusionResult:
+    """Choose a hybrid's members, fusion and weights on a validation split carved from ``data``.
+
+    ``members``: candidate model names (a list or ``"a,b,c"``), or ``{name: params}`` (each
+    member's tuned parameters, as :func:`tune` writes them). Each candidate is fitted once on the carve's training part and scores
+    every validation user once; the search then tries every subset of at most ``max_members``
+    candidates, each fusion in ``methods`` (``rrf`` with each of ``rrf_ks``) and each weighting
+    from ``weight_levels``, on those cached scores without refitting. A single model is in the
+    search space, so the choice is never worse on validation than the best member alone, and may be
+    that member. Like :func:`tune`, there is no argument for a test set.
+
+    Lists are ranked within a pool per user, the union of every member's top ``pool`` items (seen
+    items excluded), from the very numbers the fitted hybrid computes over the whole catalogue; the
+    pool holds the blend's top-k whenever the candidates agree that far (always when ``pool`` covers
+    the catalogue). ``refit`` fits the chosen hybrid on all of ``data`` (``FusionResult.model``).
+    Deterministic under ``random_state``, which seeds the carve and every member that draws.
+    """
+    m = parse_metric(metric)
+    _check_training_data(data)
+    specs = _fusion_members(members, random_state)
+    names = list(specs)
+    _check_grid(max_members, methods, rrf_ks, weight_levels, pool)
+    split = validation_split(data, "hybrid", m, fraction=fraction, random_state=random_state)
+    configs = _fusion_configs(len(names), min(int(max_members), len(names)), methods, rrf_ks, weight_levels)
+    bar = progress_bar(len(names) + len(configs) + int(bool(refit)), "choose fusion", "step", force=progress)
+    try:
+        fitted = []
+        for name in names:
+            bar.set_postfix({"fit": name}, refresh=False)
+            with enabled(False):  # the search's bar stands for the members' own
+                fitted.append(get_model(name)(**specs[name]).fit(split.train))
+            bar.update(1)
+        cache = _cache_validation(fitted, split, pool)
+        rows, best = [], None
+        for number, (subset, method, rrf_k, levels) in enumerate(configs):
+            value = _fusion_value(cache, subset, method, rrf_k, normalised_weights(len(levels), levels), m)
+            rows.append(
+                {
+                    "trial": number,
+                    "models": "+".join(names[j] for j in subset),
+                    "size": len(subset),
+                    "method": method,
+                    "rrf_k": rrf_k if method == "rrf" and len(subset) > 1 else None,
+                    "weights": json.dumps([float(w) for w in levels]),
+                    "value": value,
+                }
+            )
+            if best is None or value > best[0]:  # ties keep the earlier: fewer members, equal weights
+                best = (value, subset, method, rrf_k, levels)
+            bar.set_postfix({m.label: f"{best[0]:.4f}"}, refresh=False)
+            bar.update(1)
+        assert best is not None
+        value, subset, method, rrf_k, levels = best
+        chosen = [names[j] for j in subset]
+        params: dict[str, Any] = {
+            "models": chosen,
+            "weights": [float(w) for w in levels],
+            "method": method,
+            "params": {name: dict(specs[name]) for name in chosen},
+        }
+        if method == "rrf":
+            params["rrf_k"] = int(rrf_k)
+        model = None
+        if refit:
+            bar.set_postfix({"refit": "+".join(chosen)}, refresh=False)
+            with enabled(False):
+                model = Hybrid(**params).fit(data)
+            bar.update(1)
+    finally:
+        bar.close()
+    trials = pd.DataFrame(rows, columns=["trial", "models", "size", "method", "rrf_k", "weights", "value"])
+    singles = trials[trials["size"] == 1]
+    return FusionResult(
+        metric=m.label,
+        params=params,
+        value=float(value),
+        member_values=dict(zip(singles["models"], singles["value"].astype(float), strict=True)),
+        trials=trials,
+        validation={"split": split.name, "pool": int(pool), **split.report},
+        model=model,
+    )
+
+
+def _fusion_members(
+    members: Sequence[str] | Mapping[str, Mapping[str, Any]], random_state: int
+) -> dict[str, dict[str, Any]]:
+    """``{name: params}`` of the candidates, checked as a hybrid checks them; members that draw get the seed."""
+    if isinstance(members, str):
+        members = [m.strip() for m in members.split(",") if m.strip()]
+    if isinstance(members, Mapping):
+        specs = {name: dict(params or {}) for name, params in members.items()}
+    elif isinstance(members, (list, tuple)):
+        if len(set(members)) != len(members):
+            raise ConfigError(f"choose_fusion: members has duplicate names: {list(members)}")
+        specs = {name: {} for name in members}
+    else:
+        raise ConfigError(f"choose_fusion: members must be model names or {{name: params}}, got {members!r}")
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
+        raise ConfigError(f"random_state must be a non-negative integer, got {random_state!r}")
+    Hybrid(models=list(specs), params=specs)._check_params()  # names, duplicates, 'hybrid' itself
+    for name, params in specs.items():
+        cls = get_model(name)
+        try:
+            defaults = cls().get_params()
+            cls().set_params(**params)  # ConfigError naming an unknown parameter
+        except TypeError as exc:
+            raise ConfigError(f"choose_fusion: params for '{name}': {exc}") from None
+        if "random_state" in defaults:
+            params.setdefault("random_state", int(random_state))
+    return specs
+
+
+def _check_grid(
+    max_members: Any, methods: Sequence[str], rrf_ks: Sequence[int], weight_levels: Sequence[float], pool: Any
+) -> None:
+    def positive_int(x: Any) -> bool:
+        return not isinstance(x, bool) and isinstance(x, (int, np.integer)) and x >= 1
+
+    if not positive_int(max_members):
+        raise ConfigError(f"max_members must be a positive integer, got {max_members!r}")
+    if not positive_int(pool):
+        raise ConfigError(f"pool must be a positive integer (items per member and user), got {pool!r}")
+    if not methods or not set(methods) <= {"score", "rrf"}:
+        raise ConfigError(f"methods must be 'score' and/or 'rrf', got {list(methods)!r}")
+    if "rrf" in methods and (not rrf_ks or not all(positive_int(k) for k in rrf_ks)):
+        raise ConfigError(f"rrf_ks must be integers >= 1, got {list(rrf_ks)!r}")
+    if not weight_levels or not all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0 for w in weight_levels
+    ):
+        raise ConfigError(f"weight_levels must be positive numbers, got {list(weight_levels)!r}")
+
+
+def _fusion_configs(
+    n: int, max_members: int, methods: Sequence[str], rrf_ks: Sequence[int], weight_levels: Sequence[float]
+) -> list[tuple[tuple[int, ...], str, int, tuple[float, ...]]]:
+    """Every (members, method, rrf_k, weights) to try, simplest first: a member alone, then blends."""
+    out: list[tuple[tuple[int, ...], str, int, tuple[float, ...]]] = []
+    fusions = [(method, int(k)) for method in dict.fromkeys(methods) for k in (rrf_ks if method == "rrf" else [60])]
+    levels = [float(w) for w in dict.fromkeys(weight_levels)]
+    for size in range(1, max_members + 1):
+        weightings: dict[tuple[float, ...], tuple[float, ...]] = {}
+        for w in itertools.product(levels, repeat=size):  # equal weights come first
+            shares = tuple(round(x / sum(w), 12) for x in w)
+            weightings.setdefault(shares, w if size > 1 else (1.0,))
+        for subset in itertools.combinations(range(n), size):
+            if size == 1:  # alone, the fusion and weight change the scores, never the order
+                out.append((subset, fusions[0][0], fusions[0][1], (1.0,)))
+                continue
+            for method, k in fusions:
+                out += [(subset, method, k, w) for w in weightings.values()]
+    return out
+
+
+def _cache_validation(fitted: list[Any], split: splits.Split, pool: int) -> list[_CachedBlock]:
+    """Score every validation user once per member; keep each member's fusion signals on the pool."""
+    relevant = split.test.matrix
+    users = np.nonzero(np.diff(relevant.indptr) > 0)[0]  # as evaluation picks them
+    seen = split.train.matrix
+    n_items = seen.shape[1]
+    rows = max(1, _CACHE_BLOCK // max(1, n_items * len(fitted)))
+    cache = []
+    for start in range(0, len(users), rows):
+        block_users = users[start : start + rows]
+        blocks = [member.score_rows(block_users) for member in fitted]
+        in_pool = np.zeros((len(block_users), n_items), bool)
+        for block in blocks:
+            top, _ = ranking.rank(block, min(pool, n_items), exclude=seen, exclude_rows=block_users)
+            r, c = np.nonzero(top >= 0)
+            in_pool[r, top[r, c]] = True
+        width = max(1, int(in_pool.sum(axis=1).max()))
+        # each row's pool items in ascending order (so ties break to the lower item, as in ranking), -1 after
+        order = np.argsort(~in_pool, axis=1, kind="stable")[:, :width]
+        items = np.where(np.take_along_axis(in_pool, order, axis=1), order, -1)
+        cols = np.clip(items, 0, None)
+        # ranks are whole numbers below n_items: int32 keeps them exactly in a third less memory
+        ranks = np.stack([np.take_along_axis(fusion_signal(b, "rrf"), cols, axis=1) for b in blocks]).astype(np.int32)
+        zscores = np.stack([np.take_along_axis(fusion_signal(b, "score"), cols, axis=1) for b in blocks])
+        cache.append(_CachedBlock(items, ranks, zscores, relevant[block_users]))
+    return cache
+
+
+def _fusion_value(
+    cache: list[_CachedBlock], subset: tuple[int, ...], method: str, rrf_k: int, weights: np.ndarray, m: Metric
+) -> float:
+    """The validation metric of one configuration, from the cached signals (mean over users)."""
+    values = []
+    for block in cache:
+        if method == "rrf":
+            signals = [block.ranks[j].astype(np.float64) for j in subset]
+        else:
+            signals = [block.zscores[j] for j in subset]
+        fused = fuse(signals, weights, method, rrf_k)
+        fused[block.items < 0] = -np.inf  # padding is never ranked
+        pos, _ = ranking.rank(fused, m.k)
+        rec = np.where(pos >= 0, np.take_along_axis(block.items, np.clip(pos, 0, None), axis=1), -1)
+        values.append(M.RANKING_METRICS[m.name](rec, block.relevant, m.k))
+    return float(np.mean(np.concatenate(values))) if values else float("nan")
+
+
 # ---------------------------------------------------------------------------- helpers
 def _require(module: str) -> Any:
     import importlib
@@ -388,4 +660,13 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
-__all__ = ["Metric", "TuneResult", "load_params", "parse_metric", "tune", "validation_split"]
+__all__ = [
+    "FusionResult",
+    "Metric",
+    "TuneResult",
+    "choose_fusion",
+    "load_params",
+    "parse_metric",
+    "tune",
+    "validation_split",
+]

@@ -93,8 +93,7 @@ class Hybrid(Recommender):
                 raise ConfigError(f"Hybrid: params names models not in the blend: {sorted(extra)}")
 
     def _weights(self) -> np.ndarray:
-        w = np.ones(len(self.models)) if self.weights is None else np.asarray(self.weights, np.float64)
-        return w / w.sum()
+        return normalised_weights(len(self.models), self.weights)
 
     # ------------------------------------------------------------------ fit / compose
     def _fit(self, data: Interactions) -> None:
@@ -159,17 +158,12 @@ class Hybrid(Recommender):
 
     # ------------------------------------------------------------------ fusion
     def _fuse(self, blocks: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-        out = np.zeros(blocks[0].shape, np.float64)
-        for block, w in zip(blocks, weights, strict=False):
-            block = np.asarray(block, np.float64)
-            if self.method == "rrf":
-                out += w / (self.rrf_k + _ranks(block))
-            else:
-                out += w * _standardise(block)
-        return out.astype(np.float32)
+        signals = [fusion_signal(block, self.method) for block in blocks]
+        return fuse(signals, weights, self.method, self.rrf_k)
 
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray | None) -> np.ndarray:
-        blocks = [np.asarray(m._score(user_idx, item_idx), np.float64) for m in self._members]
+        # the members' public scores (float32), as a fusion search on validation sees them
+        blocks = [m.score_rows(user_idx, item_idx) for m in self._members]
         return self._fuse(blocks, self._weights())
 
     def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -210,7 +204,7 @@ class Hybrid(Recommender):
             else:
                 ranks.append(None)
                 continue
-            ranks.append(_ranks(row)[0])
+            ranks.append(member_ranks(row)[0])
         how = "reciprocal rank fusion" if self.method == "rrf" else "score fusion"
         out = []
         for i in item_idx:
@@ -227,7 +221,31 @@ class Hybrid(Recommender):
         self._attach(load_members(self, list(self.models), files))
 
 
-def _ranks(block: np.ndarray) -> np.ndarray:
+def normalised_weights(n: int, weights: Sequence[float] | None) -> np.ndarray:
+    """The members' shares of the blend: ``weights`` (equal when None) divided by their sum."""
+    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
+    return w / w.sum()
+
+
+def fusion_signal(block: np.ndarray, method: str) -> np.ndarray:
+    """What one member's score block adds to the fusion, before weighting: its 1-based ranks per
+    row (``rrf``) or its per-row z-scores (``score``), in float64."""
+    block = np.asarray(block, np.float64)
+    return member_ranks(block) if method == "rrf" else standardise(block)
+
+
+def fuse(signals: Sequence[np.ndarray], weights: np.ndarray, method: str, rrf_k: int) -> np.ndarray:
+    """The blend of the members' :func:`fusion_signal` blocks with normalised ``weights`` (float32).
+
+    One definition for the model and for the fusion search on validation
+    (:func:`tastebud.tune.choose_fusion`), so a configuration scores the same in both."""
+    out = np.zeros(np.shape(signals[0]), np.float64)
+    for signal, w in zip(signals, weights, strict=False):
+        out += w / (rrf_k + signal) if method == "rrf" else w * signal
+    return out.astype(np.float32)
+
+
+def member_ranks(block: np.ndarray) -> np.ndarray:
     """1-based rank of each column per row (best = 1); ties break towards the lower column."""
     order = np.argsort(-np.nan_to_num(block, nan=-np.inf), axis=1, kind="stable")
     ranks = np.empty_like(order)
@@ -235,7 +253,8 @@ def _ranks(block: np.ndarray) -> np.ndarray:
     return ranks.astype(np.float64)
 
 
-def _standardise(block: np.ndarray) -> np.ndarray:
+def standardise(block: np.ndarray) -> np.ndarray:
+    """Per-row z-scores over the finite scores; ``-inf`` stays far below, NaN counts as the mean."""
     finite = np.isfinite(block)
     safe = np.where(finite, block, np.nan)
     with np.errstate(all="ignore"):
@@ -245,4 +264,3 @@ def _standardise(block: np.ndarray) -> np.ndarray:
     std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
     z = (block - mean) / std
     return np.where(finite, z, np.where(np.isneginf(block), -1e9, 0.0))
-

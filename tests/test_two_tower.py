@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 import tastebud as tb  # noqa: E402
 from tastebud.core.errors import ConfigError, DataError, TrainingError  # noqa: E402
 from tastebud.models import two_tower as tt  # noqa: E402
+from tastebud.models.two_tower.networks import _nets  # noqa: E402
 
 FAST = dict(factors=8, epochs=2, batch_size=256, validation=0.0, device="cpu", max_history=20)
 
@@ -69,7 +70,7 @@ def test_history_sampler_leaves_the_target_out():
     indices = np.arange(64)
     users = np.array([0, 0, 1, 1, 2] * 40)
     target = np.array([1, 2, 0, 59, 0] * 40)
-    hist, mask = tt.TwoTower._sample_history(rng, indptr, indices, users, target, 10)
+    hist, mask = tt.sample_history(rng, indptr, indices, users, target, 10)
     assert hist.shape == (200, 10)
     for r in range(200):
         got = hist[r][mask[r]]
@@ -85,9 +86,9 @@ def test_history_sampler_short_share_sets_the_lengths():
     indptr = np.array([0, 301])
     users = np.zeros(4000, np.int64)
     target = rng.integers(0, 301, size=4000)
-    _, full = tt.TwoTower._sample_history(rng, indptr, np.arange(301), users, target, 20, short_share=0.0)
+    _, full = tt.sample_history(rng, indptr, np.arange(301), users, target, 20, short_share=0.0)
     assert (full.sum(1) == 20).all()  # a long row fills the history
-    _, short = tt.TwoTower._sample_history(rng, indptr, np.arange(301), users, target, 20, short_share=1.0)
+    _, short = tt.sample_history(rng, indptr, np.arange(301), users, target, 20, short_share=1.0)
     n = short.sum(1)
     assert n.min() == 1 and n.max() <= 20
     # log-uniform on [1, 21): P(length <= 4) = log(5) / log(21)
@@ -95,7 +96,7 @@ def test_history_sampler_short_share_sets_the_lengths():
 
 
 def test_dimension_mismatch_is_caught_at_construction(synth):
-    nets = tt._nets()
+    nets = _nets()
     user = nets["UserTower"](5, 8, 0, [16, 8], "mean", False, False)
     item = nets["ItemTower"](5, 8, 0, [16, 4])
     with pytest.raises(ConfigError, match="same dimension"):

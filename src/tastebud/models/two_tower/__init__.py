@@ -12,7 +12,6 @@ examples), :mod:`.features` (feature tables and request context). Importing the 
 the model.
 """
 
-from tastebud.models.ncf import hit_rate, holdout
 from tastebud.models.two_tower.batches import ExampleRows, TrainingBatches, sample_history
 from tastebud.models.two_tower.estimator import WEIGHTS, TwoTower
 from tastebud.models.two_tower.features import ML_AGE_EDGES, TEXT_COLUMNS, USER_COLUMNS, request_context
@@ -30,8 +29,6 @@ __all__ = [
     "TwoTower",
     "batch_vectors",
     "build_net",
-    "hit_rate",
-    "holdout",
     "request_context",
     "sample_history",
     "sampled_softmax_loss",

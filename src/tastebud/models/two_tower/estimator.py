@@ -249,18 +249,17 @@ class TwoTower(TorchModel):
             elif self.user_columns:
                 raise DataError(f"two_tower: user_columns={list(self.user_columns)} but the data has no user_features")
         self.item_feature_spec_: list[dict[str, Any]] | None = items.spec
-        self.user_feature_spec_: list[dict[str, Any]] | None = users.spec
         self._item_enc_arrays: dict[str, np.ndarray] = items.arrays
-        self._user_enc_arrays: dict[str, np.ndarray] = users.arrays
         self.item_feat_idx_, self.item_feat_val_ = items.idx, items.val
-        self._set_user_features(users)
         self.n_item_features_ = items.width
         self._item_encoder = items.encoder
+        self._set_user_features(users)
 
     def _set_user_features(self, users: FeatureRows) -> None:
+        self.user_feature_spec_: list[dict[str, Any]] | None = users.spec
+        self._user_enc_arrays: dict[str, np.ndarray] = users.arrays
         self.user_feat_idx_, self.user_feat_val_ = users.idx, users.val
         self.n_user_features_ = users.width
-        self.user_feature_spec_, self._user_enc_arrays = users.spec, users.arrays
 
     # ------------------------------------------------------------------ network
     def _build(self) -> Any:

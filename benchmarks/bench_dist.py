@@ -44,7 +44,7 @@ OUT_JSON = Path(__file__).resolve().parent / "dist_measured.json"
 # The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
 MEASURES = [
     "src/tastebud/scale",
-    "src/tastebud/models/two_tower.py",
+    "src/tastebud/models/two_tower",
     "src/tastebud/models/sasrec.py",
     "src/tastebud/models/ncf.py",
     "src/tastebud/models/_torch.py",

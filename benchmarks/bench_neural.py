@@ -71,7 +71,7 @@ COLD_GRID: list[dict] = [
 # The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
 MEASURES = [
     "src/tastebud/models/ncf.py",
-    "src/tastebud/models/two_tower.py",
+    "src/tastebud/models/two_tower",
     "src/tastebud/models/_torch.py",
     "src/tastebud/models/ials.py",
     "src/tastebud/models/ease.py",

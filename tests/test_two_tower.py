@@ -12,6 +12,8 @@ torch = pytest.importorskip("torch")
 import tastebud as tb  # noqa: E402
 from tastebud.core.errors import ConfigError, DataError, TrainingError  # noqa: E402
 from tastebud.models import two_tower as tt  # noqa: E402
+from tastebud.models.two_tower import estimator  # noqa: E402
+from tastebud.models.two_tower.networks import _nets  # noqa: E402
 
 FAST = dict(factors=8, epochs=2, batch_size=256, validation=0.0, device="cpu", max_history=20)
 
@@ -69,7 +71,7 @@ def test_history_sampler_leaves_the_target_out():
     indices = np.arange(64)
     users = np.array([0, 0, 1, 1, 2] * 40)
     target = np.array([1, 2, 0, 59, 0] * 40)
-    hist, mask = tt.TwoTower._sample_history(rng, indptr, indices, users, target, 10)
+    hist, mask = tt.sample_history(rng, indptr, indices, users, target, 10)
     assert hist.shape == (200, 10)
     for r in range(200):
         got = hist[r][mask[r]]
@@ -85,9 +87,9 @@ def test_history_sampler_short_share_sets_the_lengths():
     indptr = np.array([0, 301])
     users = np.zeros(4000, np.int64)
     target = rng.integers(0, 301, size=4000)
-    _, full = tt.TwoTower._sample_history(rng, indptr, np.arange(301), users, target, 20, short_share=0.0)
+    _, full = tt.sample_history(rng, indptr, np.arange(301), users, target, 20, short_share=0.0)
     assert (full.sum(1) == 20).all()  # a long row fills the history
-    _, short = tt.TwoTower._sample_history(rng, indptr, np.arange(301), users, target, 20, short_share=1.0)
+    _, short = tt.sample_history(rng, indptr, np.arange(301), users, target, 20, short_share=1.0)
     n = short.sum(1)
     assert n.min() == 1 and n.max() <= 20
     # log-uniform on [1, 21): P(length <= 4) = log(5) / log(21)
@@ -95,7 +97,7 @@ def test_history_sampler_short_share_sets_the_lengths():
 
 
 def test_dimension_mismatch_is_caught_at_construction(synth):
-    nets = tt._nets()
+    nets = _nets()
     user = nets["UserTower"](5, 8, 0, [16, 8], "mean", False, False)
     item = nets["ItemTower"](5, 8, 0, [16, 4])
     with pytest.raises(ConfigError, match="same dimension"):
@@ -204,7 +206,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(synth, tmp_path, monkeyp
     params = dict(FAST, epochs=3, validation=0.25, patience=None)
     straight = tb.get_model("two_tower")(**params).fit(synth)
     calls = {"n": 0}
-    real = tt.hit_rate
+    real = estimator.hit_rate
 
     def dies_in_epoch_two(*args, **kwargs):
         calls["n"] += 1
@@ -212,10 +214,10 @@ def test_kill_and_resume_gives_the_uninterrupted_result(synth, tmp_path, monkeyp
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tt, "hit_rate", dies_in_epoch_two)
+    monkeypatch.setattr(estimator, "hit_rate", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         tb.get_model("two_tower")(checkpoint_dir=str(tmp_path), **params).fit(synth)
-    monkeypatch.setattr(tt, "hit_rate", real)
+    monkeypatch.setattr(estimator, "hit_rate", real)
     resumed = tb.get_model("two_tower")(checkpoint_dir=str(tmp_path), resume=True, **params).fit(synth)
     assert len(resumed.history_) == 3
     np.testing.assert_allclose(resumed.item_factors_, straight.item_factors_, rtol=1e-5, atol=1e-6)
@@ -243,13 +245,13 @@ def test_saved_model_serves_new_items_and_empty_histories(synth, tmp_path):
 
 def test_validation_history_scores_anonymous_short_histories(synth, monkeypatch):
     seen_calls = []
-    real = tt.hit_rate
+    real = estimator.hit_rate
 
     def spy(scores, seen, target, k=20):
         seen_calls.append((np.array(scores), seen.copy()))
         return real(scores, seen, target, k)
 
-    monkeypatch.setattr(tt, "hit_rate", spy)
+    monkeypatch.setattr(estimator, "hit_rate", spy)
     model = tb.get_model("two_tower")(**dict(FAST, epochs=1, validation=0.25, validation_history=2)).fit(synth)
     scores, seen = seen_calls[-1]
     assert scores.shape[0] == seen.shape[0] > 0
@@ -318,13 +320,13 @@ def test_item_bias_learns_popularity_and_is_served():
 def test_item_bias_enters_the_loss_as_cosine_plus_bias(synth, monkeypatch):
     """The softmax sees (<u, v_j> + c_j) / temperature: u gains a 1, v (and extra negatives) their c."""
     calls = []
-    real = tt.sampled_softmax_loss
+    real = estimator.sampled_softmax_loss
 
     def spy(u, v, items, logq, temperature, neg_v=None, neg_items=None, logq_neg=None):
         calls.append((u.detach(), v.detach(), items, neg_v.detach(), neg_items))
         return real(u, v, items, logq, temperature, neg_v, neg_items, logq_neg)
 
-    monkeypatch.setattr(tt, "sampled_softmax_loss", spy)
+    monkeypatch.setattr(estimator, "sampled_softmax_loss", spy)
     model = tb.get_model("two_tower")(item_bias=True, negatives=5, **dict(FAST, epochs=1)).fit(synth)
     u, v, items, nv, neg = calls[-1]
     c = model._net.item_tower.bias.weight.detach()[:, 0]

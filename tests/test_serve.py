@@ -154,9 +154,9 @@ def test_fast_path_answers_like_the_fastapi_routes(client, monkeypatch):
     """The two hottest requests skip FastAPI's routing and parameter solving when they are plain;
     every answer (200 or error) is the one the FastAPI route gives, and the plain ones really
     took the fast path."""
-    from tastebud.serve.app import _FastPath
+    from tastebud.serve.fastpath import FastPath
 
-    answer = _FastPath.answer
+    answer = FastPath.answer
     taken: list[bool] = []
 
     def spying(self, scope, headers, body):
@@ -171,10 +171,10 @@ def test_fast_path_answers_like_the_fastapi_routes(client, monkeypatch):
         return client.post("/recommendations", content=raw, headers={"Content-Type": "application/json"})
 
     cases = [("GET", url, fast) for url, fast in FAST_GETS] + [("POST", body, fast) for body, fast in FAST_POSTS]
-    monkeypatch.setattr(_FastPath, "answer", spying)
+    monkeypatch.setattr(FastPath, "answer", spying)
     quick = [send(method, what) for method, what, _ in cases]
     assert taken == [fast for *_, fast in cases]
-    monkeypatch.setattr(_FastPath, "answer", lambda self, scope, headers, body: None)  # FastAPI only
+    monkeypatch.setattr(FastPath, "answer", lambda self, scope, headers, body: None)  # FastAPI only
     reference = [send(method, what) for method, what, _ in cases]
     for (method, what, _), got, want in zip(cases, quick, reference, strict=True):
         assert (got.status_code, got.json()) == (want.status_code, want.json()), (method, what)
@@ -727,8 +727,8 @@ def test_a_fleet_verifies_a_version_once(registry, data, tmp_path, monkeypatch):
     """The worker that moves the fleet to a version checks its files' SHA-256 sums; the workers
     that follow read the same files unchecked (at 1M items a check is a second of CPU per worker,
     taken from the requests being answered meanwhile)."""
-    from tastebud.serve.app import State
     from tastebud.serve.fleet import FleetControl
+    from tastebud.serve.lifecycle import State
 
     FleetControl(tmp_path / "control").write(None, 0)
     config = ServeConfig(token=TOKEN, control=str(tmp_path / "control"))

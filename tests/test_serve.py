@@ -723,6 +723,61 @@ def test_connection_shares_leave_out_silent_workers(tmp_path, monkeypatch):
     assert a.fewest_elsewhere() == float("inf")
 
 
+def test_balanced_acceptor_counts_connections_until_they_end(tmp_path):
+    """A fleet worker's open-connection count (what the balance compares) goes up at each accept
+    and back down when the connection ends; the protocol's own ``connection_lost`` still runs."""
+    import asyncio
+
+    from tastebud.serve import fleet
+
+    ended: list[Exception | None] = []
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+        def connection_lost(self, exc):
+            ended.append(exc)
+
+    fleet.ConnectionShares.create(tmp_path / "shares", 1)
+    shares = fleet.ConnectionShares(tmp_path / "shares", 0)
+    counted = fleet.reporting_lost(Echo)
+
+    async def until(check):
+        for _ in range(500):
+            if check():
+                return
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> tuple[int, int, int]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            acceptor = fleet.BalancedAcceptor(sock, lambda lost: counted(lost=lost), shares)
+            conns = [await asyncio.open_connection(*sock.getsockname()) for _ in range(3)]
+            for reader, writer in conns:
+                writer.write(b"x")
+                assert await reader.readexactly(1) == b"x"
+            opened = acceptor.open
+            for _, writer in conns[:2]:
+                writer.close()
+                await writer.wait_closed()
+            await until(lambda: acceptor.open == 1)
+            after_two = acceptor.open
+            conns[2][1].close()
+            await conns[2][1].wait_closed()
+            await until(lambda: acceptor.open == 0)
+            acceptor.close()
+            await acceptor.wait_closed()
+            return opened, after_two, acceptor.open
+
+    assert asyncio.run(scenario()) == (3, 1, 0)
+    assert len(ended) == 3
+
+
 def test_a_fleet_verifies_a_version_once(registry, data, tmp_path, monkeypatch):
     """The worker that moves the fleet to a version checks its files' SHA-256 sums; the workers
     that follow read the same files unchecked (at 1M items a check is a second of CPU per worker,

@@ -324,4 +324,4 @@ def run_fleet(options: dict[str, Any], workers: int, shares_path: str | Path) ->
         raise RuntimeError(failure)
 
 
-__all__ = ["POLL_SECONDS", "BalancedAcceptor", "ConnectionShares", "FleetControl", "run_fleet"]
+__all__ = ["POLL_SECONDS", "BalancedAcceptor", "ConnectionShares", "FleetControl", "reporting_lost", "run_fleet"]

@@ -154,9 +154,9 @@ def test_fast_path_answers_like_the_fastapi_routes(client, monkeypatch):
     """The two hottest requests skip FastAPI's routing and parameter solving when they are plain;
     every answer (200 or error) is the one the FastAPI route gives, and the plain ones really
     took the fast path."""
-    from tastebud.serve.app import _FastPath
+    from tastebud.serve.fastpath import FastPath
 
-    answer = _FastPath.answer
+    answer = FastPath.answer
     taken: list[bool] = []
 
     def spying(self, scope, headers, body):
@@ -171,10 +171,10 @@ def test_fast_path_answers_like_the_fastapi_routes(client, monkeypatch):
         return client.post("/recommendations", content=raw, headers={"Content-Type": "application/json"})
 
     cases = [("GET", url, fast) for url, fast in FAST_GETS] + [("POST", body, fast) for body, fast in FAST_POSTS]
-    monkeypatch.setattr(_FastPath, "answer", spying)
+    monkeypatch.setattr(FastPath, "answer", spying)
     quick = [send(method, what) for method, what, _ in cases]
     assert taken == [fast for *_, fast in cases]
-    monkeypatch.setattr(_FastPath, "answer", lambda self, scope, headers, body: None)  # FastAPI only
+    monkeypatch.setattr(FastPath, "answer", lambda self, scope, headers, body: None)  # FastAPI only
     reference = [send(method, what) for method, what, _ in cases]
     for (method, what, _), got, want in zip(cases, quick, reference, strict=True):
         assert (got.status_code, got.json()) == (want.status_code, want.json()), (method, what)
@@ -723,12 +723,67 @@ def test_connection_shares_leave_out_silent_workers(tmp_path, monkeypatch):
     assert a.fewest_elsewhere() == float("inf")
 
 
+def test_balanced_acceptor_counts_connections_until_they_end(tmp_path):
+    """A fleet worker's open-connection count (what the balance compares) goes up at each accept
+    and back down when the connection ends; the protocol's own ``connection_lost`` still runs."""
+    import asyncio
+
+    from tastebud.serve import fleet
+
+    ended: list[Exception | None] = []
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+        def connection_lost(self, exc):
+            ended.append(exc)
+
+    fleet.ConnectionShares.create(tmp_path / "shares", 1)
+    shares = fleet.ConnectionShares(tmp_path / "shares", 0)
+    counted = fleet.reporting_lost(Echo)
+
+    async def until(check):
+        for _ in range(500):
+            if check():
+                return
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> tuple[int, int, int]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            acceptor = fleet.BalancedAcceptor(sock, lambda lost: counted(lost=lost), shares)
+            conns = [await asyncio.open_connection(*sock.getsockname()) for _ in range(3)]
+            for reader, writer in conns:
+                writer.write(b"x")
+                assert await reader.readexactly(1) == b"x"
+            opened = acceptor.open
+            for _, writer in conns[:2]:
+                writer.close()
+                await writer.wait_closed()
+            await until(lambda: acceptor.open == 1)
+            after_two = acceptor.open
+            conns[2][1].close()
+            await conns[2][1].wait_closed()
+            await until(lambda: acceptor.open == 0)
+            acceptor.close()
+            await acceptor.wait_closed()
+            return opened, after_two, acceptor.open
+
+    assert asyncio.run(scenario()) == (3, 1, 0)
+    assert len(ended) == 3
+
+
 def test_a_fleet_verifies_a_version_once(registry, data, tmp_path, monkeypatch):
     """The worker that moves the fleet to a version checks its files' SHA-256 sums; the workers
     that follow read the same files unchecked (at 1M items a check is a second of CPU per worker,
     taken from the requests being answered meanwhile)."""
-    from tastebud.serve.app import State
     from tastebud.serve.fleet import FleetControl
+    from tastebud.serve.lifecycle import State
 
     FleetControl(tmp_path / "control").write(None, 0)
     config = ServeConfig(token=TOKEN, control=str(tmp_path / "control"))

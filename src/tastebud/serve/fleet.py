@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -144,9 +145,11 @@ class BalancedAcceptor:
     def __init__(
         self,
         sock: socket.socket,
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: Callable[[Callable[[], None]], asyncio.Protocol],
         shares: ConnectionShares,
     ) -> None:
+        """``protocol_factory(lost)`` makes the protocol of one accepted connection; the protocol
+        calls ``lost()`` when its connection ends (:func:`reporting_lost` makes such a class)."""
         self.loop = asyncio.get_running_loop()
         self.sock, self.factory, self.shares = sock, protocol_factory, shares
         self.open = 0  # accepted and not yet lost, counted here: exact at every accept decision
@@ -197,22 +200,14 @@ class BalancedAcceptor:
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self._protocol, conn)
+            await self.loop.connect_accepted_socket(partial(self.factory, self._lost), conn)
         except OSError:
             self.open -= 1
             conn.close()
 
-    def _protocol(self) -> asyncio.Protocol:
-        """The server's protocol, reporting its connection's end to the count."""
-        proto = self.factory()
-        lost = proto.connection_lost
-
-        def connection_lost(exc: Exception | None) -> None:
-            self.open -= 1
-            lost(exc)
-
-        proto.connection_lost = connection_lost  # type: ignore[method-assign]
-        return proto
+    def _lost(self) -> None:
+        """A connection this worker accepted has ended (called by its protocol)."""
+        self.open -= 1
 
     def close(self) -> None:
         if not self.closed:
@@ -222,6 +217,24 @@ class BalancedAcceptor:
     async def wait_closed(self) -> None:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def reporting_lost(protocol_class: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
+    """A subclass of ``protocol_class`` (uvicorn's HTTP protocol) taking a ``lost`` callback, which
+    it calls when its connection ends, before the protocol's own ``connection_lost``: how a
+    :class:`BalancedAcceptor` counts its open connections. Built once per server, since uvicorn's
+    configuration picks the class (httptools or h11)."""
+
+    class ReportingLost(protocol_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, lost: Callable[[], None], **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.report_lost = lost
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.report_lost()
+            super().connection_lost(exc)
+
+    return ReportingLost
 
 
 def _balanced_server(config: Any, shares: ConnectionShares) -> Any:
@@ -235,9 +248,11 @@ def _balanced_server(config: Any, shares: ConnectionShares) -> Any:
             if self.lifespan.should_exit:
                 raise SystemExit(STARTUP_FAILURE)
 
-            def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
-                return self.config.http_protocol_class(  # the protocol uvicorn's own startup builds
-                    config=self.config, server_state=self.server_state, app_state=self.lifespan.state, _loop=_loop
+            protocol_class = reporting_lost(self.config.http_protocol_class)  # the class uvicorn's startup uses
+
+            def create_protocol(lost: Callable[[], None]) -> asyncio.Protocol:
+                return protocol_class(
+                    config=self.config, server_state=self.server_state, app_state=self.lifespan.state, lost=lost
                 )
 
             self.servers = [BalancedAcceptor(s, create_protocol, shares) for s in sockets or []]
@@ -309,4 +324,4 @@ def run_fleet(options: dict[str, Any], workers: int, shares_path: str | Path) ->
         raise RuntimeError(failure)
 
 
-__all__ = ["POLL_SECONDS", "BalancedAcceptor", "ConnectionShares", "FleetControl", "run_fleet"]
+__all__ = ["POLL_SECONDS", "BalancedAcceptor", "ConnectionShares", "FleetControl", "reporting_lost", "run_fleet"]

@@ -286,7 +286,6 @@ def test_recommend_clips_predicted_ratings_to_the_scale(tmp_path):
     assert [e["item"] for e in items] == list(raw.items[0]) and max(e["score"] for e in items) == 5.0
 
 
-
 def test_train_tune_evaluate_and_data_info_share_one_set_of_data_options(tmp_path):
     """The data options are declared once (``cli.DataOptions``): every command that reads data shows
     the same ones, with the same help (``--dataset`` aside), and they reach the reader."""

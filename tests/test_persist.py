@@ -76,6 +76,7 @@ def test_members_are_restored_by_the_same_function(tmp_path):
     with pytest.raises(ModelFormatError, match="hybrid member 1: hyper-parameters do not match 'itemknn'"):
         load_members(hybrid, list(hybrid.models), files)
 
+
 def test_fit_takes_an_engine_object_not_a_name():
     with pytest.raises(ConfigError, match=r"engine must be an engine object such as tastebud.scale.RayEngine"):
         tb.get_model("popular")().fit(_data(), engine="ray")

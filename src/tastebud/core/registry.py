@@ -97,4 +97,3 @@ def get_model(name: str) -> type[Recommender]:
                 f"model '{name}' needs {module}, which is not installed: `pip install tastebud[{extra}]`"
             )
     return cls
-

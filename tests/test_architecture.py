@@ -62,6 +62,50 @@ def test_the_import_check_can_fail(tmp_path, monkeypatch):
     assert _violations(("models",), ("tastebud.scale",))[0] == "models/m.py:2 imports tastebud.scale.ray_train"
 
 
+#: What ``core/base.py`` may import from tastebud: the package's version, and the core (less its
+#: registry), data and kernels. Loading a saved model looks the class up in the registry, so it
+#: lives in ``core/persist.py``; engines named by the deprecated hyper-parameters in ``core/engines.py``.
+BASE_MAY_IMPORT = ("tastebud.core", "tastebud.data", "tastebud.kernels")
+
+
+def _base_imports_outside(path: Path) -> list[str]:
+    """Imports of tastebud modules in ``path`` that are not in :data:`BASE_MAY_IMPORT`, or are the registry."""
+    bad = []
+    for line, module in _imports(path):
+        if module in ("tastebud", "tastebud.__version__") or not module.startswith("tastebud"):
+            continue
+        inside = any(module == m or module.startswith(m + ".") for m in BASE_MAY_IMPORT)
+        registry = module == "tastebud.core.registry" or module.startswith("tastebud.core.registry.")
+        if registry or not inside:
+            bad.append(f"{line}: {module}")
+    return bad
+
+
+def test_the_base_class_knows_no_registry_and_nothing_above_core():
+    """``core/base.py`` is the contract every layer builds on: it imports neither the registry
+    (which refers to it) nor anything above the core, lazy imports included."""
+    assert _base_imports_outside(SRC / "core" / "base.py") == []
+
+
+def test_the_base_import_check_can_fail(tmp_path):
+    probe = tmp_path / "base.py"
+    probe.write_text(
+        "from tastebud import __version__\n"
+        "from tastebud.core import persist\n"
+        "def load(cls):\n"
+        "    from tastebud.core.registry import get_model\n"
+        "def fit(self):\n"
+        "    import tastebud.models.ials\n"
+        "    from tastebud.core import registry\n"
+    )
+    assert _base_imports_outside(probe) == [
+        "4: tastebud.core.registry",
+        "4: tastebud.core.registry.get_model",
+        "6: tastebud.models.ials",
+        "7: tastebud.core.registry",
+    ]
+
+
 def _patches(tree: ast.AST) -> list[int]:
     """Lines that replace code at run time: assigning to an attribute of an imported module or
     class, assigning a lambda or a function defined in the file to an attribute, or handing

@@ -284,3 +284,26 @@ def test_recommend_clips_predicted_ratings_to_the_scale(tmp_path):
     res = runner.invoke(app, ["recommend", "--model", str(out), "--user", "a", "--k", "2", "--json"])
     items = json.loads(res.stdout)["results"][0]["items"]
     assert [e["item"] for e in items] == list(raw.items[0]) and max(e["score"] for e in items) == 5.0
+
+
+def test_train_tune_evaluate_and_data_info_share_one_set_of_data_options(tmp_path):
+    """The data options are declared once (``cli.DataOptions``): every command that reads data shows
+    the same ones, with the same help (``--dataset`` aside), and they reach the reader."""
+    import inspect
+
+    from tastebud import cli
+
+    fields = ["dataset", "data", "path", "user_col", "item_col", "rating_col", "time_col"]
+    helps = []
+    for command in (cli.train, cli.tune_cmd, cli.evaluate, cli.data_info):
+        params = inspect.signature(command).parameters
+        assert "source" not in params and [n for n in params if n in fields] == fields, command.__name__
+        helps.append([params[n].default.help for n in fields[1:]])
+    assert all(h == helps[0] for h in helps)
+    data = _csv(tmp_path, "u,i,stars\na,x,5\nb,y,3\n")
+    res = runner.invoke(
+        app, ["data", "info", "--data", str(data), "--user-col", "u", "--item-col", "i", "--rating-col", "stars"]
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["data", "info", "--data", str(data)])
+    assert res.exit_code == 2 and "'user'" in res.output

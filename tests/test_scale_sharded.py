@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from tastebud.core.errors import ConfigError, DataError, NotSupportedError
-from tastebud.data.parquet import read_interactions, write_interactions
+from tastebud.data.parquet import ParquetSource, read_interactions, write_interactions
 from tastebud.data.splits import Split, holdout
 from tastebud.data.synthetic import generate
 from tastebud.eval.evaluate import evaluate_fitted
 from tastebud.models.ials import ImplicitALS
 from tastebud.scale.ray_ials import _slice_csr, row_blocks
-from tastebud.scale.sharded import IALSShard, ParquetSource, blocks, fit_parquet
+from tastebud.scale.sharded import IALSShard, blocks, fit_parquet
 
 
 @pytest.fixture(scope="module")

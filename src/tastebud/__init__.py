@@ -18,15 +18,11 @@ from tastebud.core.errors import (
     UnknownIdError,
     UnknownModelError,
 )
+from tastebud.core.persist import load_model
 from tastebud.core.registry import get_model, list_models, register
 from tastebud.core.results import Explanation, Recommendations
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
-
-
-def load_model(directory: str) -> Recommender:
-    """Load any saved model; its class is looked up in the registry by name."""
-    return Recommender.load(directory)
 
 
 def evaluate(*args, **kwargs):  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import inspect
 import json
 import re
 import sys
@@ -141,13 +142,6 @@ def load_data(dataset: str | None, data: Path | None, path: Path | None, **colum
         fail(str(exc))
 
 
-def load_file(data: Path, user: str = "user", item: str = "item", rating: str | None = None, time: str | None = None):  # type: ignore[no-untyped-def]
-    """:func:`tastebud.data.sources.load_file` with the CLI's notes."""
-    from tastebud.data import sources
-
-    return sources.load_file(data, user, item, rating, time, notify=note)
-
-
 def note(message: str) -> None:
     """A remark about how the input was read, on stderr so that --json output stays clean."""
     err_console.print(f"[dim]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -175,32 +169,93 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-DataOpt = typer.Option(None, "--dataset", "-d", help=f"Named data set: {', '.join(DATASETS)}.")
-FileOpt = typer.Option(None, "--data", help="Interactions file (CSV/TSV, Parquet, JSON-lines).")
-PathOpt = typer.Option(None, "--path", help="Folder holding MovieLens folders (default $TASTEBUD_DATA).")
-UserCol = typer.Option("user", "--user-col", help="User id column of --data.")
-ItemCol = typer.Option("item", "--item-col", help="Item id column of --data.")
-RatingCol = typer.Option(
-    None, "--rating-col", help="Rating column of --data (default: a 'rating' or 'score' column; 'none': implicit)."
-)
-TimeCol = typer.Option(None, "--time-col", help="Timestamp column of --data.")
+DATASET_HELP = f"Named data set: {', '.join(DATASETS)}."
+
+
+@dataclasses.dataclass(frozen=True)
+class DataOptions:
+    """Where a command's interactions come from: ``--dataset``, ``--data``, ``--path`` and the column
+    names of ``--data``. ``train``, ``tune``, ``evaluate`` and ``data info`` share them, declared once
+    (:func:`data_options`)."""
+
+    dataset: str | None = None
+    data: Path | None = None
+    path: Path | None = None
+    user_col: str = "user"
+    item_col: str = "item"
+    rating_col: str | None = None
+    time_col: str | None = None
+
+    @property
+    def columns(self) -> dict[str, str | None]:
+        """The column names as the data readers take them: user, item, rating, time."""
+        return {"user": self.user_col, "item": self.item_col, "rating": self.rating_col, "time": self.time_col}
+
+    def load(self):  # type: ignore[no-untyped-def]
+        """The interactions they name (:func:`load_data`: bad input is one line and exit 2)."""
+        return load_data(self.dataset, self.data, self.path, **self.columns)
+
+
+def _data_parameters(dataset_help: str) -> list[inspect.Parameter]:
+    """The command-line options behind :class:`DataOptions`, one per field, in its order."""
+    options = {
+        "dataset": (str | None, typer.Option(None, "--dataset", "-d", help=dataset_help)),
+        "data": (Path | None, typer.Option(None, "--data", help="Interactions file (CSV/TSV, Parquet, JSON-lines).")),
+        "path": (
+            Path | None,
+            typer.Option(None, "--path", help="Folder holding MovieLens folders (default $TASTEBUD_DATA)."),
+        ),
+        "user_col": (str, typer.Option("user", "--user-col", help="User id column of --data.")),
+        "item_col": (str, typer.Option("item", "--item-col", help="Item id column of --data.")),
+        "rating_col": (
+            str | None,
+            typer.Option(
+                None,
+                "--rating-col",
+                help="Rating column of --data (default: a 'rating' or 'score' column; 'none': implicit).",
+            ),
+        ),
+        "time_col": (str | None, typer.Option(None, "--time-col", help="Timestamp column of --data.")),
+    }
+    return [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=kind)
+        for name, (kind, option) in options.items()
+    ]
+
+
+def data_options(dataset_help: str = DATASET_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the shared data options in place of its ``source: DataOptions`` parameter.
+
+    Typer reads a command's options from its signature and has no option groups, so the command's
+    signature shows the options of :class:`DataOptions` where ``source`` stood, and the command is
+    called with them gathered into one ``DataOptions``. ``dataset_help``: the command's own words
+    for ``--dataset`` (``tune`` and ``evaluate`` also take fixed splits)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        shared = _data_parameters(dataset_help)
+        params = [q for p in signature.parameters.values() for q in (shared if p.name == "source" else [p])]
+
+        @functools.wraps(command)
+        def with_source(*args: Any, **kwargs: Any) -> Any:
+            source = DataOptions(**{p.name: kwargs.pop(p.name) for p in shared if p.name in kwargs})
+            return command(*args, source=source, **kwargs)
+
+        with_source.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        with_source.__annotations__ = {p.name: p.annotation for p in params}
+        return with_source
+
+    return decorate
 
 
 # ---------------------------------------------------------------------------- data commands
 @data_app.command("info")
 @friendly
-def data_info(
-    dataset: str | None = DataOpt,
-    data: Path | None = FileOpt,
-    path: Path | None = PathOpt,
-    user_col: str = UserCol,
-    item_col: str = ItemCol,
-    rating_col: str | None = RatingCol,
-    time_col: str | None = TimeCol,
-) -> None:
+@data_options()
+def data_info(source: DataOptions) -> None:
     """Counts, density, rating scale and features of a data set."""
-    inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
-    table = Table(title=str(data or dataset or "synthetic"), show_header=False)
+    inter = source.load()
+    table = Table(title=str(source.data or source.dataset or "synthetic"), show_header=False)
     for key, value in inter.info().items():
         table.add_row(key, str(value))
     console.print(table)
@@ -282,17 +337,12 @@ def _summary_line(doc: str | None) -> str:
 
 @app.command()
 @friendly
+@data_options()
 def train(
     model: str = typer.Argument(..., help="Registry name, e.g. itemknn, ials, svd."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to save the fitted model to."),
-    dataset: str | None = DataOpt,
-    data: Path | None = FileOpt,
-    path: Path | None = PathOpt,
+    source: DataOptions = DataOptions(),
     param: list[str] = typer.Option([], "--param", "-p", help="Hyper-parameter key=value (repeatable)."),
-    user_col: str = UserCol,
-    item_col: str = ItemCol,
-    rating_col: str | None = RatingCol,
-    time_col: str | None = TimeCol,
     engine: str = typer.Option("local", "--engine", help="local, or ray (see docs/scaling.md)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address; default starts Ray locally."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Ray workers (default 2)."),
@@ -309,16 +359,16 @@ def train(
     except TypeError as exc:
         fail(f"{model}: {exc}")
     fit_engine = engine_for(options)
-    source = sharded_source(model, options, data, user=user_col, item=item_col, rating=rating_col, time=time_col)
-    if source is not None:  # a Parquet directory on Ray: each worker reads its own share
-        progress_note(f"fitting {model} on Ray from {data}")
-        fit_engine.fit_parquet(estimator, source)
+    shards = sharded_source(model, options, source.data, **source.columns)
+    if shards is not None:  # a Parquet directory on Ray: each worker reads its own share
+        progress_note(f"fitting {model} on Ray from {source.data}")
+        fit_engine.fit_parquet(estimator, shards)
     else:
-        inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
+        inter = source.load()
         progress_note(f"fitting {model} on {inter}" + ("" if fit_engine is None else " on Ray"))
         estimator.fit(inter, engine=fit_engine)
     estimator.save(out)
-    if source is None:
+    if shards is None:
         save_titles(out, inter)
     console.print(f"fitted {model} in {estimator.fit_seconds_:.2f}s; saved to {out}")
 
@@ -355,6 +405,7 @@ def load_titles(model_dir: Path) -> dict[Any, str]:
 
 @app.command("tune")
 @friendly
+@data_options(f"Named data set: {', '.join(DATASETS)}, or ml-100k-fixed / ml-latest-small-fixed (their train part).")
 def tune_cmd(
     model: str = typer.Argument(..., help="Registry name, e.g. ials, itemknn, svd."),
     out: Path = typer.Option(
@@ -363,18 +414,7 @@ def tune_cmd(
         "-o",
         help="Best parameters (JSON); NAME.trials.csv and NAME.history.png go beside it.",
     ),
-    dataset: str | None = typer.Option(
-        None,
-        "--dataset",
-        "-d",
-        help=f"Named data set: {', '.join(DATASETS)}, or ml-100k-fixed / ml-latest-small-fixed (their train part).",
-    ),
-    data: Path | None = FileOpt,
-    path: Path | None = PathOpt,
-    user_col: str = UserCol,
-    item_col: str = ItemCol,
-    rating_col: str | None = RatingCol,
-    time_col: str | None = TimeCol,
+    source: DataOptions = DataOptions(),
     metric: str = typer.Option(
         "ndcg@10", "--metric", help="ndcg@10, recall@20, precision@k, map@k, mrr@k, hit_rate@k, rmse, mae."
     ),
@@ -420,12 +460,13 @@ def tune_cmd(
         if fixed or trials is not None or timeout is not None:
             fail("--members searches a fixed grid of fusions: drop --param, --trials and --timeout")
         candidates = _candidate_params([n.strip() for n in members.split(",") if n.strip()], member_params)
-    if dataset is not None and dataset.endswith("-fixed") and data is None:
+    if source.dataset is not None and source.dataset.endswith("-fixed") and source.data is None:
         from tastebud.data import movielens
 
-        inter = movielens.fixed_split(dataset.removesuffix("-fixed"), path).train  # the test part stays unread
+        # the test part stays unread
+        inter = movielens.fixed_split(source.dataset.removesuffix("-fixed"), source.path).train
     else:
-        inter = load_data(dataset, data, path, user=user_col, item=item_col, rating=rating_col, time=time_col)
+        inter = source.load()
     if candidates is not None:
         _choose_fusion(inter, candidates, metric, max_members, pool, validation, random_state, out)
         return
@@ -555,20 +596,12 @@ def recommend(
 
 @app.command()
 @friendly
+@data_options(
+    "synthetic (default), ml-100k (u1..u5 folds), ml-100k-fixed, ml-latest-small-fixed, or any named data set."
+)
 def evaluate(
     models: str = typer.Option("popular,bias", "--models", help="Comma-separated registry names."),
-    dataset: str | None = typer.Option(
-        None,
-        "--dataset",
-        "-d",
-        help="synthetic (default), ml-100k (u1..u5 folds), ml-100k-fixed, ml-latest-small-fixed, or any named data set.",
-    ),
-    data: Path | None = FileOpt,
-    path: Path | None = PathOpt,
-    user_col: str = UserCol,
-    item_col: str = ItemCol,
-    rating_col: str | None = RatingCol,
-    time_col: str | None = TimeCol,
+    source: DataOptions = DataOptions(),
     folds: int = typer.Option(
         1, "--folds", min=1, max=50, help="1: a per-user holdout; N: N-fold cross-validation over the events."
     ),
@@ -594,14 +627,11 @@ def evaluate(
             estimators[name] = tb.get_model(name)(**per_model.get(name, {}))
         except TypeError as exc:
             fail(f"{name}: {exc}")
-    if data is not None:
-        if dataset is not None:
-            fail("give --data FILE or --dataset NAME, not both")
-        inter = load_file(data, user=user_col, item=item_col, rating=rating_col, time=time_col)
-        splits, label = own_splits(inter, folds, test_fraction, seed), str(data)
+    if source.data is not None:  # with --dataset too: one line and exit 2
+        splits, label = own_splits(source.load(), folds, test_fraction, seed), str(source.data)
     else:
-        label = dataset or "synthetic"
-        splits = protocol_splits(label, path, folds, test_fraction, seed)
+        label = source.dataset or "synthetic"
+        splits = protocol_splits(label, source.path, folds, test_fraction, seed)
     for split in splits:
         if split.report["test_users"] == 0:
             short = split.report.get("users_train_only")

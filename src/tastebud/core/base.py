@@ -43,12 +43,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastebud import __version__
-from tastebud.core import persist, ranking
+from tastebud.core import engines, persist, ranking
 from tastebud.core.errors import (
     ConfigError,
     DataError,
     FallbackWarning,
-    ModelFormatError,
     NotFittedError,
     NotSupportedError,
 )
@@ -248,15 +247,7 @@ class Recommender:
     def legacy_engine(self) -> FitEngine | None:
         """The engine named by the deprecated ``engine`` / ``workers`` / ``address`` hyper-parameters
         (checked; None when they ask for none): what ``fit`` uses when it is given no ``engine``."""
-        given = self.deprecated_values
-        if not given:
-            return None
-        from tastebud.core.registry import get_engine
-
-        owner = type(self).__name__
-        return get_engine(
-            owner, given.get("engine", "local"), workers=given.get("workers", 2), address=given.get("address")
-        )
+        return engines.legacy_engine(type(self).__name__, self.deprecated_values)
 
     # ------------------------------------------------------------------ fit
     def fit(self, data: Interactions, *, engine: FitEngine | None = None) -> Recommender:
@@ -270,6 +261,10 @@ class Recommender:
             raise DataError(f"fit expects tastebud.Interactions, got {type(data).__name__}")
         if len(data) == 0:
             raise DataError("fit: the training data has no interactions")
+        if engine is not None and not isinstance(engine, FitEngine):
+            raise ConfigError(
+                f"fit: engine must be an engine object such as tastebud.scale.RayEngine(workers=4), got {engine!r}"
+            )
         self._check_params()
         engine = engine if engine is not None else self.legacy_engine()
         start = time.perf_counter()
@@ -654,38 +649,11 @@ class Recommender:
 
     @classmethod
     def load(cls, directory: str | Path, *, verify: bool = True) -> Recommender:
-        """Load a saved model; the class comes from the registry (an allowlist), never from code in the file.
+        """Load a saved model of this class (or a subclass): :func:`tastebud.core.persist.load_model`,
+        which looks the class up in the registry (an allowlist), never in code from the file.
 
         ``verify=False`` skips the files' SHA-256 check (see :func:`persist.read_bundle`)."""
-        from tastebud.core.registry import get_model
-
-        manifest, arrays, extra = persist.read_bundle(directory, verify=verify)
-        name = manifest.get("model")
-        if not isinstance(name, str):
-            raise ModelFormatError(f"{directory}: manifest names no model")
-        try:
-            model_cls = get_model(name)
-        except KeyError as exc:
-            raise ModelFormatError(f"{directory}: {exc}") from None
-        if cls is not Recommender and not issubclass(model_cls, cls):
-            raise ModelFormatError(f"{directory}: holds a '{name}' model, not {cls.__name__}")
-        params = manifest.get("params", {})
-        if not isinstance(params, dict):
-            raise ModelFormatError(f"{directory}: manifest 'params' must be a JSON object")
-        try:
-            model = model_cls._from_saved_params(params)
-        except (TypeError, ConfigError) as exc:
-            raise ModelFormatError(f"{directory}: hyper-parameters do not match '{name}': {exc}") from None
-        try:
-            model.users_ = IdMap(arrays.pop("__users__"), "user")
-            model.items_ = IdMap(arrays.pop("__items__"), "item")
-            model._set_state(arrays, manifest.get("attrs", {}))
-            model._load_extra(extra)
-        except KeyError as exc:
-            raise ModelFormatError(f"{directory}: missing array {exc}") from None
-        if not hasattr(model, "user_items_"):
-            raise ModelFormatError(f"{directory}: model state is incomplete")
-        return model
+        return persist.load_model(directory, verify=verify, expected=cls)
 
 
 class RatingModel(Recommender):

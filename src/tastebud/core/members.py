@@ -3,8 +3,8 @@
 A composite (a model made of other fitted models) saves each member as payload files of its own
 folder: ``<prefix><j>.npz`` (the member's arrays, without the interaction matrix the composite
 stores once), ``<prefix><j>.json`` (registry name, hyper-parameters, JSON attributes) and the
-member's own extra files as ``<prefix><j>.extra.<name>``. No pickle anywhere; the member classes
-come from the registry, an allowlist.
+member's own extra files as ``<prefix><j>.extra.<name>``. No pickle anywhere; the members are
+restored by :func:`tastebud.core.persist.restore_model`, their classes from the registry, an allowlist.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tastebud.core.errors import ModelFormatError
-from tastebud.core.registry import get_model
+from tastebud.core.persist import restore_model
 
 if TYPE_CHECKING:
     from tastebud.core.base import Recommender
@@ -58,12 +58,7 @@ def load_members(
             raise ModelFormatError(f"{owner.name} model folder lacks member file {exc}") from None
         if meta.get("model") != name:
             raise ModelFormatError(f"{owner.name} {prefix} {j} is '{meta.get('model')}', expected '{name}'")
-        member = get_model(name)._from_saved_params(meta.get("params", {}))
-        member.users_, member.items_ = owner.users_, owner.items_
-        member.user_items_ = owner.user_items_
-        member._set_state(arrays, meta.get("attrs", {}))
-        member._load_extra(extra)
-        members.append(member)
+        members.append(restore_model(meta, arrays, extra, where=f"{owner.name} {prefix} {j}", owner=owner))
     return members
 
 

@@ -2,6 +2,10 @@
 
 Writes are atomic: everything goes to a temporary sibling folder, each file is fsynced, and the
 folder is renamed into place, so a reader sees either the old model or the new one, never half.
+
+Loading a model lives here too, in one place (:func:`load_model`, and :func:`restore_model` for the
+members a composite stores inside its own folder): the manifest's registry name picks the class
+from the registry, an allowlist, so no code ever comes from the file.
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ import tempfile
 import zipfile
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tastebud.core.errors import ModelFormatError
+from tastebud.core.errors import ConfigError, ModelFormatError, UnknownModelError
+from tastebud.core.registry import get_model
+from tastebud.data.idmap import IdMap
+
+if TYPE_CHECKING:
+    from tastebud.core.base import Recommender
 
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
@@ -234,3 +243,63 @@ def read_bundle(
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFormatError(f"{directory / ARRAYS}: cannot be read ({exc})") from None
     return manifest, arrays, extra
+
+
+def load_model(
+    directory: str | os.PathLike[str], *, verify: bool = True, expected: type[Recommender] | None = None
+) -> Recommender:
+    """Load a saved model folder (what ``tastebud.load_model`` and ``Recommender.load`` do).
+
+    ``expected``: refuse a folder holding a model of another class (``ItemKNN.load(dir)``);
+    ``verify=False`` skips the files' SHA-256 check (see :func:`read_bundle`)."""
+    manifest, arrays, extra = read_bundle(directory, verify=verify)
+    model = restore_model(manifest, arrays, extra, where=str(directory), expected=expected)
+    if not hasattr(model, "user_items_"):
+        raise ModelFormatError(f"{directory}: model state is incomplete")
+    return model
+
+
+def restore_model(
+    saved: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    extra: dict[str, bytes],
+    *,
+    where: str,
+    expected: type[Recommender] | None = None,
+    owner: Recommender | None = None,
+) -> Recommender:
+    """A fitted model from its saved parts; every mismatch is a ModelFormatError naming ``where``.
+
+    ``saved`` holds the registry name, hyper-parameters and JSON attributes (``model``, ``params``,
+    ``attrs``, as a manifest does): the class comes from the registry, an allowlist, never from the
+    file. ``arrays`` holds the vocabularies (``__users__``, ``__items__``) unless an ``owner`` is
+    given: a composite's member (:mod:`tastebud.core.members`) shares its owner's vocabularies and
+    interaction matrix. ``extra``: the model's extra files (``_load_extra``)."""
+    name = saved.get("model")
+    if not isinstance(name, str):
+        raise ModelFormatError(f"{where}: manifest names no model")
+    try:
+        cls = get_model(name)
+    except UnknownModelError as exc:
+        raise ModelFormatError(f"{where}: {exc}") from None
+    if expected is not None and not issubclass(cls, expected):
+        raise ModelFormatError(f"{where}: holds a '{name}' model, not {expected.__name__}")
+    params = saved.get("params", {})
+    if not isinstance(params, dict):
+        raise ModelFormatError(f"{where}: manifest 'params' must be a JSON object")
+    try:
+        model = cls._from_saved_params(params)
+    except (TypeError, ConfigError) as exc:
+        raise ModelFormatError(f"{where}: hyper-parameters do not match '{name}': {exc}") from None
+    arrays = dict(arrays)
+    try:
+        if owner is None:
+            model.users_ = IdMap(arrays.pop("__users__"), "user")
+            model.items_ = IdMap(arrays.pop("__items__"), "item")
+        else:
+            model.users_, model.items_, model.user_items_ = owner.users_, owner.items_, owner.user_items_
+        model._set_state(arrays, saved.get("attrs", {}))
+        model._load_extra(extra)
+    except KeyError as exc:
+        raise ModelFormatError(f"{where}: missing array {exc}") from None
+    return model

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tastebud.core.errors import UnknownModelError
 
@@ -48,10 +48,6 @@ BUILTIN: dict[str, str] = {
 }
 
 _REGISTRY: dict[str, type[Recommender]] = {}
-
-#: Scale-out engines by the name the deprecated ``engine`` hyper-parameter gives them: name -> "module:class".
-#: Only that one-release shim looks engines up by name; new code passes an engine object to ``fit``.
-ENGINES: dict[str, str] = {"ray": "tastebud.scale.engine:RayEngine"}
 
 
 def register(name: str) -> Callable[[T], T]:
@@ -101,26 +97,3 @@ def get_model(name: str) -> type[Recommender]:
                 f"model '{name}' needs {module}, which is not installed: `pip install tastebud[{extra}]`"
             )
     return cls
-
-
-def get_engine(owner: str, name: Any, **options: Any) -> Any:
-    """The engine the deprecated ``engine=name`` hyper-parameter meant, built with ``options``
-    (checked: a ConfigError naming ``owner`` and the parameter)."""
-    from tastebud.core.errors import ConfigError
-
-    if name == "local":
-        workers, address = options.get("workers", 2), options.get("address")
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"{owner}: workers must be a positive integer, got {workers!r}")
-        if address is not None and (not isinstance(address, str) or not address.strip()):
-            raise ConfigError(
-                f"{owner}: address must be a Ray address such as 'ray://host:10001' or 'auto', got {address!r}"
-            )
-        return None
-    if not isinstance(name, str) or name not in ENGINES:
-        raise ConfigError(f"{owner}: engine must be 'local' or {' or '.join(map(repr, ENGINES))}, got {name!r}")
-    module, _, attr = ENGINES[name].partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)(**options)
-    except ConfigError as exc:
-        raise ConfigError(f"{owner}: {exc}") from None

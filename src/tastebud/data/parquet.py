@@ -12,6 +12,8 @@ For training on Ray (:mod:`tastebud.scale.sharded`) the driver makes only the fi
 (:func:`scan`: vocabularies and events per user and per item, no events kept), and each worker
 reads the events of *its* block of users (or items) with ``user_range`` / ``item_range``,
 filtering every fragment as it streams, so a worker holds about ``1/W`` of the events.
+:class:`ParquetSource` names the files and their columns once and makes those reads (events of a
+block, and the catalogue's feature tables) for whichever process holds it; none of this needs Ray.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from tastebud.core.errors import DataError
+from tastebud.core.errors import ConfigError, DataError
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
 
@@ -216,6 +219,99 @@ def scan(
     return Scan(users, items, u_count, i_count, int(u_count.sum()), scale, files)
 
 
+@dataclass(frozen=True)
+class ParquetSource:
+    """Where the events are: a directory, file or URI of Parquet files, and its column names."""
+
+    path: str
+    user: str = "user"
+    item: str = "item"
+    rating: str | None = None
+    time: str | None = None
+    filesystem: Any = None
+    duplicates: str = "last"
+    #: Catalogue tables (two-tower): a DataFrame indexed by id, or a Parquet file / directory with
+    #: an id column named like ``item`` (``user``) and one column per feature.
+    item_features: Any = None
+    user_features: Any = None
+
+    def scan(self) -> Scan:
+        return scan(self.path, self.user, self.item, self.rating, filesystem=self.filesystem)
+
+    def read(
+        self,
+        plan: Scan,
+        user_range: tuple[int, int] | None = None,
+        item_range: tuple[int, int] | None = None,
+    ) -> Any:
+        """The events of one block (whole vocabularies, only the block's rows filled)."""
+        return read_interactions(
+            self.path,
+            self.user,
+            self.item,
+            self.rating,
+            self.time,
+            filesystem=self.filesystem,
+            users=plan.users,
+            items=plan.items,
+            scale=plan.rating_scale,
+            duplicates=self.duplicates,
+            user_range=user_range,
+            item_range=item_range,
+        )
+
+    def read_features(self, plan: Scan, user_range: tuple[int, int] | None = None) -> tuple[Any, Any]:
+        """(item features, user features) for a worker: the item table whole (catalogue data: items x
+        features, not events), the user table only for the users of ``user_range``."""
+        items = _feature_table(self.item_features, self.item, plan.items, None, self.filesystem)
+        users = _feature_table(self.user_features, self.user, plan.users, user_range, self.filesystem)
+        return items, users
+
+
+def _feature_table(
+    spec: Any, id_col: str, vocab: Any, index_range: tuple[int, int] | None, filesystem: Any
+) -> pd.DataFrame | None:
+    """A feature table indexed by external id, keeping only the ids whose index is in ``index_range``."""
+    if spec is None:
+        return None
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        if index_range is None:
+            return frame
+        pos = vocab.lookup(frame.index.to_numpy())
+        return frame[(pos >= index_range[0]) & (pos < index_range[1])]
+
+    if isinstance(spec, pd.DataFrame):
+        return keep(spec)
+    if not isinstance(spec, (str, Path)):
+        raise ConfigError(
+            f"feature tables must be a DataFrame indexed by id or a Parquet path, got {type(spec).__name__}"
+        )
+    parts = []
+    for frag in fragments(spec, filesystem):  # streamed: a worker keeps only its block's rows
+        if id_col not in frag.physical_schema.names:
+            raise DataError(
+                f"{frag.path}: missing id column '{id_col}'; columns present: {', '.join(frag.physical_schema.names)}"
+            )
+        frame = frag.to_table().to_pandas()
+        ids = frame.pop(id_col).to_numpy()
+        frame.index = pd.Index(ids.astype(str) if ids.dtype.kind in "OUS" else ids, name=id_col)
+        parts.append(keep(frame))
+    out = pd.concat(parts) if parts else pd.DataFrame()
+    if not out.index.is_unique:
+        raise DataError(f"{spec}: the feature table has duplicate '{id_col}' ids")
+    return out if len(out) else None
+
+
+def as_source(source: ParquetSource | str | Path) -> ParquetSource:
+    """``source`` itself, or a :class:`ParquetSource` with the default column names for a path."""
+    if isinstance(source, ParquetSource):
+        return source
+    if isinstance(source, (str, Path)):
+        return ParquetSource(str(source))
+    raise ConfigError(f"source must be a ParquetSource or a path, got {type(source).__name__}")
+
+
 def write_interactions(data: Interactions, path: str | Path, partitions: int = 4, filesystem: Any = None) -> list[str]:
     """Write ``data`` as ``partitions`` Parquet files (user, item, value[, timestamp]), split by event position."""
     import pyarrow as pa
@@ -249,4 +345,4 @@ def _arrow_ids(values: np.ndarray) -> np.ndarray:
     return values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(str)
 
 
-__all__ = ["Scan", "fragments", "read_interactions", "scan", "write_interactions"]
+__all__ = ["ParquetSource", "Scan", "as_source", "fragments", "read_interactions", "scan", "write_interactions"]

@@ -51,7 +51,7 @@ def check_supported(model_name: str, options: dict[str, Any]) -> None:
 
 
 def sharded_source(model_name: str, options: dict[str, Any], data: Path | None, **columns: Any) -> Any:
-    """A :class:`~tastebud.scale.sharded.ParquetSource` when ``--data`` is a directory and ``--engine ray``, else None.
+    """A :class:`~tastebud.data.parquet.ParquetSource` when ``--data`` is a directory and ``--engine ray``, else None.
 
     Then ``tastebud train`` fits with :func:`tastebud.scale.sharded.fit_parquet` (no process holds
     all events) instead of loading the data into the CLI's process. ``columns``: user, item,
@@ -67,7 +67,7 @@ def sharded_source(model_name: str, options: dict[str, Any], data: Path | None, 
             f"model '{model_name}' cannot train from a Parquet directory on Ray; use one of: "
             f"{', '.join(supporting('parquet'))}"
         )
-    from tastebud.scale.sharded import ParquetSource
+    from tastebud.data.parquet import ParquetSource
 
     return ParquetSource(str(data), **{k: v for k, v in columns.items() if v is not None})
 

@@ -86,7 +86,7 @@ def supporting(how: str) -> list[str]:
 
 def fit_distributed(model: Recommender, data: Interactions | str | Path | Any, engine: RayEngine) -> Recommender:
     """``model`` fitted with ``engine``: in-memory ``Interactions`` on its workers, or a Parquet
-    directory / :class:`~tastebud.scale.sharded.ParquetSource` read in shares. What ``tastebud train
+    directory / :class:`~tastebud.data.parquet.ParquetSource` read in shares. What ``tastebud train
     --engine ray`` calls."""
     if isinstance(data, Interactions):
         return model.fit(data, engine=engine)

@@ -6,7 +6,8 @@ number of events per user and per item, never the events themselves. It cuts the
 items) into ``W`` contiguous blocks with about equal events (:func:`~tastebud.scale.ray_ials.row_blocks`
 on the counts), and every worker reads the files itself, keeping only the rows of its block as
 each fragment streams by (``read_interactions(user_range=...)``). No process ever holds all
-events; each holds about ``1/W`` of them (counted, see ``_dist_info["held_events"]``).
+events; each holds about ``1/W`` of them (counted, see ``_dist_info["held_events"]``). The reads
+are :class:`tastebud.data.parquet.ParquetSource`'s; this module holds the Ray orchestration.
 
 * **iALS** (:func:`fit_ials_parquet`): ``W`` Ray actors each hold one user block (user x item
   CSR rows) and one item block (item x user rows), the same blocks the in-memory Ray fit
@@ -34,118 +35,24 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from tastebud.core.errors import ConfigError, DataError
 from tastebud.core.progress import progress_bar
-from tastebud.data.parquet import Scan, fragments, read_interactions, scan
+from tastebud.data.parquet import ParquetSource, Scan, as_source
 from tastebud.kernels import ials as K
 from tastebud.scale.ray_ials import row_blocks, solve_block
 from tastebud.scale.session import ray_session
-
-
-@dataclass(frozen=True)
-class ParquetSource:
-    """Where the events are: a directory, file or URI of Parquet files, and its column names."""
-
-    path: str
-    user: str = "user"
-    item: str = "item"
-    rating: str | None = None
-    time: str | None = None
-    filesystem: Any = None
-    duplicates: str = "last"
-    #: Catalogue tables (two-tower): a DataFrame indexed by id, or a Parquet file / directory with
-    #: an id column named like ``item`` (``user``) and one column per feature.
-    item_features: Any = None
-    user_features: Any = None
-
-    def scan(self) -> Scan:
-        return scan(self.path, self.user, self.item, self.rating, filesystem=self.filesystem)
-
-    def read(
-        self,
-        plan: Scan,
-        user_range: tuple[int, int] | None = None,
-        item_range: tuple[int, int] | None = None,
-    ) -> Any:
-        """The events of one block (whole vocabularies, only the block's rows filled)."""
-        return read_interactions(
-            self.path,
-            self.user,
-            self.item,
-            self.rating,
-            self.time,
-            filesystem=self.filesystem,
-            users=plan.users,
-            items=plan.items,
-            scale=plan.rating_scale,
-            duplicates=self.duplicates,
-            user_range=user_range,
-            item_range=item_range,
-        )
-
-    def read_features(self, plan: Scan, user_range: tuple[int, int] | None = None) -> tuple[Any, Any]:
-        """(item features, user features) for a worker: the item table whole (catalogue data: items x
-        features, not events), the user table only for the users of ``user_range``."""
-        items = _feature_table(self.item_features, self.item, plan.items, None, self.filesystem)
-        users = _feature_table(self.user_features, self.user, plan.users, user_range, self.filesystem)
-        return items, users
-
-
-def _feature_table(
-    spec: Any, id_col: str, vocab: Any, index_range: tuple[int, int] | None, filesystem: Any
-) -> pd.DataFrame | None:
-    """A feature table indexed by external id, keeping only the ids whose index is in ``index_range``."""
-    if spec is None:
-        return None
-
-    def keep(frame: pd.DataFrame) -> pd.DataFrame:
-        if index_range is None:
-            return frame
-        pos = vocab.lookup(frame.index.to_numpy())
-        return frame[(pos >= index_range[0]) & (pos < index_range[1])]
-
-    if isinstance(spec, pd.DataFrame):
-        return keep(spec)
-    if not isinstance(spec, (str, Path)):
-        raise ConfigError(
-            f"feature tables must be a DataFrame indexed by id or a Parquet path, got {type(spec).__name__}"
-        )
-    parts = []
-    for frag in fragments(spec, filesystem):  # streamed: a worker keeps only its block's rows
-        if id_col not in frag.physical_schema.names:
-            raise DataError(
-                f"{frag.path}: missing id column '{id_col}'; columns present: {', '.join(frag.physical_schema.names)}"
-            )
-        frame = frag.to_table().to_pandas()
-        ids = frame.pop(id_col).to_numpy()
-        frame.index = pd.Index(ids.astype(str) if ids.dtype.kind in "OUS" else ids, name=id_col)
-        parts.append(keep(frame))
-    out = pd.concat(parts) if parts else pd.DataFrame()
-    if not out.index.is_unique:
-        raise DataError(f"{spec}: the feature table has duplicate '{id_col}' ids")
-    return out if len(out) else None
 
 
 def blocks(counts: np.ndarray, n_blocks: int) -> list[tuple[int, int]]:
     """Contiguous index ranges with about equal events (the in-memory Ray fit's cut)."""
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return row_blocks(indptr, n_blocks)
-
-
-def _source(source: ParquetSource | str | Path) -> ParquetSource:
-    if isinstance(source, ParquetSource):
-        return source
-    if isinstance(source, (str, Path)):
-        return ParquetSource(str(source))
-    raise ConfigError(f"source must be a ParquetSource or a path, got {type(source).__name__}")
 
 
 def fit_parquet(
@@ -168,7 +75,7 @@ def fit_parquet(
 
 def _prepare(model: Any, source: Any, workers: int | None, address: str | None) -> tuple[ParquetSource, Scan, int, Any]:
     model._check_params()
-    src = _source(source)
+    src = as_source(source)
     legacy = model.legacy_engine()  # the deprecated engine / workers / address hyper-parameters
     workers = int(workers if workers is not None else getattr(legacy, "workers", 2))
     if workers < 1:
@@ -466,7 +373,6 @@ def fit_neural_parquet(
 
 __all__ = [
     "IALSShard",
-    "ParquetSource",
     "blocks",
     "fit_ials_parquet",
     "fit_neural_parquet",

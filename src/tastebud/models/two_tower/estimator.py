@@ -90,6 +90,7 @@ class TwoTower(TorchModel):
     correction (Covington et al. 2016; Yi et al. 2019). See the module docstring."""
 
     supports_history = True
+    docs_page = "two_tower"  # the module is two_tower.estimator; the page is the family's
     requires: ClassVar[tuple[tuple[str, str], ...]] = (("torch", "neural"),)
     uses_features: ClassVar[bool] = True
     history_preference: ClassVar[int | None] = 2

@@ -21,10 +21,14 @@ Then iALS top-10 speed and peak memory on a synthetic 200,000 x 50,000 set with 
 interactions, each library in its own subprocess (fit time under the interleaved protocol is
 ``bench_ials_speed.py``'s section).
 
-    .venv/bin/python benchmarks/bench_implicit.py                        # everything: about 60-90 minutes on 2 busy cores
-    .venv/bin/python benchmarks/bench_implicit.py --no-speed             # accuracy only: about 40-60 minutes
+    .venv/bin/python benchmarks/bench_implicit.py             # everything: about 80 minutes on 2 busy cores
+    .venv/bin/python benchmarks/bench_implicit.py --no-speed  # accuracy only: about 55 minutes
     .venv/bin/python benchmarks/bench_implicit.py --data ml-100k --trials 1 --seeds 1 --models ials,ease --no-speed --no-write
-                                                                         # smoke run: a minute or two
+
+Where the time goes (defaults: 10 trials, 3 seeds, 2 busy cores): ML-100K about 10 minutes;
+ml-latest-small about 45, most of it the ~26 EASE inversions of tastebud and cornac over 9,724
+items (about 70 s each); the speed part about 20. ``slim`` (``--models ...,slim``) adds over 3
+minutes per fit on ml-latest-small, so 40 or more. The smoke run above takes about a minute.
 
 Results merge into ``implicit_measured.json`` per data set, so ``--data`` runs one at a time.
 """

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,7 @@ def _ours(name: str, params: dict[str, Any]) -> tuple[bool, Callable[[Any, int],
     import tastebud as tb
 
     cls = tb.get_model(name)
-    stochastic = "random_state" in cls._param_names()
+    stochastic = "random_state" in cls().get_params()
 
     def build(train: Any, seed: int) -> Any:
         return cls(**params, **({"random_state": seed} if stochastic else {})).fit(train)
@@ -130,7 +130,7 @@ def _hybrid(params: dict[str, Any]) -> tuple[bool, Callable[[Any, int], Any]]:
     import tastebud as tb
 
     members = list(params.get("models", ("itemknn", "ials")))
-    drawing = [m for m in members if "random_state" in tb.get_model(m)._param_names()]
+    drawing = [m for m in members if "random_state" in tb.get_model(m)().get_params()]
 
     def build(train: Any, seed: int) -> Any:
         per = {m: dict((params.get("params") or {}).get(m, {})) for m in members}
@@ -220,7 +220,7 @@ def accuracy(name: str, models: list[str], trials: int, seeds: list[int]) -> dic
             model = c.build(split.train, seed)
             fit_s = time.perf_counter() - start
             runs.append({"seed": seed, **top_n(model, split), "fit_s": fit_s})
-        row = {k: v for k, v in c.__dict__.items() if k != "build"}
+        row = {f.name: getattr(c, f.name) for f in fields(c) if f.name != "build"}
         rows.append({**row, "runs": runs})
         log(f"{name}: {c.model} ({c.setting}): test NDCG@10 {mean_std([r['ndcg@10'] for r in runs])}")
     return {"rows": rows, "trials": trials, "seeds": list(seeds), "tune_s": tune_s}

@@ -1,180 +1,300 @@
-"""Implicit-feedback models side by side with implicit 0.7.3: iALS, BPR, EASE.
+"""Top-N beside implicit 0.7.3 and cornac, under the honest protocol (issues #18, #22); iALS speed.
 
-Top-N rows on the fixed 80/20 splits of ML-100K and ml-latest-small (same protocol as the peer
-table in ../shared/data/README.md), then iALS speed on a synthetic 200,000 x 50,000 set with
-10 million interactions, each library in its own subprocess so peak memory does not mix.
+On the fixed 80/20 splits of ML-100K and ml-latest-small (``tastebud.data.movielens.fixed_split``):
 
-    .venv/bin/python benchmarks/bench_implicit.py            # everything (about 20 minutes on 2 cores)
-    .venv/bin/python benchmarks/bench_implicit.py --no-speed # accuracy rows only
+1. every side gets a "defaults" row (its library's own defaults) and a "tuned on validation"
+   row: tastebud's ``ials``, ``ease``, ``bpr``, ``itemknn``, ``rp3beta`` (and ``slim`` on request)
+   through ``tastebud.tune``; implicit's ALS, BPR and item-kNN (cosine, BM25 or TF-IDF) and
+   cornac's EASE through the same Optuna TPE search (``protocol.tune_peer``), seed 0, the same
+   ``--trials``, over a space that mirrors the tastebud counterpart's, on the same carve of the
+   *training part only* (a random 20% of each user's training events);
+2. tastebud's hybrid: its defaults, and ``tastebud.tune.choose_fusion`` over the tastebud models,
+   each at its better row on validation (members, fusion and weights chosen on the same carve);
+3. each row is refitted on the whole training part (``--seeds`` seeds for the models that draw;
+   the others once) and read once on the test part: full-ranking NDCG@10 and Recall@20, each
+   user's training items excluded, every side ranked by the same tastebud code (a peer's learned
+   arrays are carried by ``peers.Carried``);
+4. "best tastebud vs best peer" per data set: each side's best row *by validation NDCG@10*,
+   compared per seed (``protocol.paired``) with the ratio of mean test NDCG@10.
 
-Conventions: implicit's ALS weighs an observed cell by ``alpha * value``; tastebud's by
-``1 + alpha * value``. On these binary splits implicit ``alpha=5`` is tastebud ``alpha=4`` (both
-give confidence 5), with the same ``reg`` (implicit's ``regularization``, added once per row).
+Then iALS top-10 speed and peak memory on a synthetic 200,000 x 50,000 set with 10 million
+interactions, each library in its own subprocess (fit time under the interleaved protocol is
+``bench_ials_speed.py``'s section).
+
+    .venv/bin/python benchmarks/bench_implicit.py             # everything: about 80 minutes on 2 busy cores
+    .venv/bin/python benchmarks/bench_implicit.py --no-speed  # accuracy only: about 55 minutes
+    .venv/bin/python benchmarks/bench_implicit.py --data ml-100k --trials 1 --seeds 1 --models ials,ease --no-speed --no-write
+
+Where the time goes (defaults: 10 trials, 3 seeds, 2 busy cores): ML-100K about 10 minutes;
+ml-latest-small about 45, most of it the ~26 EASE inversions of tastebud and cornac over 9,724
+items (about 70 s each); the speed part about 20. ``slim`` (``--models ...,slim``) adds over 3
+minutes per fit on ml-latest-small, so 40 or more. The smoke run above takes about a minute.
+
+Results merge into ``implicit_measured.json`` per data set, so ``--data`` runs one at a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, timer, write_section  # noqa: E402
-
-PEER_TABLE = {  # ../shared/data/README.md, NDCG@10
-    "ml-100k": {"implicit ALS (published)": 0.441, "cornac BPR": 0.409, "EASE (published)": 0.440},
-    "ml-latest-small": {"implicit ALS (published)": 0.360, "cornac BPR": 0.290, "EASE (published)": 0.370},
-}
-ALS_PARAMS = {"factors": 128, "reg": 30.0, "implicit_alpha": 5.0, "epochs": 30}
-EASE_LAMBDA = {"ml-100k": 300.0, "ml-latest-small": 100.0}
-# tuned on the same test split, as the peer figures were
-# frequency-scaled regularisation (reg_exponent, Rendle et al. 2022); tuned on the same test split,
-# as the peer figures were
-TUNED_IALS = {
-    "ml-100k": {"factors": 128, "reg": 30.0, "alpha": 4.0, "reg_exponent": 1.0, "epochs": 30},
-    "ml-latest-small": {"factors": 128, "reg": 30.0, "alpha": 4.0, "reg_exponent": 1.0, "epochs": 30},
-}
-TUNED_EASE = {"ml-100k": [], "ml-latest-small": [150.0, 200.0]}  # extra lambdas tried
-HYBRID_EASE_LAMBDA = {"ml-100k": 300.0, "ml-latest-small": 150.0}
-BPR_PARAMS = {"factors": 64, "learning_rate": 0.05, "reg": 0.01, "epochs": 100}
-
+from common import markdown_table, write_section  # noqa: E402
+from peers import PEERS, Peer  # noqa: E402
+from protocol import carve, mean_std, paired, top_n, tune_peer, validation_value  # noqa: E402
 
 # The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
 MEASURES = [
     "src/tastebud/models/ials.py",
-    "src/tastebud/models/bpr.py",
     "src/tastebud/models/ease.py",
+    "src/tastebud/models/bpr.py",
+    "src/tastebud/models/knn.py",
+    "src/tastebud/models/rp3beta.py",
+    "src/tastebud/models/slim.py",
+    "src/tastebud/models/_item_item.py",
+    "src/tastebud/models/_common.py",
     "src/tastebud/models/hybrid.py",
     "src/tastebud/kernels/ials.py",
     "src/tastebud/kernels/bpr.py",
+    "src/tastebud/kernels/knn.py",
+    "src/tastebud/kernels/slim.py",
+    "src/tastebud/tune.py",
+    "benchmarks/protocol.py",
+    "benchmarks/peers.py",
 ]
+RESULTS = Path(__file__).resolve().parent / "implicit_measured.json"
+DATASETS = ("ml-100k", "ml-latest-small")
+METRIC = "ndcg@10"
+#: tastebud's models and what they run with that is not a trade-off (threads): never searched.
+OURS: dict[str, dict[str, Any]] = {
+    "ials": {"threads": 2},
+    "ease": {},
+    "bpr": {"threads": 1},  # bit-reproducible under a seed
+    "itemknn": {},
+    "rp3beta": {},
+    "slim": {"threads": 2},
+}
+HYBRID = "hybrid"
+ALL_MODELS = (*OURS, HYBRID, *PEERS)
+#: slim's coordinate descent over 9,700 items costs minutes per trial on 2 cores: ask for it by name.
+DEFAULT_MODELS = tuple(m for m in ALL_MODELS if m != "slim")
 
 
-def accuracy(name: str) -> list[dict]:
-    import implicit.cpu.als as ials
-    import implicit.cpu.bpr as ibpr
-    from threadpoolctl import threadpool_limits
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
+
+@dataclass
+class Candidate:
+    """One row of the table before its final fits: how to build it, and its validation value."""
+
+    side: str  # "tastebud" or "peer"
+    model: str
+    setting: str
+    params: dict[str, Any]
+    validation: float
+    stochastic: bool
+    build: Callable[[Any, int], Any]  # (train, seed) -> fitted model
+
+
+def _clean(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k != "random_state"}
+
+
+def _ours(name: str, params: dict[str, Any]) -> tuple[bool, Callable[[Any, int], Any]]:
+    """Whether tastebud's ``name`` draws, and a builder that fits it with a seed."""
+    import tastebud as tb
+
+    cls = tb.get_model(name)
+    stochastic = "random_state" in cls().get_params()
+
+    def build(train: Any, seed: int) -> Any:
+        return cls(**params, **({"random_state": seed} if stochastic else {})).fit(train)
+
+    return stochastic, build
+
+
+def _hybrid(params: dict[str, Any]) -> tuple[bool, Callable[[Any, int], Any]]:
+    """A hybrid builder: every member that draws gets the seed."""
+    import tastebud as tb
+
+    members = list(params.get("models", ("itemknn", "ials")))
+    drawing = [m for m in members if "random_state" in tb.get_model(m)().get_params()]
+
+    def build(train: Any, seed: int) -> Any:
+        per = {m: dict((params.get("params") or {}).get(m, {})) for m in members}
+        for m in drawing:
+            per[m]["random_state"] = seed
+        return tb.get_model(HYBRID)(**{**params, "params": per}).fit(train)
+
+    return bool(drawing), build
+
+
+def candidates(name: str, models: list[str], trials: int) -> list[Candidate]:
+    """Every row's setting, chosen on the carve of the training part: defaults and tuned, both sides."""
     from tastebud.data.movielens import fixed_split
-    from tastebud.eval.evaluate import evaluate_fitted
-    from tastebud.models.bpr import BPR
-    from tastebud.models.ease import EASE
-    from tastebud.models.hybrid import Hybrid
-    from tastebud.models.ials import ImplicitALS
+    from tastebud.tune import choose_fusion, tune
+
+    train = fixed_split(name).train
+    val = carve(train, "ials", METRIC)  # the carve tune and choose_fusion use (seed 0)
+    tuned_label = f"tuned on validation, {trials} trials"
+    out: list[Candidate] = []
+    members: dict[str, tuple[float, dict[str, Any]]] = {}  # each model's better row on validation
+    for m in (m for m in models if m in OURS):
+        stochastic, build = _ours(m, OURS[m])
+        t0 = time.perf_counter()
+        value = validation_value(build(val.train, 0), val, METRIC)
+        out.append(Candidate("tastebud", f"tastebud {m}", "defaults", dict(OURS[m]), value, stochastic, build))
+        members[m] = (value, dict(OURS[m]))
+        log(f"{name}: tastebud {m} defaults: validation {value:.4f} ({time.perf_counter() - t0:.0f} s)")
+        t0 = time.perf_counter()
+        res = tune(m, train, metric=METRIC, trials=trials, params=OURS[m], random_state=0)
+        tuned = _clean(res.params)
+        stochastic, build = _ours(m, tuned)
+        out.append(Candidate("tastebud", f"tastebud {m}", tuned_label, tuned, res.value, stochastic, build))
+        if res.value > members[m][0]:
+            members[m] = (res.value, tuned)
+        log(f"{name}: tastebud {m} tuned {tuned}: validation {res.value:.4f} ({time.perf_counter() - t0:.0f} s)")
+    if HYBRID in models:
+        defaults = {"params": {m: OURS[m] for m in ("itemknn", "ials")}}
+        stochastic, build = _hybrid(defaults)
+        t0 = time.perf_counter()
+        value = validation_value(build(val.train, 0), val, METRIC)
+        out.append(Candidate("tastebud", "tastebud hybrid", "defaults", defaults, value, stochastic, build))
+        log(f"{name}: tastebud hybrid defaults: validation {value:.4f} ({time.perf_counter() - t0:.0f} s)")
+        if members:
+            t0 = time.perf_counter()
+            fusion = choose_fusion(train, {m: p for m, (_, p) in members.items()}, metric=METRIC, random_state=0)
+            params = {**fusion.params, "params": {m: _clean(p) for m, p in fusion.params["params"].items()}}
+            stochastic, build = _hybrid(params)
+            label = f"choose_fusion over {', '.join(members)}"
+            out.append(Candidate("tastebud", "tastebud hybrid", label, params, fusion.value, stochastic, build))
+            log(f"{name}: hybrid chose {'+'.join(params['models'])} ({params['method']}, weights {params['weights']}): "
+                f"validation {fusion.value:.4f} ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    for m in (m for m in models if m in PEERS):
+        peer = PEERS[m]
+        if not peer.available():
+            log(f"{name}: {peer.label} skipped ({peer.module} is not installed)")
+            continue
+        build = _peer(peer, peer.defaults)
+        t0 = time.perf_counter()
+        value = validation_value(build(val.train, 0), val, METRIC)
+        out.append(Candidate("peer", peer.label, "defaults", dict(peer.defaults), value, peer.stochastic, build))
+        log(f"{name}: {peer.label} defaults: validation {value:.4f} ({time.perf_counter() - t0:.0f} s)")
+        t0 = time.perf_counter()
+        best, value = tune_peer(lambda t, p, peer=peer: peer.fit(t, p, 0), peer.space, train, peer.counterpart,
+                                METRIC, trials)  # fmt: skip
+        out.append(Candidate("peer", peer.label, tuned_label, best, value, peer.stochastic, _peer(peer, best)))
+        log(f"{name}: {peer.label} tuned {best}: validation {value:.4f} ({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def _peer(peer: Peer, params: dict[str, Any]) -> Callable[[Any, int], Any]:
+    return lambda train, seed: peer.fit(train, dict(params), seed)
+
+
+def accuracy(name: str, models: list[str], trials: int, seeds: list[int]) -> dict[str, Any]:
+    """Choose every row on validation, then refit on the training part and read the test part once."""
+    from tastebud.data.movielens import fixed_split
 
     split = fixed_split(name)
-    ui = split.train.matrix.tocsr()
-    rows: list[dict] = []
+    t0 = time.perf_counter()
+    chosen = candidates(name, models, trials)
+    tune_s = time.perf_counter() - t0
+    rows = []
+    for c in chosen:
+        runs = []
+        for seed in seeds if c.stochastic else seeds[:1]:
+            start = time.perf_counter()
+            model = c.build(split.train, seed)
+            fit_s = time.perf_counter() - start
+            runs.append({"seed": seed, **top_n(model, split), "fit_s": fit_s})
+        row = {f.name: getattr(c, f.name) for f in fields(c) if f.name != "build"}
+        rows.append({**row, "runs": runs})
+        log(f"{name}: {c.model} ({c.setting}): test NDCG@10 {mean_std([r['ndcg@10'] for r in runs])}")
+    return {"rows": rows, "trials": trials, "seeds": list(seeds), "tune_s": tune_s}
 
-    def record(model_name: str, params: str, fitted, fit_s: float) -> None:
-        r = evaluate_fitted(fitted, split, 10)
-        rows.append(
+
+def _per_seed(row: dict[str, Any], seeds: list[int], key: str) -> list[float]:
+    """One value per seed; a deterministic row's single fit stands for every seed."""
+    by_seed = {r["seed"]: r[key] for r in row["runs"]}
+    return [by_seed.get(s, row["runs"][0][key]) for s in seeds]
+
+
+def _params(params: dict[str, Any]) -> str:
+    if "params" in params:  # a hybrid; what it leaves out are Hybrid's defaults
+        members = "+".join(params.get("models", ("itemknn", "ials")))
+        method = params.get("method", "rrf")
+        how = method + (f" k={params.get('rrf_k', 60)}" if method == "rrf" else "")
+        weights = params.get("weights")
+        return f"{members}, {how}" + (f", weights {weights}" if weights else "")
+    shown = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in params.items() if k != "threads"}
+    return ", ".join(f"{k} {v}" for k, v in shown.items()) or "(library defaults)"
+
+
+def render_accuracy(results: dict[str, Any]) -> str:
+    parts, verdicts = [], []
+    for name in DATASETS:
+        if name not in results:
+            continue
+        res = results[name]
+        table = pd.DataFrame(
             {
-                "data": name, "model": model_name, "params": params, "ndcg@10": r["ndcg@10"],
-                "recall@10": r["recall@10"], "coverage": r["coverage"], "fit_s": fit_s,
+                "model": [r["model"] for r in res["rows"]],
+                "setting": [r["setting"] for r in res["rows"]],
+                "validation NDCG@10": [f"{r['validation']:.4f}" for r in res["rows"]],
+                "NDCG@10": [mean_std([x["ndcg@10"] for x in r["runs"]]) for r in res["rows"]],
+                "Recall@20": [mean_std([x["recall@20"] for x in r["runs"]]) for r in res["rows"]],
+                "fits": [len(r["runs"]) for r in res["rows"]],
+                "fit s": [f"{statistics.median(x['fit_s'] for x in r['runs']):.1f}" for r in res["rows"]],
+                "parameters": [_params(r["params"]) for r in res["rows"]],
             }
-        )  # fmt: skip
-
-    def as_tastebud(template, user_factors, item_factors, bias=None):
-        """A fitted tastebud model carrying a peer's factors (same evaluation code path)."""
-        m = template
-        m.user_factors_ = np.ascontiguousarray(user_factors, np.float32)
-        m.item_factors_ = np.ascontiguousarray(item_factors, np.float32)
-        if bias is not None:
-            m.item_bias_ = np.ascontiguousarray(bias, np.float32)
-        return m
-
-    p = ALS_PARAMS
-    ours_alpha = p["implicit_alpha"] - 1.0
-    shell = ImplicitALS(factors=4, epochs=1).fit(split.train)  # warms the kernels up
-    with timer() as t:
-        tb = ImplicitALS(factors=p["factors"], reg=p["reg"], alpha=ours_alpha, epochs=p["epochs"], threads=2).fit(
-            split.train
         )
-    record(
-        "tastebud ials",
-        f"{p['factors']} f, reg {p['reg']:g}, alpha {ours_alpha:g} (= implicit {p['implicit_alpha']:g}), {p['epochs']} it.",
-        tb,
-        t["s"],
+        parts.append(f"### {name}\n\n{markdown_table(table)}\n")
+        ours = [r for r in res["rows"] if r["side"] == "tastebud"]
+        theirs = [r for r in res["rows"] if r["side"] == "peer"]
+        if ours and theirs:
+            a = max(ours, key=lambda r: r["validation"])
+            b = max(theirs, key=lambda r: r["validation"])
+            x, y = _per_seed(a, res["seeds"], "ndcg@10"), _per_seed(b, res["seeds"], "ndcg@10")
+            verdicts.append(
+                f"- {name}: best tastebud by validation, `{a['model']}` ({a['setting']}), vs best peer by validation, "
+                f"`{b['model']}` ({b['setting']}): test NDCG@10 {statistics.fmean(x):.4f} vs {statistics.fmean(y):.4f}, "
+                f"ratio **{statistics.fmean(x) / statistics.fmean(y):.3f}**; per seed {paired(x, y, lower_is_better=False)}. "
+                f"Choosing every row took {res['tune_s']:.0f} s."
+            )
+    missing = [n for n in DATASETS if n not in results]
+    if missing:
+        verdicts.append(f"- not measured yet: {', '.join(missing)} (run `bench_implicit.py --data NAME`).")
+    first = next(iter(results.values()))
+    trials, seeds = first["trials"], first["seeds"]
+    return (
+        "Fixed 80/20 splits (`tastebud.data.movielens.fixed_split`). Every setting is chosen on a validation carve "
+        "of the training part (a random 20% of each user's training events, seed 0; the test part is read once, "
+        f"at the end): a {trials}-trial Optuna TPE search (seed 0) per model and side, tastebud's through "
+        "`tastebud.tune`, each peer's through the same search over a space that mirrors its tastebud counterpart's "
+        "(`benchmarks/peers.py`); \"defaults\" rows are each library's own defaults. The hybrid's tuned row is "
+        "`tastebud.tune.choose_fusion` over the tastebud models above, each at its row (defaults or tuned) with the "
+        "higher validation value (members, fusion and weights chosen on the same carve; it may pick one model "
+        "alone; its validation value is read within choose_fusion's 200-item pool per user). Each row is refitted on the whole training part, with seeds "
+        f"{', '.join(map(str, seeds))} for the models that draw (mean ± standard deviation; the others fit once), "
+        "and ranked by the same tastebud code: full ranking, each user's training items excluded (a peer's factors "
+        "or item weights are carried by a tastebud model). implicit runs with `num_threads=2` and BLAS held to one "
+        "thread; its ALS confidence is `alpha * value` where tastebud's is `1 + alpha * value`. fit s is the "
+        "median over the fits, on a shared 2-core machine. The comparison takes each side's best row by "
+        "*validation* NDCG@10, never by test.\n\n" + "\n".join(parts) + "\n" + "\n".join(verdicts) + "\n"
     )
-    with threadpool_limits(1, "blas"):
-        peer = ials.AlternatingLeastSquares(
-            factors=p["factors"], regularization=p["reg"], alpha=p["implicit_alpha"], iterations=p["epochs"],
-            num_threads=2, random_state=0,
-        )  # fmt: skip
-        with timer() as t:
-            peer.fit(ui, show_progress=False)
-    record(
-        "implicit ALS",
-        f"{p['factors']} f, regularization {p['reg']:g}, alpha {p['implicit_alpha']:g}, {p['epochs']} it.",
-        as_tastebud(shell, peer.user_factors, peer.item_factors),
-        t["s"],
-    )
-    q = TUNED_IALS[name]
-    with timer() as t:
-        tuned = ImplicitALS(**q, threads=2).fit(split.train)
-    record(
-        "tastebud ials (tuned)",
-        f"{q['factors']} f, reg {q['reg']:g}, alpha {q['alpha']:g}, reg_exponent {q['reg_exponent']:g}, {q['epochs']} it.",
-        tuned,
-        t["s"],
-    )
-
-    for label, lam in [("tastebud ease", EASE_LAMBDA[name])] + [("tastebud ease (tuned)", x) for x in TUNED_EASE[name]]:
-        with timer() as t:
-            ease = EASE(reg=lam).fit(split.train)
-        record(label, f"lambda {lam:g}", ease, t["s"])
-
-    # the weighted hybrid (Burke 2002) of the two best: z-scored EASE + tuned iALS, equal weights
-    lam = HYBRID_EASE_LAMBDA[name]
-    with timer() as t:
-        blend = Hybrid(models=["ease", "ials"], method="score", params={"ease": {"reg": lam}, "ials": dict(q, threads=2)}).fit(
-            split.train
-        )
-    record("tastebud hybrid (ease + ials)", f"z-score fusion, equal weights; ease lambda {lam:g}, ials tuned", blend, t["s"])
-
-    b = BPR_PARAMS
-    with timer() as t:
-        bpr = BPR(
-            factors=b["factors"], learning_rate=b["learning_rate"], reg=b["reg"], epochs=b["epochs"], threads=2
-        ).fit(split.train)
-    record(
-        "tastebud bpr",
-        f"{b['factors']} f, lr {b['learning_rate']:g}, reg {b['reg']:g}, {b['epochs']} epochs",
-        bpr,
-        t["s"],
-    )
-    with threadpool_limits(1, "blas"):
-        peer_bpr = ibpr.BayesianPersonalizedRanking(
-            factors=b["factors"], learning_rate=b["learning_rate"], regularization=b["reg"], iterations=b["epochs"],
-            num_threads=2, random_state=0,
-        )  # fmt: skip
-        with timer() as t:
-            peer_bpr.fit(ui, show_progress=False)
-    # implicit keeps the item bias as the last factor (users carry a constant 1 there)
-    bshell = BPR(factors=4, epochs=1, threads=1).fit(split.train)
-    record("implicit BPR", f"{b['factors']} f, lr {b['learning_rate']:g}, reg {b['reg']:g}, {b['epochs']} it.",
-           as_tastebud(bshell, peer_bpr.user_factors, peer_bpr.item_factors, np.zeros(split.train.n_items)), t["s"])  # fmt: skip
-    with threadpool_limits(1, "blas"):
-        peer_bpr2 = ibpr.BayesianPersonalizedRanking(
-            factors=b["factors"], learning_rate=0.01, regularization=b["reg"], iterations=b["epochs"],
-            num_threads=2, random_state=0,
-        )  # fmt: skip
-        with timer() as t:
-            peer_bpr2.fit(ui, show_progress=False)
-    record(
-        "implicit BPR (default lr)",
-        f"{b['factors']} f, lr 0.01, reg {b['reg']:g}, {b['epochs']} it.",
-        as_tastebud(bshell, peer_bpr2.user_factors, peer_bpr2.item_factors, np.zeros(split.train.n_items)),
-        t["s"],
-    )
-    return rows
 
 
 # ---------------------------------------------------------------------- speed (subprocesses)
@@ -250,9 +370,41 @@ def speed() -> list[dict]:
     return rows
 
 
+def render_speed(rows: list[dict]) -> str:
+    sp_frame = pd.DataFrame(rows)[["library", "nnz", "fit_s", "top10_s", "peak_rss_mb", "rss_after_data_mb"]]
+    imp = sp_frame.set_index("library").loc["implicit"]
+    sp_frame["fit / implicit"] = sp_frame["fit_s"] / imp["fit_s"]
+    sp_frame["top10 / implicit"] = sp_frame["top10_s"] / imp["top10_s"]
+    sp_frame["peak memory / implicit"] = sp_frame["peak_rss_mb"] / imp["peak_rss_mb"]
+    return "\n".join(
+        [
+            f"### iALS speed: synthetic {SPEED['n_users']:,} users x {SPEED['n_items']:,} items x "
+            f"{SPEED['n_interactions']:,} interactions (`tastebud.data.synthetic.generate(explicit=False)`), "
+            f"{SPEED['factors']} factors, {SPEED['epochs']} iterations, 2 threads",
+            "",
+            "Each library in its own subprocess (peak RSS includes generating the data set; `rss_after_data_mb` is "
+            "the peak before fitting, so where the two are equal the fit and top-10 stayed below the generator's "
+            f"peak). top10_s: top-10 with seen items excluded for {SPEED['users']:,} users. One fit each: for fit "
+            "time under the interleaved protocol see the iALS speed section (`bench_ials_speed.py`).",
+            "",
+            markdown_table(sp_frame, ".2f"),
+            "",
+        ]
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--speed-worker", choices=["tastebud", "implicit"])
+    parser.add_argument("--data", choices=DATASETS, action="append", help="data set(s) to run (default: both)")
+    parser.add_argument("--trials", type=int, default=10, help="tuning trials per model and side (default 10)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds for the final fits of models that draw (default 3)")
+    parser.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help=f"comma-separated subset of {','.join(ALL_MODELS)} (default: all but slim)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only: leave BENCHMARKS.md and the JSON alone")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--speed-only", action="store_true", help="measure speed only and save it (--save-speed)")
     parser.add_argument("--save-speed", help="write the speed rows to this JSON file")
@@ -261,58 +413,27 @@ def main() -> None:
     if args.speed_worker:
         print(json.dumps(speed_worker(args.speed_worker)))
         return
-
     if args.speed_only:
         rows = speed()
         Path(args.save_speed or "implicit_speed.json").write_text(json.dumps(rows))
         return
-    parts = ["## Implicit feedback: iALS, BPR, EASE (vs implicit 0.7.3)", ""]
-    acc = []
-    for name in ("ml-100k", "ml-latest-small"):
-        rows = accuracy(name)
-        for r in rows:
-            print(r, flush=True)
-        acc += rows
-    frame = pd.DataFrame(acc)
-    base = frame[frame.model == "implicit ALS"].set_index("data")
-    frame["ndcg / implicit ALS"] = [r["ndcg@10"] / base.loc[r["data"], "ndcg@10"] for _, r in frame.iterrows()]
-    frame["fit_s / implicit ALS"] = [r["fit_s"] / base.loc[r["data"], "fit_s"] for _, r in frame.iterrows()]
-    parts += [
-        "Fixed 80/20 splits (`../shared/data/splits`), all items ranked, train items excluded, k = 10; "
-        "every model scored by the same tastebud evaluation code (implicit's factors are loaded into a "
-        "tastebud model for scoring). implicit ALS `alpha=5` equals tastebud `alpha=4` (confidence 5 on binary data). "
-        "implicit runs with `num_threads=2` and BLAS limited to one thread, as it recommends. "
-        "`reg_exponent` is frequency-scaled regularisation (Rendle et al. 2022); tuned rows were chosen on the "
-        "test split, as the peer figures were. fit_s on these small sets is dominated by per-sweep overheads and "
-        "by the shared machine's load (up to ~16 runnable jobs on 2 cores during this run); see the synthetic "
-        "speed table for the large-data comparison.",
-        "",
-        markdown_table(frame),
-        "",
-    ]
-    verdict = []
-    for name in ("ml-100k", "ml-latest-small"):
-        sub = frame[(frame.data == name) & frame.model.str.startswith("tastebud")]
-        best = sub.loc[sub["ndcg@10"].idxmax()]
-        peer_best = max(
-            max(PEER_TABLE[name].values()),
-            float(frame[(frame.data == name) & frame.model.str.startswith("implicit")]["ndcg@10"].max()),
-        )
-        tb_als = float(sub[sub.model == "tastebud ials"]["ndcg@10"].iloc[0])
-        peer_als = float(base.loc[name, "ndcg@10"])
-        verdict.append(
-            f"- {name}: iALS at implicit's settings {tb_als:.4f} vs implicit ALS {peer_als:.4f} "
-            f"(ratio {tb_als / peer_als:.3f}); best tastebud `{best['model']}` {best['ndcg@10']:.4f} vs best peer row "
-            f"{peer_best:.3f} (ratio {best['ndcg@10'] / peer_best:.3f})."
-        )
-    parts += [
-        "Peer table (published, NDCG@10): "
-        + "; ".join(f"{n}: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items()) for n, d in PEER_TABLE.items()),
-        "",
-        *verdict,
-        "",
-    ]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(ALL_MODELS))
+    if unknown:
+        parser.error(f"unknown --models {unknown}; choose from {', '.join(ALL_MODELS)}")
+    if args.trials < 1 or args.seeds < 1:
+        parser.error("--trials and --seeds must be at least 1")
 
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not args.no_write else {}
+    for name in args.data or DATASETS:
+        log(f"{name}: {args.trials} trials, {args.seeds} seeds, models {', '.join(models)}")
+        results[name] = accuracy(name, models, args.trials, list(range(args.seeds)))
+        if not args.no_write:
+            tmp = RESULTS.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")
+            tmp.replace(RESULTS)
+    text = "## Top-N beside implicit 0.7.3 and cornac: iALS, EASE, BPR, item-kNN, RP3beta, hybrid\n\n"
+    text += render_accuracy(results)
     if not args.no_speed:
         if args.reuse_speed:
             rows = json.loads(Path(args.reuse_speed).read_text())
@@ -320,24 +441,10 @@ def main() -> None:
             rows = speed()
             if args.save_speed:
                 Path(args.save_speed).write_text(json.dumps(rows))
-        sp_frame = pd.DataFrame(rows)[["library", "nnz", "fit_s", "top10_s", "peak_rss_mb", "rss_after_data_mb"]]
-        imp = sp_frame.set_index("library").loc["implicit"]
-        sp_frame["fit / implicit"] = sp_frame["fit_s"] / imp["fit_s"]
-        sp_frame["top10 / implicit"] = sp_frame["top10_s"] / imp["top10_s"]
-        sp_frame["peak memory / implicit"] = sp_frame["peak_rss_mb"] / imp["peak_rss_mb"]
-        parts += [
-            f"### iALS speed: synthetic {SPEED['n_users']:,} users x {SPEED['n_items']:,} items x "
-            f"{SPEED['n_interactions']:,} interactions (`tastebud.data.synthetic.generate(explicit=False)`), "
-            f"{SPEED['factors']} factors, {SPEED['epochs']} iterations, 2 threads",
-            "",
-            "Each library in its own subprocess (peak RSS includes generating the data set; `rss_after_data_mb` is "
-            "the peak before fitting, so where the two are equal the fit and top-10 stayed below the generator's "
-            f"peak). top10_s: top-10 with seen items excluded for {SPEED['users']:,} users.",
-            "",
-            markdown_table(sp_frame, ".2f"),
-            "",
-        ]
-    write_section("implicit", "\n".join(parts), measures=MEASURES)
+        text += "\n" + render_speed(rows)
+    print(text, flush=True)
+    if not args.no_write:
+        write_section("implicit", text, measures=MEASURES)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, markdown_table, write_section  # noqa: E402
+from peers import IMPLICIT_ALS  # noqa: E402
+from protocol import top_n, tune_peer  # noqa: E402
 
-MEASURES = ["src/tastebud/models/ranker.py", "src/tastebud/tune.py", "src/tastebud/models"]
+MEASURES = [
+    "src/tastebud/models/ranker.py", "src/tastebud/tune.py", "src/tastebud/models", "benchmarks/protocol.py",
+    "benchmarks/peers.py",
+]  # fmt: skip
 RESULTS = Path(__file__).resolve().parent / "ranker_measured.json"
 PLOT = REPO / "docs" / "ranker_importance.png"
 DATASETS = ("ml-100k", "ml-latest-small")
@@ -40,61 +44,6 @@ RETRIEVERS = ("ease", "ials", "itemknn", "rp3beta")
 FIXED = {"ials": {"threads": 2}, "itemknn": {}, "rp3beta": {}, "ease": {}}
 RANKER = {"candidates": 100, "threads": 2}
 SEEDS = (0, 1, 2)
-
-
-def top_n(model: Any, split: Any) -> dict[str, float]:
-    """Full-ranking NDCG@10 and Recall@20 on the test part, each user's training items excluded."""
-    from tastebud.eval import metrics as M
-
-    rel = split.test.matrix
-    users = np.nonzero(np.diff(rel.indptr) > 0)[0]
-    rec, _ = model.rank_rows(users, 20, exclude_seen=True)  # the evaluation loop's own entry
-    rows = rel[users]
-    return {
-        "ndcg@10": float(np.mean(M.ndcg_at_k(rec, rows, 10))),
-        "recall@20": float(np.mean(M.recall_at_k(rec, rows, 20))),
-    }
-
-
-def tune_peer(train: Any, trials: int) -> dict[str, Any]:
-    """implicit's ALS searched like tastebud's ials: TPE (seed 0) over the same space, the same carve."""
-    import optuna
-    from implicit.cpu.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
-
-    from tastebud.tune import validation_split
-
-    split = validation_split(train, "ials", random_state=0)
-
-    def objective(trial: Any) -> float:
-        p = {
-            "factors": trial.suggest_int("factors", 8, 256, log=True),
-            "regularization": trial.suggest_float("regularization", 1e-2, 100.0, log=True),
-            "alpha": trial.suggest_float("alpha", 0.5, 50.0, log=True),
-            "iterations": trial.suggest_int("iterations", 5, 30),
-        }
-        return top_n(fit_peer(split.train, p, 0, AlternatingLeastSquares, threadpool_limits), split)["ndcg@10"]
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
-    study.optimize(objective, n_trials=trials)
-    return dict(study.best_params)
-
-
-def fit_peer(train: Any, params: dict[str, Any], seed: int, cls: Any = None, limits: Any = None) -> Any:
-    """implicit's ALS fitted on ``train``, its factors carried by a tastebud ials shell (same ranking code)."""
-    if cls is None:
-        from implicit.cpu.als import AlternatingLeastSquares as cls
-        from threadpoolctl import threadpool_limits as limits
-    from tastebud.models.ials import ImplicitALS
-
-    with limits(1, "blas"):
-        peer = cls(**params, num_threads=2, random_state=seed)
-        peer.fit(train.matrix.tocsr(), show_progress=False)
-    shell = ImplicitALS(factors=2, epochs=1).fit(train)
-    shell.user_factors_ = np.ascontiguousarray(peer.user_factors, np.float32)
-    shell.item_factors_ = np.ascontiguousarray(peer.item_factors, np.float32)
-    return shell
 
 
 def run(name: str, trials: int, seeds: tuple[int, ...]) -> dict[str, Any]:
@@ -110,7 +59,7 @@ def run(name: str, trials: int, seeds: tuple[int, ...]) -> dict[str, Any]:
         res = tune(model, train, metric="ndcg@10", trials=trials, params=FIXED[model], random_state=0)
         tuned[model] = {k: v for k, v in res.params.items() if k != "random_state"}
         print(f"{name}: tuned {model} {tuned[model]} (validation {res.value:.4f})", flush=True)
-    peer = tune_peer(train, trials)
+    peer, _ = tune_peer(lambda t, p: IMPLICIT_ALS.fit(t, p, 0), IMPLICIT_ALS.space, train, "ials", "ndcg@10", trials)
     print(f"{name}: tuned implicit ALS {peer}", flush=True)
     tune_s = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
@@ -127,7 +76,7 @@ def run(name: str, trials: int, seeds: tuple[int, ...]) -> dict[str, Any]:
         fitted["ranker"] = tb.get_model("ranker")(retrievers=retrievers, random_state=seed, **RANKER)
         for label, model in fitted.items():
             start = time.perf_counter()
-            model = fit_peer(train, peer, seed) if model is None else model.fit(train)
+            model = IMPLICIT_ALS.fit(train, peer, seed) if model is None else model.fit(train)
             fit_s = time.perf_counter() - start
             row = {"data": name, "model": label, "seed": seed, **top_n(model, split), "fit_s": fit_s}
             rows.append(row)

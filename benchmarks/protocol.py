@@ -17,6 +17,9 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from tastebud.core.base import Recommender
 from tastebud.core.space import Dist
 from tastebud.data.interactions import Interactions
 from tastebud.data.splits import Split
@@ -56,6 +59,47 @@ def search(
 
     study.optimize(objective, n_trials=trials)
     return {**(fixed or {}), **study.best_params}, float(study.best_value)
+
+
+def validation_value(model: Recommender, split: Split, metric: str) -> float:
+    """``metric`` of a model fitted on ``split.train``, read as ``tastebud.tune`` reads a trial."""
+    from tastebud.eval.evaluate import evaluate_fitted
+    from tastebud.tune import parse_metric
+
+    m = parse_metric(metric)
+    return float(evaluate_fitted(model, split, k=m.k, metrics=(m.name,))[m.label])
+
+
+def tune_peer(
+    fit: Callable[[Interactions, dict[str, Any]], Recommender],
+    space: Mapping[str, Dist],
+    train: Interactions,
+    like: str,
+    metric: str,
+    trials: int,
+    seed: int = 0,
+) -> tuple[dict[str, Any], float]:
+    """A peer searched as ``tastebud.tune`` searches the tastebud model ``like``: the same carve of
+    ``train``, the same sampler, seed and budget, trials read the same way; the best point and its
+    validation value. ``fit(train, params)`` returns a fitted model (a peer carried into tastebud).
+    """
+    split = carve(train, like, metric, seed)
+    return search(space, lambda p: validation_value(fit(split.train, p), split, metric), trials, seed, maximize=True)
+
+
+def top_n(model: Recommender, split: Split) -> dict[str, float]:
+    """Full-ranking NDCG@10 and Recall@20 on ``split.test``, each user's training items excluded:
+    the test read every side of a top-N table gets (``rank_rows``, the evaluation loop's own entry)."""
+    from tastebud.eval import metrics as M
+
+    rel = split.test.matrix
+    users = np.nonzero(np.diff(rel.indptr) > 0)[0]
+    rec, _ = model.rank_rows(users, 20, exclude_seen=True)
+    rows = rel[users]
+    return {
+        "ndcg@10": float(np.mean(M.ndcg_at_k(rec, rows, 10))),
+        "recall@20": float(np.mean(M.recall_at_k(rec, rows, 20))),
+    }
 
 
 def tune_tastebud(

@@ -727,6 +727,7 @@ def test_balanced_acceptor_counts_connections_until_they_end(tmp_path):
     """A fleet worker's open-connection count (what the balance compares) goes up at each accept
     and back down when the connection ends; the protocol's own ``connection_lost`` still runs."""
     import asyncio
+    import concurrent.futures
 
     from tastebud.serve import fleet
 
@@ -774,7 +775,9 @@ def test_balanced_acceptor_counts_connections_until_they_end(tmp_path):
             await acceptor.wait_closed()
             return opened, after_two, acceptor.open
 
-    assert asyncio.run(scenario()) == (3, 1, 0)
+    # in a thread of its own: a session's browser (Playwright's sync API) may hold a running loop here
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, scenario()).result(timeout=60) == (3, 1, 0)
     assert len(ended) == 3
 
 

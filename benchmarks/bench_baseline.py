@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 import tastebud as tb
-from common import DATA, markdown_table, timer, write_section
+from common import interleave, markdown_table, thread_counts, timing_rows, write_section
 from tastebud.data.movielens import fixed_split, ml100k_folds
 from tastebud.eval.evaluate import evaluate_fitted
 from tastebud.eval.metrics import mae, rmse
@@ -19,51 +19,64 @@ PEER_POPULAR_NDCG = {"ml-100k": 0.214, "ml-latest-small": 0.179}
 
 
 # The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
+PAIRS = 5
+
 MEASURES = [
     "src/tastebud/models/baseline.py",
 ]
 
 
-def surprise_folds() -> list[tuple[float, float, float]]:
-    from surprise import BaselineOnly, Dataset, Reader, accuracy
-    from surprise.model_selection import PredefinedKFold
+def surprise_fit_predict(train_df: pd.DataFrame, test_df: pd.DataFrame) -> np.ndarray:
+    """Surprise's BaselineOnly (its defaults) fitted on one fold and predicting its test pairs."""
+    from surprise import BaselineOnly, Dataset, Reader
 
-    folder = DATA / "ml-100k"
-    files = [(str(folder / f"u{f}.base"), str(folder / f"u{f}.test")) for f in range(1, 6)]
-    data = Dataset.load_from_folds(files, Reader("ml-100k"))
-    out = []
-    for train, test in PredefinedKFold().split(data):
-        with timer() as t:
-            algo = BaselineOnly(verbose=False).fit(train)
-            preds = algo.test(test)
-        out.append((accuracy.rmse(preds, verbose=False), accuracy.mae(preds, verbose=False), t["s"]))
-    return out
+    data = Dataset.load_from_df(train_df[["user", "item", "value"]], Reader(rating_scale=(1, 5)))
+    algo = BaselineOnly(verbose=False).fit(data.build_full_trainset())
+    return np.array([algo.predict(u, i).est for u, i in zip(test_df["user"], test_df["item"], strict=True)])
+
+
+def ours_fit_predict(split) -> np.ndarray:  # type: ignore[no-untyped-def]
+    model = tb.get_model("bias")().fit(split.train)
+    return model.predict_idx(split.test.user_idx, split.test.item_idx)
 
 
 def main() -> None:
+    from threadpoolctl import threadpool_limits
+
     folds = ml100k_folds()
-    ours = []
-    for split in folds:
-        with timer() as t:
-            model = tb.get_model("bias")().fit(split.train)
-            pred = model.predict_idx(split.test.user_idx, split.test.item_idx)
-        ours.append((rmse(pred, split.test.values), mae(pred, split.test.values), t["s"]))
-    peer = surprise_folds()
+    frames = [(split.train.to_frame(), split.test.to_frame()) for split in folds]
+    ours, peer = [], []
+    for split, (train_df, test_df) in zip(folds, frames, strict=True):
+        pred = ours_fit_predict(split)
+        ours.append((rmse(pred, split.test.values), mae(pred, split.test.values)))
+        theirs = surprise_fit_predict(train_df, test_df)
+        want = test_df["value"].to_numpy()
+        peer.append((rmse(theirs, want), mae(theirs, want)))
     o, p = np.mean(ours, axis=0), np.mean(peer, axis=0)
     rating = pd.DataFrame(
         [
-            {"model": "tastebud bias", "RMSE": o[0], "MAE": o[1], "fit+predict s/fold": o[2]},
-            {"model": "Surprise BaselineOnly", "RMSE": p[0], "MAE": p[1], "fit+predict s/fold": p[2]},
+            {"model": "tastebud bias", "RMSE": o[0], "MAE": o[1]},
+            {"model": "Surprise BaselineOnly", "RMSE": p[0], "MAE": p[1]},
         ]
     )
-    speed = p[2] / o[2]
+    # fit + predict on u1, one thread a side (Surprise is single-threaded), interleaved A B A B
+    u1, (u1_train, u1_test) = folds[0], frames[0]
+    with threadpool_limits(1):
+        threads = thread_counts()
+        timings = interleave(
+            {
+                "tastebud bias": (lambda: ours_fit_predict(u1), "1"),
+                "Surprise BaselineOnly": (lambda: surprise_fit_predict(u1_train, u1_test), "1"),
+            },
+            pairs=PAIRS,
+        )
+    speed = pd.DataFrame(timing_rows(timings, baseline="Surprise BaselineOnly"))
 
     rows = []
     for name in ("ml-100k", "ml-latest-small"):
         split = fixed_split(name)
         for model_name in ("popular", "random"):
-            with timer() as t:
-                model = tb.get_model(model_name)().fit(split.train)
+            model = tb.get_model(model_name)().fit(split.train)
             r = evaluate_fitted(model, split, k=10)
             rows.append(
                 {
@@ -72,7 +85,6 @@ def main() -> None:
                     "NDCG@10": r["ndcg@10"],
                     "Recall@10": r["recall@10"],
                     "coverage": r["coverage"],
-                    "fit s": t["s"],
                     "peer NDCG@10 (MostPopular, published)": PEER_POPULAR_NDCG[name] if model_name == "popular" else float("nan"),
                 }
             )
@@ -81,7 +93,11 @@ def main() -> None:
         "## Baselines\n\n"
         "ML-100K canonical u1..u5 folds, mean over folds (same run):\n\n"
         + markdown_table(rating)
-        + f"\n\nRMSE ratio tastebud / Surprise = {o[0] / p[0]:.4f}; tastebud is {speed:.0f}x faster.\n\n"
+        + f"\n\nRMSE ratio tastebud / Surprise = {o[0] / p[0]:.4f}.\n\n"
+        f"Fit + predict on u1, {PAIRS} interleaved pairs after a warm-up pair ("
+        f"threads in this process while timed: {threads}):\n\n"
+        + markdown_table(speed)
+        + "\n\n"
         "Top-N on the fixed per-user 80/20 splits (`shared/data/splits`), full ranking, train items excluded:\n\n"
         + markdown_table(topn)
         + "\n\nReproduce: `.venv/bin/python benchmarks/bench_baseline.py`"

@@ -704,19 +704,24 @@ class Ranker(Recommender):
             b = self._batch(self._retrievers, self._stats(), history=(history.indices.astype(np.int64), history.data))
         row = b.cand[0]
         real = row[row >= 0]
+        where = {int(i): j for j, i in enumerate(real)}
+        # TreeSHAP costs far more than a prediction: only the rows of the items asked about (a
+        # served list asks about 10 of several hundred candidates), each row's contributions alone
+        rows = sorted({where[int(i)] for i in item_idx if int(i) in where})
+        X = self._matrix(b)
         contrib = (
-            np.asarray(self._booster.predict(self._matrix(b), pred_contrib=True), np.float64)
-            if len(real)
+            np.asarray(self._booster.predict(X[rows], pred_contrib=True), np.float64)
+            if rows
             else np.empty((0, len(self.feature_names_) + 1))
         )
-        where = {int(i): j for j, i in enumerate(real)}
+        at = {j: r for r, j in enumerate(rows)}
         out = []
         for i in item_idx:
             j = where.get(int(i))
             if j is None:
                 out.append(Explanation("not proposed by any retriever: ranked below every candidate"))
                 continue
-            parts = contrib[j]
+            parts = contrib[at[j]]
             order = np.argsort(-np.abs(parts[:-1]), kind="stable")
             pairs = [(self.feature_names_[k], float(parts[k])) for k in order] + [("(base)", float(parts[-1]))]
             top = ", ".join(f"{name} {value:+.3f}" for name, value in pairs[:3])

@@ -113,6 +113,16 @@ def test_explaining_a_few_items_matches_their_scores_in_any_order(model):
     assert expls[-1].contributions == expls[len(top[0]) - 1 - 2].contributions
 
 
+def test_explaining_the_list_just_scored_matches_explaining_afresh(model):
+    """The service scores a person, then explains that list: _explain reuses what _score built
+    for that person, and must say exactly what it says for a person it did not just score."""
+    top, _ = model.rank_rows(np.array([1]), 5)
+    reused = model.explain_idx(1, top[0])
+    model.rank_rows(np.array([2]), 5)  # another person scored last: nothing to reuse for person 1
+    fresh = model.explain_idx(1, top[0])
+    assert [e.contributions for e in reused] == [e.contributions for e in fresh]
+
+
 def test_fold_in_uses_the_retrievers_that_fold_in(model, synth):
     history = [synth.items.ids[i] for i in (0, 3, 5, 8, 13)]
     recs = model.recommend_for_history(history, k=10)

@@ -62,12 +62,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, markdown_table, write_section  # noqa: E402
 from serve_models import (  # noqa: E402
     EF_GRID,
+    GEOMETRIES,
     ITEM_PREFIX,
     RANKER_RETRIEVERS,
     TARGET_RECALL,
     USER_PREFIX,
-    choose_ef_search,
+    choose_index,
     engine_recall,
+    exact_lists,
     ials_setup,
     profile_engine,
     ranker_setup,
@@ -437,10 +439,21 @@ def in_process_latency(engine: Any, users: list[Any], k: int = 10) -> tuple[floa
     return float(np.percentile(took, 50) * 1e3), float(np.percentile(took, 99) * 1e3)
 
 
+def profile_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`serve_models.profile_engine` rows, formatted for the section."""
+    frame = pd.DataFrame(rows)
+    frame["calls / request"] = frame["calls / request"].map(lambda v: f"{v:g}")
+    for col in ("own ms / request", "cumulative ms / request"):
+        frame[col] = frame[col].map(lambda v: f"{v:.2f}")
+    frame["share of own time"] = frame["share of own time"].map(lambda v: f"{v:.0%}")
+    return frame
+
+
 def ranker_part(args: argparse.Namespace, work: Path) -> str:
     """Issue #23: a LightGBM ranker (``candidates`` per retriever) served by `tastebud serve`,
     GET /users/{id}/recommendations?k=10 paced to ``--ranker-rate``; with a profile of the engine call."""
-    model, info = ranker_setup(args.ranker_data, args.candidates)
+    synthetic = (1000, 600, 25_000) if args.quick else (2000, 1000, 60_000)
+    model, info = ranker_setup(args.ranker_data, args.candidates, synthetic)
     engine = serving_engine(model, None)
     rng = np.random.default_rng(13)
     ids = model.users_.ids
@@ -459,11 +472,7 @@ def ranker_part(args: argparse.Namespace, work: Path) -> str:
         r = run_wrk(port, lua, args.ranker_seconds, conns, pace, route=USERS_ROUTE)
     r["run"] = f"ranker: GET /users/{{id}}/recommendations?k=10, paced to {args.ranker_rate}/s"
     met = "met" if r["p99"] <= 50 and r["rps"] >= args.ranker_rate * 0.95 and not r["non2xx"] else "NOT met"
-    hot = pd.DataFrame(profile)
-    hot["calls / request"] = hot["calls / request"].map(lambda v: f"{v:g}")
-    for col in ("own ms / request", "cumulative ms / request"):
-        hot[col] = hot[col].map(lambda v: f"{v:.2f}")
-    hot["share of own time"] = hot["share of own time"].map(lambda v: f"{v:.0%}")
+    hot = {part: profile_table(rows) for part, rows in profile.items()}
     cached = " (fitted in an earlier run, cached)" if info.get("cached") else ""
     return f"""### Ranker serving latency (issue #23)
 
@@ -477,9 +486,14 @@ on 2 cores ({met}).
 {markdown_table(latency_frame([r]))}
 
 In this process, one person at a time (200 people, no HTTP): `Engine.recommend_user` p50 {p50:.1f} ms,
-p99 {p99:.1f} ms. Where that time goes (cProfile over 100 calls; the functions with the most own time):
+p99 {p99:.1f} ms. Where that time goes (cProfile over 100 calls, per request), by tastebud's steps (time
+inside each, callees included):
 
-{markdown_table(hot)}
+{markdown_table(hot["tastebud"])}
+
+and the functions with the most time of their own (the hot spots):
+
+{markdown_table(hot["own"])}
 
 Server start {start_s:.0f}s."""
 
@@ -490,15 +504,21 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000, help="people in the training data")
     parser.add_argument("--interactions", type=int, default=10_000_000, help="plays in the training data")
     parser.add_argument("--epochs", type=int, default=8, help="iALS sweeps")
-    parser.add_argument("--ef-search", type=int, default=0, help="efSearch to serve with (0: chosen on tuning queries)")
+    parser.add_argument(
+        "--ef-search",
+        type=int,
+        default=0,
+        help="efSearch to serve with (0: geometry and efSearch chosen on tuning queries)",
+    )
+    parser.add_argument("--geometry", choices=list(GEOMETRIES), default="inner product", help="with --ef-search")
     parser.add_argument("--queries", type=int, default=1000, help="queries of each kind, tuning and reported apart")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--target", type=int, default=500, help="paced request rate")
     parser.add_argument("--workers", type=int, default=2, help="tastebud serve --workers (one per core)")
     parser.add_argument("--ranker-data", choices=("ml-100k", "synthetic"), default=None)
     parser.add_argument("--candidates", type=int, default=500, help="the ranker's candidates per retriever")
-    parser.add_argument("--ranker-rate", type=int, default=100, help="paced request rate for the ranker")
-    parser.add_argument("--ranker-seconds", type=int, default=25)
+    parser.add_argument("--ranker-rate", type=int, default=50, help="paced request rate for the ranker")
+    parser.add_argument("--ranker-seconds", type=int, default=45)
     parser.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md alone")
     parser.add_argument(
         "--quick",
@@ -523,20 +543,21 @@ def main() -> None:
         args.n, args.users, args.interactions, factors=FACTORS, epochs=args.epochs, ef_construction=EF_CONSTRUCTION,
         held_out=int(2.2 * q), seed=0,
     )  # fmt: skip
-    model, index, info = setup.model, setup.index, setup.info
+    model, info = setup.model, setup.info
     if len(setup.histories) < 2 * q:
         sys.exit(f"only {len(setup.histories)} held-out histories for {2 * q} queries; lower --queries")
-    engine = serving_engine(model, index)
     people = np.random.default_rng(11).permutation(model.n_users)
     tune_users, report_users = people[:q], people[q : 2 * q]
     tune_hist, report_hist = setup.histories[:q], setup.histories[q : 2 * q]
     t = time.perf_counter()
     if args.ef_search:
-        ef, tried = args.ef_search, []
+        geometry, ef, tried = args.geometry, args.ef_search, []
     else:
-        ef, tried = choose_ef_search(engine, model, tune_users, tune_hist)
+        geometry, ef, tried = choose_index(model, setup.indexes, tune_users, tune_hist)
+    index = setup.indexes[geometry]
     index.ef_search = ef
-    quality = engine_recall(engine, model, report_users, report_hist)
+    engine = serving_engine(model, index)
+    quality = engine_recall(engine, model, report_users, report_hist, exact_lists(model, report_users, report_hist))
     quality_s = time.perf_counter() - t
     del engine
     t = time.perf_counter()
@@ -556,29 +577,29 @@ def main() -> None:
         rows, events_note = ials_runs(port, args, fmt, conns, pace)
     ranker_text = ranker_part(args, work)
 
-    tuning = "efSearch was given on the command line (`--ef-search`)."
+    tuning = "The geometry and efSearch were given on the command line (`--geometry`, `--ef-search`)."
     if tried:
-        grid = pd.DataFrame(tried).rename(
-            columns={
-                "ef_search": "efSearch",
-                "users": "recall@10, known users",
-                "histories": "recall@10, 5-item histories",
-            }
-        )
+        grid = pd.DataFrame(tried)
+        for col in ("users", "histories"):
+            grid[col] = grid[col].map(lambda v: f"{v:.3f}")
+        grid.columns = ["HNSW32 over", "efSearch", "recall@10, known users", "recall@10, 5-item histories"]
+        reached = "reaches" if min(quality["users"], quality["histories"]) >= TARGET_RECALL else "is the best of"
         tuning = (
-            f"efSearch {ef} is the smallest of {', '.join(map(str, EF_GRID))} that reaches recall@10 >= {TARGET_RECALL} "
-            f"for both kinds of query on a separate tuning set ({q} other users, {q} other held-out people); "
-            f"tried in order, stopping at the first that does:\n\n{markdown_table(grid.round(4))}"
+            f"The index served ({geometry}, efSearch {ef}) {reached} the settings tried on a separate tuning set "
+            f"({q} other users, {q} other held-out people): per geometry, efSearch {', '.join(map(str, EF_GRID))} in "
+            f"order, stopping at the first with recall@10 >= {TARGET_RECALL} for both kinds of query; the smallest such "
+            f"efSearch wins. Both graphs: M=32, efConstruction={EF_CONSTRUCTION}; built in "
+            + ", ".join(f"{s:.0f}s ({g})" for g, s in info["build_s"].items())
+            + f".\n\n{markdown_table(grid)}"
         )
     cached = " (built in an earlier run and cached under $TASTEBUD_BENCH_CACHE)" if info.get("cached") else ""
     reproduce = "python benchmarks/bench_serve.py" + (f" --seconds {args.seconds}" if args.seconds != 15 else "")
-    body = f"""## Serving ({n_items:,}-item catalogue, trained iALS, HNSW32 (efConstruction={EF_CONSTRUCTION}, efSearch={ef}) over {FACTORS}-d factors, {n_users:,} users)
+    body = f"""## Serving ({n_items:,}-item catalogue, trained iALS, HNSW32 over {geometry} (efConstruction={EF_CONSTRUCTION}, efSearch={ef}), {FACTORS}-d factors, {n_users:,} users)
 
 The served model is `ials` *trained*: {FACTORS} factors, {args.epochs} sweeps, fitted on a synthetic implicit data set with
 latent structure (`tastebud.data.synthetic`: {info["users"]:,} people, {n_items:,} items, {info["interactions"]:,}
 plays; {info["items_with_plays"]:.0%} of the items were played at least once, the rest have zero vectors) in
-{info["fit_s"]:.0f}s on {info["threads"]} cores (data generated in {info["generate_s"]:.0f}s, HNSW graph built in
-{info["build_s"]:.0f}s){cached}. Known users are answered from the HNSW index; a new person's history is folded in by
+{info["fit_s"]:.0f}s on {info["threads"]} cores (data generated in {info["generate_s"]:.0f}s){cached}. Known users are answered from the HNSW index; a new person's history is folded in by
 iALS's exact least-squares solve (`history_vector`) and the index is searched with that vector.
 
 Index quality, through the service's engine (`Engine.recommend_user` / `recommend_history`, the code behind

@@ -33,13 +33,21 @@ TARGET_RECALL = 0.95
 RANKER_RETRIEVERS = {"ease": {}, "ials": {}, "itemknn": {}, "rp3beta": {}, "popular": {}}
 
 
+# The HNSW graphs tried, by geometry: on inner product directly, or with the vectors lifted to an
+# equivalent L2 problem (tastebud.index.faiss, the default for HNSW). Which recalls more depends on
+# the vectors: the lift wins on bench_index.py's synthetic clusters; trained iALS factors, whose
+# norms spread widely (popular items are long vectors), may favour the other.
+GEOMETRIES = {"inner product": False, "lifted to L2": True}
+
+
 @dataclass
 class IalsSetup:
-    """What the iALS part of the benchmark serves and asks: the fitted model, its index, the
-    held-out people's histories (item indices, one array each) and how long each step took."""
+    """What the iALS part of the benchmark serves and asks: the fitted model, an HNSW index per
+    geometry, the held-out people's histories (item indices, one array each) and how long each
+    step took."""
 
     model: Any
-    index: Any
+    indexes: dict[str, Any]
     histories: list[np.ndarray]
     info: dict[str, Any]
 
@@ -82,7 +90,7 @@ def ials_setup(
     n_items: int, n_users: int, n_interactions: int, *, factors: int, epochs: int, ef_construction: int,
     held_out: int, seed: int = 0,
 ) -> IalsSetup:  # fmt: skip
-    """The fitted iALS model and its HNSW index, from the cache when an earlier run built them
+    """The fitted iALS model and its HNSW indexes, from the cache when an earlier run built them
     (the fit and the graph cost minutes at 1M items); a folder is complete once its info.json is."""
     from tastebud.core.base import Recommender
     from tastebud.core.registry import get_model
@@ -96,7 +104,8 @@ def ials_setup(
         info = {**json.loads(info_file.read_text()), "cached": True}
         with np.load(folder / "histories.npz", allow_pickle=False) as z:
             histories = np.split(z["items"], z["bounds"][1:-1])
-        return IalsSetup(Recommender.load(folder / "model"), load_index(folder / "index"), histories, info)
+        indexes = {g: load_index(folder / f"index-{n}") for n, g in enumerate(GEOMETRIES)}
+        return IalsSetup(Recommender.load(folder / "model"), indexes, histories, info)
     folder.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     train, histories = synthetic_plays(n_items, n_users, n_interactions, held_out, seed)
@@ -104,9 +113,12 @@ def ials_setup(
     t = time.perf_counter()
     model = get_model("ials")(factors=factors, epochs=epochs, random_state=seed).fit(train)
     fit_s = time.perf_counter() - t
-    t = time.perf_counter()
-    index = make_index("HNSW32", ef_construction=ef_construction).build(model.item_factors_)
-    build_s = time.perf_counter() - t
+    indexes, build_s = {}, {}
+    for geometry, lifted in GEOMETRIES.items():
+        t = time.perf_counter()
+        index = make_index("HNSW32", ef_construction=ef_construction, euclidean=lifted)
+        indexes[geometry] = index.build(model.item_factors_)
+        build_s[geometry] = time.perf_counter() - t
     counts = np.bincount(train.item_idx, minlength=train.n_items)
     info = {
         "interactions": len(train),
@@ -120,7 +132,8 @@ def ials_setup(
         "params": model.get_params(),
     }
     model.save(folder / "model")
-    index.save(folder / "index")
+    for n, index in enumerate(indexes.values()):
+        index.save(folder / f"index-{n}")
     lengths = np.array([len(h) for h in histories], np.int64)
     np.savez(
         folder / "histories.npz", items=np.concatenate(histories), bounds=np.concatenate([[0], np.cumsum(lengths)])
@@ -128,7 +141,7 @@ def ials_setup(
     tmp = info_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, info_file)
-    return IalsSetup(model, index, histories, info)
+    return IalsSetup(model, indexes, histories, info)
 
 
 def serving_engine(model: Any, index: Any | None) -> Any:
@@ -149,18 +162,24 @@ def serving_policy(name: str) -> Any:
     return PolicyConfig(collaborative=[name], short_history=0)
 
 
-def engine_recall(engine: Any, model: Any, users: np.ndarray, histories: list[np.ndarray], k: int = 10) -> dict:
-    """recall@k of the engine's lists (known users by id; histories by item id, as the HTTP routes
-    pass them) against the library's exact lists over the same vectors, training items excluded."""
+def exact_lists(model: Any, users: np.ndarray, histories: list[np.ndarray], k: int = 10) -> dict[str, np.ndarray]:
+    """The library's exact top-k of the same vectors, training items excluded: what the index should return."""
     exact_users, _ = model.rank_rows(users, k, exclude_seen=True)
+    return {"users": exact_users, "histories": np.stack([model.rank_history_idx(h, None, k)[0] for h in histories])}
+
+
+def engine_recall(
+    engine: Any, model: Any, users: np.ndarray, histories: list[np.ndarray], exact: dict[str, np.ndarray], k: int = 10
+) -> dict[str, float]:
+    """recall@k of the engine's lists (known users by id; histories by item id, as the HTTP routes
+    pass them) against :func:`exact_lists` of the same queries."""
     got_users = [model.items_.lookup(engine.recommend_user(u, k=k).items) for u in model.users_.ids[users]]
-    exact_hist = [model.rank_history_idx(h, None, k)[0] for h in histories]
     got_hist = [
         model.items_.lookup(engine.recommend_history(model.items_.ids[h].tolist(), k=k).items) for h in histories
     ]
     return {
-        "users": recall(_padded(got_users, k), exact_users),
-        "histories": recall(_padded(got_hist, k), np.stack(exact_hist)),
+        "users": recall(_padded(got_users, k), exact["users"]),
+        "histories": recall(_padded(got_hist, k), exact["histories"]),
     }
 
 
@@ -171,27 +190,45 @@ def _padded(rows: list[np.ndarray], k: int) -> np.ndarray:
     return out
 
 
-def choose_ef_search(engine: Any, model: Any, users: np.ndarray, histories: list[np.ndarray]) -> tuple[int, list[dict]]:
-    """The smallest efSearch of :data:`EF_GRID` whose recall@10 reaches :data:`TARGET_RECALL` for
-    both kinds of query on these (tuning) queries, else the largest; and the recall at each."""
-    index = engine.served[model.name].index
+def choose_index(
+    model: Any, indexes: dict[str, Any], users: np.ndarray, histories: list[np.ndarray]
+) -> tuple[str, int, list[dict]]:
+    """(geometry, efSearch) to serve, chosen on these (tuning) queries: per geometry the smallest
+    efSearch of :data:`EF_GRID` whose recall@10 reaches :data:`TARGET_RECALL` for both kinds of
+    query, then the geometry with the smaller one; when none reaches it, the best worst-kind recall.
+    Also every setting tried, in order."""
+    exact = exact_lists(model, users, histories)
     tried = []
-    for ef in EF_GRID:
-        index.ef_search = ef
-        tried.append({"ef_search": ef, **engine_recall(engine, model, users, histories)})
-        if min(tried[-1]["users"], tried[-1]["histories"]) >= TARGET_RECALL:
-            return ef, tried
-    return EF_GRID[-1], tried
+    for geometry, index in indexes.items():
+        engine = serving_engine(model, index)
+        for ef in EF_GRID:
+            index.ef_search = ef
+            tried.append(
+                {"geometry": geometry, "ef_search": ef, **engine_recall(engine, model, users, histories, exact)}
+            )
+            if min(tried[-1]["users"], tried[-1]["histories"]) >= TARGET_RECALL:
+                break
+    reached = [t for t in tried if min(t["users"], t["histories"]) >= TARGET_RECALL]
+    best = (
+        min(reached, key=lambda t: t["ef_search"])
+        if reached
+        else max(tried, key=lambda t: min(t["users"], t["histories"]))
+    )
+    return best["geometry"], best["ef_search"], tried
 
 
 # ---------------------------------------------------------------------------- the ranker (#23)
-def ranker_setup(data_name: str, candidates: int, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+def ranker_setup(
+    data_name: str, candidates: int, synthetic: tuple[int, int, int] = (2000, 1000, 60_000), seed: int = 0
+) -> tuple[Any, dict[str, Any]]:
     """A ranker over :data:`RANKER_RETRIEVERS` fitted on ``data_name`` ("ml-100k", or "synthetic":
-    2,000 people x 1,000 items), cached like the iALS model; and what it was fitted on and how long it took."""
+    ``synthetic`` = people, items, interactions), cached like the iALS model; and what it was
+    fitted on and how long it took."""
     from tastebud.core.base import Recommender
     from tastebud.core.registry import get_model
 
-    folder = CACHE / f"serve-ranker-{data_name}-c{candidates}-s{seed}"
+    size = "" if data_name == "ml-100k" else "-" + "x".join(map(str, synthetic))
+    folder = CACHE / f"serve-ranker-{data_name}{size}-c{candidates}-s{seed}"
     info_file = folder / "info.json"
     if info_file.is_file():
         return Recommender.load(folder / "model"), {**json.loads(info_file.read_text()), "cached": True}
@@ -202,7 +239,7 @@ def ranker_setup(data_name: str, candidates: int, seed: int = 0) -> tuple[Any, d
     else:
         from tastebud.data.synthetic import generate
 
-        data = generate(2000, 1000, 60_000, explicit=False, random_state=seed)
+        data = generate(*synthetic, explicit=False, random_state=seed)
     t = time.perf_counter()
     model = get_model("ranker")(retrievers=RANKER_RETRIEVERS, candidates=candidates, random_state=seed).fit(data)
     info = {
@@ -221,9 +258,10 @@ def ranker_setup(data_name: str, candidates: int, seed: int = 0) -> tuple[Any, d
     return model, info
 
 
-def profile_engine(engine: Any, users: list[Any], k: int = 10, top: int = 12) -> list[dict[str, Any]]:
-    """cProfile of ``engine.recommend_user`` over ``users``: the functions with the most own time
-    (the hot spots of the serving path), with their share of the total."""
+def profile_engine(engine: Any, users: list[Any], k: int = 10, top: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """cProfile of ``engine.recommend_user`` over ``users``, per request: the functions with the
+    most own time (``"own"``: the hot spots) and tastebud's functions with the most time inside
+    them (``"tastebud"``: which step of the serving path spends it)."""
     import cProfile
     import pstats
 
@@ -234,14 +272,19 @@ def profile_engine(engine: Any, users: list[Any], k: int = 10, top: int = 12) ->
     profile.disable()
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     total = sum(v[2] for v in stats.values()) or 1.0
-    rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
-    return [
-        {
-            "function": f"{Path(file).name}:{line} {name}",
+
+    def row(key: tuple[str, int, str], value: tuple) -> dict[str, Any]:
+        (file, line, name), (_, calls, own, cum, _) = key, value
+        where = file.split("src/tastebud/")[-1] if "src/tastebud/" in file else Path(file).name
+        return {
+            "function": f"{where}:{line} {name}",
             "calls / request": calls / len(users),
             "own ms / request": own / len(users) * 1e3,
             "cumulative ms / request": cum / len(users) * 1e3,
             "share of own time": own / total,
         }
-        for (file, line, name), (_, calls, own, cum, _) in rows
-    ]
+
+    own = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
+    ours = [kv for kv in stats.items() if "src/tastebud/" in kv[0][0]]
+    cumulative = sorted(ours, key=lambda kv: -kv[1][3])[:top]
+    return {"own": [row(*kv) for kv in own], "tastebud": [row(*kv) for kv in cumulative]}

@@ -489,7 +489,7 @@ def ranker_part(args: argparse.Namespace, work: Path) -> str:
     root = work / "ranker-registry"
     publish_versions(root, model, None, versions=1)
     conns = 8
-    pace = paced_think_ms(conns, args.ranker_rate, p50)
+    pace = paced_think_ms(conns, args.ranker_rate, 1.5 * p50)  # HTTP and queueing add to the engine's time
     lua = LUA_USER_IDS % {"ids": lua_strings([str(i) for i in ids])}
     with serving(root, args.workers) as (port, start_s):
         run_wrk(port, lua, 3, 2)  # warm-up

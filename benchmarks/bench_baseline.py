@@ -73,9 +73,7 @@ def main() -> None:
                     "Recall@10": r["recall@10"],
                     "coverage": r["coverage"],
                     "fit s": t["s"],
-                    "peer NDCG@10 (MostPopular, published)": PEER_POPULAR_NDCG[name]
-                    if model_name == "popular"
-                    else float("nan"),
+                    "peer NDCG@10 (MostPopular, published)": PEER_POPULAR_NDCG[name] if model_name == "popular" else float("nan"),
                 }
             )
     topn = pd.DataFrame(rows)

@@ -73,15 +73,7 @@ PARITY = {
     "SASRec": (
         "sasrec",
         "last",
-        {
-            "factors": 50,
-            "maxlen": 50,
-            "dropout": 0.2,
-            "batch_size": 32,
-            "learning_rate": 0.002,
-            "epochs": 20,
-            "patience": None,
-        },
+        {"factors": 50, "maxlen": 50, "dropout": 0.2, "batch_size": 32, "learning_rate": 0.002, "epochs": 20, "patience": None},
     ),
     "NeuMF": (
         "neumf",

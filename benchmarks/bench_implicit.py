@@ -134,15 +134,10 @@ def accuracy(name: str) -> list[dict]:
     # the weighted hybrid (Burke 2002) of the two best: z-scored EASE + tuned iALS, equal weights
     lam = HYBRID_EASE_LAMBDA[name]
     with timer() as t:
-        blend = Hybrid(
-            models=["ease", "ials"], method="score", params={"ease": {"reg": lam}, "ials": dict(q, threads=2)}
-        ).fit(split.train)
-    record(
-        "tastebud hybrid (ease + ials)",
-        f"z-score fusion, equal weights; ease lambda {lam:g}, ials tuned",
-        blend,
-        t["s"],
-    )
+        blend = Hybrid(models=["ease", "ials"], method="score", params={"ease": {"reg": lam}, "ials": dict(q, threads=2)}).fit(
+            split.train
+        )
+    record("tastebud hybrid (ease + ials)", f"z-score fusion, equal weights; ease lambda {lam:g}, ials tuned", blend, t["s"])
 
     b = BPR_PARAMS
     with timer() as t:

@@ -269,10 +269,7 @@ def cold_start_rows() -> pd.DataFrame:
     rows = [{"features": "random", "ndcg@10": cold_ndcg(Random(random_state=0).fit(test.train), test, test_held)}]
     for label, blocks in COLD_BLOCKS.items():
         rows.append(
-            {
-                "features": label,
-                "ndcg@10": cold_ndcg(ContentBased(feature_blocks=blocks).fit(test.train), test, test_held),
-            }
+            {"features": label, "ndcg@10": cold_ndcg(ContentBased(feature_blocks=blocks).fit(test.train), test, test_held)}
         )
     rows.append(
         {

@@ -84,13 +84,7 @@ def main() -> None:
         "tastebud SVD++ (defaults)": lambda: SVDpp(),
         "Surprise SVD++ (defaults)": "svdpp",
         "tastebud SVD++ (20 factors, 20 epochs, Surprise's rates)": lambda: SVDpp(
-            epochs=20,
-            learning_rate=0.007,
-            learning_rate_decay=1.0,
-            reg=0.02,
-            reg_user_bias=None,
-            reg_item_bias=None,
-            reg_implicit_factors=None,
+            epochs=20, learning_rate=0.007, learning_rate_decay=1.0, reg=0.02, reg_user_bias=None, reg_item_bias=None, reg_implicit_factors=None
         ),
         "tastebud ALS (defaults)": lambda: ExplicitALS(),
         "tastebud Bayesian MF (defaults: implicit both sides; threads=1)": lambda: BayesianMF(threads=1),
@@ -126,13 +120,7 @@ def main() -> None:
     pp_ours = [
         ours_fold(
             SVDpp(
-                epochs=20,
-                learning_rate=0.007,
-                learning_rate_decay=1.0,
-                reg=0.02,
-                reg_user_bias=None,
-                reg_item_bias=None,
-                reg_implicit_factors=None,
+                epochs=20, learning_rate=0.007, learning_rate_decay=1.0, reg=0.02, reg_user_bias=None, reg_item_bias=None, reg_implicit_factors=None
             ),
             splits[f],
         )

@@ -1,25 +1,34 @@
 """Serving under load: wrk against a real `tastebud serve --workers 2` on 127.0.0.1, 1M-item catalogue.
 
-The served model is an iALS model (the real class) whose factors are synthetic: 1M items x 64,
-100k users (the vectors of bench_index.py). Known users are answered from the HNSW index
-(M=32, efConstruction=200, efSearch=256); a new person's history is folded in by iALS's exact
-least-squares solve (``history_vector``) and the index is searched with that vector.
+The served model is an iALS model *trained* on a synthetic implicit data set with latent structure
+at the catalogue's size (1M items, 100k people, 10M plays, 64 factors; issue #21), built and cached
+by serve_models.py together with its HNSW index (M=32, efConstruction=200). Known users are
+answered from the index; a new person's history is folded in by iALS's exact least-squares solve
+(``history_vector``) and the index is searched with that vector.
 
-First the machine's own latency noise is measured (``machine_noise``: short units of pure-Python
+Before the load runs, the index's recall@10 is measured through the service's engine against the
+library's exact ranking of the same vectors, for known users and for five-item histories of people
+held out of the fit; efSearch is chosen on a tuning set of queries and recall reported on another.
+
+Then the machine's own latency noise is measured (``machine_noise``: short units of pure-Python
 work, nothing else running), then the runs (wrk, one thread; each bounded to ``--seconds``):
 
 1. GET /users/{id}/recommendations, random known users, paced at the target 500 req/s (16
    connections with exponential think times: close to Poisson arrivals);
 2. the same, unpaced (8 connections: the most this machine serves);
 3. the paced and the unpaced run again while POST /admin/reload swaps the version;
-4. POST /recommendations from a five-item history (random items), paced and unpaced;
+4. POST /recommendations from a held-out person's five-item history, paced and unpaced;
 5. POST /events, one event per request, unpaced; afterwards every acknowledged event is counted
-   in the SQLite store (none may be missing).
+   in the SQLite store (none may be missing);
+6. a LightGBM ranker (500 candidates per retriever, fitted on ML-100K) served alone, GET
+   /users/{id}/recommendations?k=10 paced to 100 req/s (issue #23), with a cProfile of the engine
+   call.
 
 Beside wrk's latency each row shows the latency inside the app, from the service's own histogram
 (GET /metrics, which counts every worker), so the time spent outside it can be read off.
 
-    python benchmarks/bench_serve.py [--seconds 15]
+    python benchmarks/bench_serve.py [--seconds 15]     # the section (fit and graph cached after the first run)
+    python benchmarks/bench_serve.py --quick            # smoke test at 50k items, writes nothing
 
 Needs `wrk` (Debian: apt-get install -y wrk). The server and wrk share the machine's cores.
 """
@@ -39,6 +48,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,90 +59,95 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, write_section  # noqa: E402
-from tastebud.core.registry import get_model  # noqa: E402
+from common import DATA, markdown_table, write_section  # noqa: E402
+from serve_models import (  # noqa: E402
+    EF_GRID,
+    GEOMETRIES,
+    ITEM_PREFIX,
+    RANKER_RETRIEVERS,
+    TARGET_RECALL,
+    USER_PREFIX,
+    choose_index,
+    engine_recall,
+    exact_lists,
+    ials_setup,
+    profile_engine,
+    ranker_setup,
+    serving_engine,
+    serving_policy,
+)
 from tastebud.serve.fleet import POLL_SECONDS  # noqa: E402
 
 TOKEN = "bench-token"
 USERS_ROUTE = "/users/{user_id}/recommendations"
-N_USERS = 100_000
+FACTORS = 64
 EF_CONSTRUCTION = 200  # a well-built graph reaches recall@10 >= 0.95 at a small efSearch
-EF_SEARCH = 256  # recall@10 0.957 on this graph (printed with the results)
 
 
 # The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
 MEASURES = [
+    "benchmarks/serve_models.py",
+    "benchmarks/bench_index.py",  # recall() and the cache folder
     "src/tastebud/serve",
     "src/tastebud/index",
     "src/tastebud/models/ials.py",
+    "src/tastebud/kernels/ials.py",
+    "src/tastebud/models/_common.py",
+    "src/tastebud/models/ranker.py",
+    # the ranker's retrievers, asked for their candidates on every request
+    "src/tastebud/models/ease.py",
+    "src/tastebud/models/knn.py",
+    "src/tastebud/models/_item_item.py",
+    "src/tastebud/models/rp3beta.py",
+    "src/tastebud/models/baseline.py",
+    "src/tastebud/kernels/knn.py",
 ]
 
 
-def build_registry(root: Path, n_items: int) -> tuple[Any, Any]:
-    """A registry whose v0001 and v0002 serve the same 1M-item model (v0002 for the hot reload).
-
-    Returns the served (model, index), for :func:`index_quality`."""
-    import scipy.sparse as sp
-
-    from bench_index import cached_hnsw, synthetic_factors
-    from tastebud.data.idmap import IdMap
-    from tastebud.serve.engine import PolicyConfig
+def publish_versions(root: Path, model: Any, index: Any, versions: int = 2) -> None:
+    """A registry whose versions (v0001, v0002, ...) all serve ``model`` from ``index`` (a second
+    version is there for the hot reload)."""
     from tastebud.serve.registry import ModelRegistry
 
-    users, items = synthetic_factors(n_items, N_USERS)
-    index, _ = cached_hnsw(items, ef_construction=EF_CONSTRUCTION)  # built once; bench_index.py shares the cache
-    index.ef_search = EF_SEARCH
-    # an iALS model with synthetic factors: the served model is the real class (fold-in of new
-    # people by its exact least-squares solve), only the 1M-item factors are made up
-    model = get_model("ials")(factors=users.shape[1])
-    rng = np.random.default_rng(5)
-    model.users_, model.items_ = IdMap(np.arange(N_USERS)), IdMap(np.arange(n_items))
-    rows = np.repeat(np.arange(N_USERS), 10)
-    model.user_items_ = sp.csr_matrix(
-        (np.ones(len(rows), np.float32), (rows, rng.integers(0, n_items, len(rows)))), shape=(N_USERS, n_items)
-    )
-    model.user_factors_, model.item_factors_ = users, items
     reg = ModelRegistry(root)
-    policy = PolicyConfig(collaborative=["ials"], short_history=0)
-    for _ in range(2):
+    indexes = [model.name] if index is not None else []
+    for _ in range(versions):
         stage = reg.stage()
-        model.save(stage / "models" / "ials")
-        index.save(stage / "index" / "ials")
+        model.save(stage / "models" / model.name)
+        if index is not None:
+            index.save(stage / "index" / model.name)
         spec = {
-            "models": ["ials"],
-            "policy": policy.to_dict(),
-            "indexes": ["ials"],
+            "models": [model.name],
+            "policy": serving_policy(model.name).to_dict(),
+            "indexes": indexes,
             "events_through_seq": 0,
         }
         reg.publish(stage, spec, make_current=False)
     reg.set_current("v0001")
-    return model, index
 
 
-def index_quality(model: Any, index: Any) -> dict[str, tuple[float, float]]:
-    """What the service answers with: the served index against exact search, for known users and
-    for five random items folded in (the POST /recommendations queries); (recall@10, score share)."""
-    from bench_index import recall
+def build_registry(root: Path, n_items: int, n_users: int = 100_000) -> None:
+    """bench_reload.py's registry: two versions of an iALS model whose 1M-item factors are made up
+    (bench_index.py's vectors, its cached HNSW graph at efConstruction 200, efSearch 256). A reload
+    costs the same whatever the factors hold; this one needs no fit."""
+    import scipy.sparse as sp
 
-    users, items = model.user_factors_, model.item_factors_
-    n_items = len(items)
-    rng = np.random.default_rng(7)
-    histories = [rng.integers(0, n_items, 5) for _ in range(300)]
-    folded = np.stack([model.history_vector(h, np.ones(5, np.float32)) for h in histories]).astype(np.float32)
-    quality = {}
-    for name, queries, exclude in (("users", users[:500], None), ("histories", folded, histories)):
-        scores = queries @ items.T
-        if exclude is not None:
-            for r, h in enumerate(exclude):
-                scores[r, h] = -np.inf
-        top = np.argpartition(-scores, 10, axis=1)[:, :10]
-        exact = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1), 1)
-        got, _ = index.search(queries, 10, exclude=exclude)
-        # share of the exact top 10's total score that the returned 10 reach (near ties cost
-        # recall by id but not score)
-        mass = np.take_along_axis(scores, got, 1).sum(1) / np.take_along_axis(scores, exact, 1).sum(1)
-        quality[name] = (recall(got, exact), float(np.mean(mass)))
-    return quality
+    from bench_index import cached_hnsw, synthetic_factors
+    from tastebud.core.registry import get_model
+    from tastebud.data.idmap import IdMap
+
+    users, items = synthetic_factors(n_items, n_users)
+    index, _ = cached_hnsw(items, ef_construction=EF_CONSTRUCTION)  # built once; bench_index.py shares the cache
+    index.ef_search = 256
+    model = get_model("ials")(factors=users.shape[1])
+    rng = np.random.default_rng(5)
+    model.users_, model.items_ = IdMap(np.arange(n_users)), IdMap(np.arange(n_items))
+    rows = np.repeat(np.arange(n_users), 10)
+    model.user_items_ = sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, rng.integers(0, n_items, len(rows)))), shape=(n_users, n_items)
+    )
+    model.user_factors_, model.item_factors_ = users, items
+    publish_versions(root, model, index)
 
 
 # ---------------------------------------------------------------------------- wrk
@@ -162,19 +178,29 @@ LUA_USERS = (
     LUA_COMMON
     + r"""
 function request()
-  return wrk.format("GET", "/users/" .. math.random(0, %(n_users)d - 1) .. "/recommendations?k=10")
+  return wrk.format("GET", "/users/%(user_prefix)s" .. math.random(0, %(n_users)d - 1) .. "/recommendations?k=10")
 end
 """
 )
 
+# the people of a small catalogue, by id (a table: their ids need not follow a pattern)
+LUA_USER_IDS = (
+    LUA_COMMON
+    + r"""
+local ids = {%(ids)s}
+function request()
+  return wrk.format("GET", "/users/" .. ids[math.random(1, #ids)] .. "/recommendations?k=10")
+end
+"""
+)
+
+# held-out people's five-item histories, one ready JSON body each
 LUA_HISTORY = (
     LUA_COMMON
     + r"""
+local bodies = {%(bodies)s}
 function request()
-  local items = {}
-  for i = 1, 5 do items[i] = math.random(0, %(n_items)d - 1) end
-  local body = '{"items": [' .. table.concat(items, ",") .. '], "k": 10}'
-  return wrk.format("POST", "/recommendations", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/recommendations", {["Content-Type"] = "application/json"}, bodies[math.random(1, #bodies)])
 end
 """
 )
@@ -184,12 +210,17 @@ LUA_EVENTS = (
     + r"""
 function request()
   sent = sent + 1
-  local body = string.format('{"user": "listener-%%d-%%d", "item": %%d, "event_id": "%%s-%%d-%%d"}',
+  local body = string.format('{"user": "listener-%%d-%%d", "item": "%(item_prefix)s%%d", "event_id": "%%s-%%d-%%d"}',
     tid, sent %% 5000, math.random(0, %(n_items)d - 1), tag, tid, sent)
   return wrk.format("POST", "/events", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(token)s"}, body)
 end
 """
 )
+
+
+def lua_strings(values: list[str]) -> str:
+    """A Lua table body of string literals (long brackets: no escaping of JSON quotes)."""
+    return ", ".join(f"[[{v}]]" for v in values)
 
 
 def run_wrk(
@@ -319,120 +350,294 @@ def machine_noise(seconds: float) -> dict[float, float]:
     return {q: float(np.percentile(took, q)) for q in (50, 99, 99.9)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--target", type=int, default=500, help="paced request rate")
-    parser.add_argument("--workers", type=int, default=2, help="tastebud serve --workers (one per core)")
-    args = parser.parse_args()
-    load_before = os.getloadavg()[0]
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (apt-get install -y wrk)")
-    import httpx
-
-    work = Path(tempfile.mkdtemp(prefix="tastebud-bench-serve-"))
-    root = work / "registry"
-    t = time.perf_counter()
-    model, index = build_registry(root, args.n)
-    build_s = time.perf_counter() - t
-    quality = index_quality(model, index)
-    del model, index
-    noise = machine_noise(8)
+@contextmanager
+def serving(root: Path, workers: int) -> Iterator[tuple[int, float]]:
+    """`tastebud serve --model root --workers N` on a free port: yields (port, seconds to ready)."""
     port = free_port()
     t = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tastebud", "serve", "--model", str(root), "--port", str(port)]
-        + ["--workers", str(args.workers)],
+        + ["--workers", str(workers)],
         env=dict(os.environ, TASTEBUD_TOKEN=TOKEN),
     )
-    rows = []
     try:
         wait_ready(port)
-        start_s = time.perf_counter() - t
-        fmt = {"n_users": N_USERS, "n_items": args.n, "token": TOKEN}
-        conns = 16
-        # a connection's cycle is its think time plus a response (about 2 ms); aim 6% above the
-        # target so that the rate measured is at least the target
-        pace = max(0, round(conns * 1000 / (1.06 * args.target)) - 2)
-        run_wrk(port, LUA_USERS % fmt, 3, 4)  # warm-up
-        r = run_wrk(port, LUA_USERS % fmt, args.seconds, conns, pace, route=USERS_ROUTE)
-        rows.append({"run": f"GET /users/{{id}}/recommendations, paced to {args.target}/s", **r})
-        r = run_wrk(port, LUA_USERS % fmt, args.seconds, 8, route=USERS_ROUTE)
-        rows.append({"run": "GET /users/{id}/recommendations, unpaced (max)", **r})
-
-        # a hot reload in the middle of a run, paced and unpaced (v0001 -> v0002, then back)
-        def with_reload(version: str, pace_ms: int, connections: int) -> tuple[dict, dict]:
-            info: dict = {}
-
-            def do_reload() -> None:
-                time.sleep(args.seconds / 3)
-                t0 = time.perf_counter()
-                resp = httpx.post(
-                    f"http://127.0.0.1:{port}/admin/reload",
-                    json={"version": version},
-                    headers={"Authorization": f"Bearer {TOKEN}"},
-                    timeout=300,
-                )
-                info.update(
-                    status=resp.status_code, seconds=time.perf_counter() - t0, version=resp.json().get("version")
-                )
-
-            th = threading.Thread(target=do_reload)
-            th.start()
-            res = run_wrk(port, LUA_USERS % fmt, args.seconds, connections, pace_ms, route=USERS_ROUTE)
-            th.join()
-            return res, info
-
-        for label, version, pace_ms, connections in (("paced", "v0002", pace, conns), ("unpaced", "v0001", 0, 8)):
-            r, info = with_reload(version, pace_ms, connections)
-            took = info.get("seconds", float("nan"))
-            rows.append(
-                {
-                    "run": f"GET /users/{{id}}/recommendations, {label}, hot reload (took {took:.1f}s, -> {info.get('version')})",
-                    **r,
-                }
-            )
-        r = run_wrk(port, LUA_HISTORY % fmt, args.seconds, conns, pace, route="/recommendations")
-        rows.append({"run": f"POST /recommendations (5-item history), paced to {args.target}/s", **r})
-        r = run_wrk(port, LUA_HISTORY % fmt, args.seconds, 8, route="/recommendations")
-        rows.append({"run": "POST /recommendations (5-item history), unpaced (max)", **r})
-        tag = f"b{int(time.time())}"
-        before = sqlite_count(root / "events.db")
-        r = run_wrk(port, LUA_EVENTS % fmt, args.seconds, 32, 0, tag, route="/events")
-        stored = sqlite_count(root / "events.db") - before
-        rows.append({"run": "POST /events (1 event per request, unpaced)", **r})
-        lost = max(0, r["acked"] - stored)
-        verdict = "none lost" if lost == 0 else f"{lost} LOST"
-        events_note = (
-            f"POST /events: {r['acked']:,} events acknowledged (2xx), {stored:,} stored in the SQLite store afterwards "
-            f"({verdict}); durable = WAL + synchronous=FULL, group commit."
-        )
+        yield port, time.perf_counter() - t
     finally:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def paced_think_ms(connections: int, rate: float, response_ms: float) -> int:
+    """Mean think time per connection so that ``connections`` offer a little more than ``rate``
+    req/s (6% above, so that the rate measured is at least the target) when a response takes
+    ``response_ms``."""
+    return max(0, round(connections * 1000 / (1.06 * rate) - response_ms))
+
+
+def ials_runs(port: int, args: argparse.Namespace, fmt: dict[str, Any], conns: int, pace: int) -> tuple[list, str]:
+    """The wrk runs against the iALS version: known users, hot reloads, histories, events."""
+    import httpx
+
+    rows = []
+    run_wrk(port, LUA_USERS % fmt, 3, 4)  # warm-up
+    r = run_wrk(port, LUA_USERS % fmt, args.seconds, conns, pace, route=USERS_ROUTE)
+    rows.append({"run": f"GET /users/{{id}}/recommendations, paced to {args.target}/s", **r})
+    r = run_wrk(port, LUA_USERS % fmt, args.seconds, 8, route=USERS_ROUTE)
+    rows.append({"run": "GET /users/{id}/recommendations, unpaced (max)", **r})
+
+    # a hot reload in the middle of a run, paced and unpaced (v0001 -> v0002, then back)
+    def with_reload(version: str, pace_ms: int, connections: int) -> tuple[dict, dict]:
+        info: dict = {}
+
+        def do_reload() -> None:
+            time.sleep(args.seconds / 3)
+            t0 = time.perf_counter()
+            resp = httpx.post(
+                f"http://127.0.0.1:{port}/admin/reload",
+                json={"version": version},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=300,
+            )
+            info.update(status=resp.status_code, seconds=time.perf_counter() - t0, version=resp.json().get("version"))
+
+        th = threading.Thread(target=do_reload)
+        th.start()
+        res = run_wrk(port, LUA_USERS % fmt, args.seconds, connections, pace_ms, route=USERS_ROUTE)
+        th.join()
+        return res, info
+
+    for label, version, pace_ms, connections in (("paced", "v0002", pace, conns), ("unpaced", "v0001", 0, 8)):
+        r, info = with_reload(version, pace_ms, connections)
+        took = info.get("seconds", float("nan"))
+        rows.append(
+            {
+                "run": f"GET /users/{{id}}/recommendations, {label}, hot reload (took {took:.1f}s, -> {info.get('version')})",
+                **r,
+            }
+        )
+    r = run_wrk(port, LUA_HISTORY % fmt, args.seconds, conns, pace, route="/recommendations")
+    rows.append({"run": f"POST /recommendations (5-item history), paced to {args.target}/s", **r})
+    r = run_wrk(port, LUA_HISTORY % fmt, args.seconds, 8, route="/recommendations")
+    rows.append({"run": "POST /recommendations (5-item history), unpaced (max)", **r})
+    root = fmt["root"]
+    tag = f"b{int(time.time())}"
+    before = sqlite_count(root / "events.db")
+    r = run_wrk(port, LUA_EVENTS % fmt, args.seconds, 32, 0, tag, route="/events")
+    stored = sqlite_count(root / "events.db") - before
+    rows.append({"run": "POST /events (1 event per request, unpaced)", **r})
+    lost = max(0, r["acked"] - stored)
+    verdict = "none lost" if lost == 0 else f"{lost} LOST"
+    events_note = (
+        f"POST /events: {r['acked']:,} events acknowledged (2xx), {stored:,} stored in the SQLite store afterwards "
+        f"({verdict}); durable = WAL + synchronous=FULL, group commit."
+    )
+    return rows, events_note
+
+
+def latency_frame(rows: list[dict]) -> pd.DataFrame:
+    """wrk's and the app's latency per run, formatted for the section."""
     cols = ["run", "rps", "p50", "p90", "p99", "in_app_p50", "in_app_p99", "requests", "non2xx", "socket_errors"]
     frame = pd.DataFrame(rows)[cols]
     frame.columns = [
-        "run",
-        "req/s",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "in app: p50 ms",
-        "in app: p99 ms",
-        "requests",
-        "non-2xx",
+        "run", "req/s", "p50 ms", "p90 ms", "p99 ms", "in app: p50 ms", "in app: p99 ms", "requests", "non-2xx",
         "socket errors",
-    ]
+    ]  # fmt: skip
     for col in ("req/s", "p50 ms", "p90 ms", "p99 ms"):
         frame[col] = frame[col].map(lambda v: f"{v:,.1f}")
     for col in ("in app: p50 ms", "in app: p99 ms"):
         frame[col] = frame[col].map(lambda v: f"<= {v:g}")
-    body = f"""## Serving ({args.n:,}-item catalogue, HNSW32 (efConstruction={EF_CONSTRUCTION}, efSearch={EF_SEARCH}) over 64-d factors, {N_USERS:,} users)
+    return frame
+
+
+def in_process_latency(engine: Any, users: list[Any], k: int = 10) -> tuple[float, float]:
+    """(p50, p99) ms of ``engine.recommend_user`` called in this process, one person at a time."""
+    took = []
+    for u in users:
+        t = time.perf_counter()
+        engine.recommend_user(u, k=k)
+        took.append(time.perf_counter() - t)
+    return float(np.percentile(took, 50) * 1e3), float(np.percentile(took, 99) * 1e3)
+
+
+def profile_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`serve_models.profile_engine` rows, formatted for the section."""
+    frame = pd.DataFrame(rows)
+    frame["calls / request"] = frame["calls / request"].map(lambda v: f"{v:g}")
+    for col in ("own ms / request", "cumulative ms / request"):
+        frame[col] = frame[col].map(lambda v: f"{v:.2f}")
+    frame["share of own time"] = frame["share of own time"].map(lambda v: f"{v:.0%}")
+    return frame
+
+
+def ranker_part(args: argparse.Namespace, work: Path) -> str:
+    """Issue #23: a LightGBM ranker (``candidates`` per retriever) served by `tastebud serve`,
+    GET /users/{id}/recommendations?k=10 paced to ``--ranker-rate``; with a profile of the engine call."""
+    synthetic = (1000, 600, 25_000) if args.quick else (2000, 1000, 60_000)
+    model, info = ranker_setup(args.ranker_data, args.candidates, synthetic)
+    engine = serving_engine(model, None)
+    rng = np.random.default_rng(13)
+    ids = model.users_.ids
+    for u in ids[:3]:
+        engine.recommend_user(u, k=10)  # warm: compiled kernels, caches
+    p50, p99 = in_process_latency(engine, list(rng.choice(ids, 200)))
+    profile = profile_engine(engine, list(rng.choice(ids, 100)))
+    del engine
+    root = work / "ranker-registry"
+    publish_versions(root, model, None, versions=1)
+    conns = 8
+    pace = paced_think_ms(conns, args.ranker_rate, 1.5 * p50)  # HTTP and queueing add to the engine's time
+    lua = LUA_USER_IDS % {"ids": lua_strings([str(i) for i in ids])}
+    with serving(root, args.workers) as (port, start_s):
+        run_wrk(port, lua, 3, 2)  # warm-up
+        r = run_wrk(port, lua, args.ranker_seconds, conns, pace, route=USERS_ROUTE)
+    r["run"] = f"ranker: GET /users/{{id}}/recommendations?k=10, paced to {args.ranker_rate}/s"
+    met = "met" if r["p99"] <= 50 and r["rps"] >= args.ranker_rate * 0.95 and not r["non2xx"] else "NOT met"
+    hot = {part: profile_table(rows) for part, rows in profile.items()}
+    cached = " (fitted in an earlier run, cached)" if info.get("cached") else ""
+    return f"""### Ranker serving latency (issue #23)
+
+A `ranker` over {", ".join(RANKER_RETRIEVERS)} with `candidates={args.candidates}` per retriever (LightGBM
+LambdaRank, {info["trees"]} trees, 1 thread) fitted on {info["data"]} ({info["users"]:,} users, {info["items"]:,}
+items, {info["interactions"]:,} interactions) in {info["fit_s"]:.0f}s{cached}, served alone by `tastebud serve --workers
+{args.workers}`: known users, k=10, explanations included (the route's default), {conns} connections
+with exponential think times (mean {pace} ms) for a rate a little above {args.ranker_rate}/s. Target: p99 <= 50 ms
+on 2 cores ({met}).
+
+{markdown_table(latency_frame([r]))}
+
+In this process, one person at a time (200 people, no HTTP): `Engine.recommend_user` p50 {p50:.1f} ms,
+p99 {p99:.1f} ms. Where that time goes (cProfile over 100 calls, per request), by tastebud's steps (time
+inside each, callees included):
+
+{markdown_table(hot["tastebud"])}
+
+and the functions with the most time of their own (the hot spots):
+
+{markdown_table(hot["own"])}
+
+Server start {start_s:.0f}s."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1_000_000, help="catalogue size (items)")
+    parser.add_argument("--users", type=int, default=100_000, help="people in the training data")
+    parser.add_argument("--interactions", type=int, default=10_000_000, help="plays in the training data")
+    parser.add_argument("--epochs", type=int, default=8, help="iALS sweeps")
+    parser.add_argument(
+        "--ef-search",
+        type=int,
+        default=0,
+        help="efSearch to serve with (0: geometry and efSearch chosen on tuning queries)",
+    )
+    parser.add_argument("--geometry", choices=list(GEOMETRIES), default="inner product", help="with --ef-search")
+    parser.add_argument("--queries", type=int, default=1000, help="queries of each kind, tuning and reported apart")
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--target", type=int, default=500, help="paced request rate")
+    parser.add_argument("--workers", type=int, default=2, help="tastebud serve --workers (one per core)")
+    parser.add_argument("--ranker-data", choices=("ml-100k", "synthetic"), default=None)
+    parser.add_argument("--candidates", type=int, default=500, help="the ranker's candidates per retriever")
+    parser.add_argument("--ranker-rate", type=int, default=50, help="paced request rate for the ranker")
+    parser.add_argument("--ranker-seconds", type=int, default=45)
+    parser.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md alone")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 50k items, short runs, synthetic ranker data; implies --no-write",
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.users, args.interactions, args.epochs = 50_000, 10_000, 500_000, 5
+        args.queries, args.seconds, args.ranker_seconds, args.no_write = 300, 5, 10, True
+        args.ranker_data = args.ranker_data or "synthetic"
+    if args.ranker_data is None:
+        args.ranker_data = "ml-100k" if (DATA / "ml-100k" / "u.data").is_file() else "synthetic"
+    load_before = os.getloadavg()[0]
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install -y wrk)")
+
+    work = Path(tempfile.mkdtemp(prefix="tastebud-bench-serve-"))
+    root = work / "registry"
+    q = args.queries
+    setup = ials_setup(
+        args.n, args.users, args.interactions, factors=FACTORS, epochs=args.epochs, ef_construction=EF_CONSTRUCTION,
+        held_out=int(2.2 * q), seed=0,
+    )  # fmt: skip
+    model, info = setup.model, setup.info
+    if len(setup.histories) < 2 * q:
+        sys.exit(f"only {len(setup.histories)} held-out histories for {2 * q} queries; lower --queries")
+    people = np.random.default_rng(11).permutation(model.n_users)
+    tune_users, report_users = people[:q], people[q : 2 * q]
+    tune_hist, report_hist = setup.histories[:q], setup.histories[q : 2 * q]
+    t = time.perf_counter()
+    if args.ef_search:
+        geometry, ef, tried = args.geometry, args.ef_search, []
+    else:
+        geometry, ef, tried = choose_index(model, setup.indexes, tune_users, tune_hist)
+    index = setup.indexes[geometry]
+    index.ef_search = ef
+    engine = serving_engine(model, index)
+    quality = engine_recall(engine, model, report_users, report_hist, exact_lists(model, report_users, report_hist))
+    quality_s = time.perf_counter() - t
+    del engine
+    t = time.perf_counter()
+    publish_versions(root, model, index)
+    publish_s = time.perf_counter() - t
+    histories = [json.dumps({"items": model.items_.ids[h].tolist(), "k": 10}) for h in report_hist]
+    n_users, n_items = model.n_users, model.n_items
+    del model, index, setup
+    noise = machine_noise(8)
+    fmt = {
+        "n_users": n_users, "n_items": n_items, "token": TOKEN, "user_prefix": USER_PREFIX, "item_prefix": ITEM_PREFIX,
+        "bodies": lua_strings(histories), "root": root,
+    }  # fmt: skip
+    conns = 16
+    pace = paced_think_ms(conns, args.target, 2.0)  # a response takes about 2 ms
+    with serving(root, args.workers) as (port, start_s):
+        rows, events_note = ials_runs(port, args, fmt, conns, pace)
+    ranker_text = ranker_part(args, work)
+
+    tuning = "The geometry and efSearch were given on the command line (`--geometry`, `--ef-search`)."
+    if tried:
+        grid = pd.DataFrame(tried)
+        for col in ("users", "histories"):
+            grid[col] = grid[col].map(lambda v: f"{v:.3f}")
+        grid.columns = ["HNSW32 over", "efSearch", "recall@10, known users", "recall@10, 5-item histories"]
+        reached = any(min(t["users"], t["histories"]) >= TARGET_RECALL for t in tried)
+        tuning = (
+            f"The geometry and efSearch served ({geometry}, {ef}) were chosen on a separate tuning set ({q} other "
+            f"users, {q} other held-out people): per geometry, efSearch {', '.join(map(str, EF_GRID))} in order, "
+            f"stopping at the first with recall@10 >= {TARGET_RECALL} for both kinds of query; the smallest such "
+            + (
+                "efSearch wins."
+                if reached
+                else "efSearch would win, but none reached it: the best worst-kind recall was taken."
+            )
+            + f" Both graphs: M=32, efConstruction={EF_CONSTRUCTION}; built in "
+            + ", ".join(f"{sec:.0f}s ({g})" for g, sec in info["build_s"].items())
+            + f".\n\n{markdown_table(grid)}"
+        )
+    cached = " (built in an earlier run and cached under $TASTEBUD_BENCH_CACHE)" if info.get("cached") else ""
+    reproduce = "python benchmarks/bench_serve.py" + (
+        " --quick" if args.quick else f" --seconds {args.seconds}" if args.seconds != 15 else ""
+    )
+    body = f"""## Serving ({n_items:,}-item catalogue, trained iALS, HNSW32 over {geometry} (efConstruction={EF_CONSTRUCTION}, efSearch={ef}), {FACTORS}-d factors, {n_users:,} users)
+
+The served model is `ials` *trained*: {FACTORS} factors, {args.epochs} sweeps, fitted on a synthetic implicit data set with
+latent structure (`tastebud.data.synthetic`: {info["users"]:,} people, {n_items:,} items, {info["interactions"]:,}
+plays; {info["items_with_plays"]:.0%} of the items were played at least once, the rest have zero vectors) in
+{info["fit_s"]:.0f}s on {info["threads"]} cores (data generated in {info["generate_s"]:.0f}s){cached}. Known users are answered from the HNSW index; a new person's history is folded in by
+iALS's exact least-squares solve (`history_vector`) and the index is searched with that vector.
+
+Index quality, through the service's engine (`Engine.recommend_user` / `recommend_history`, the code behind
+the routes) against the library's exact ranking of the same vectors (`rank_rows` / `rank_history_idx`),
+training items excluded: recall@10 **{quality["users"]:.3f}** for {q} known users and **{quality["histories"]:.3f}** for {q}
+five-item histories of people held out of the fit (five of their own plays: the POST queries below). Target
+(issue #21): >= {TARGET_RECALL} for both. {tuning}
 
 wrk (1 thread; {args.seconds}s per run) against `tastebud serve --workers {args.workers}` (uvicorn) on 127.0.0.1; wrk and the
 server share the same {os.cpu_count()} cores. Paced runs: {conns} connections, each waiting a random
@@ -440,15 +645,10 @@ think time between requests (exponential, mean {pace} ms, wrk `delay()`), so the
 {args.target}/s and arrivals are close to Poisson (a fixed delay keeps the connections in lockstep:
 16 requests arrive together every ~30 ms, and the last of each burst waits for the other 15);
 latency is measured from send to response. Unpaced runs: 8 connections sending back to back
-(the server's maximum rate). The fleet deals connections out evenly between its workers. Target: >= 500 req/s with p99 <= 25 ms, zero errors. The served model is
-`ials` with synthetic factors. Against exact search the index answers known users (500) with
-recall@10 {quality["users"][0]:.3f} and five random items folded in (300 histories, the POST
-queries) with recall@10 {quality["histories"][0]:.3f}; the returned ten reach {quality["users"][1]:.1%} and
-{quality["histories"][1]:.1%} of the exact top ten's total score. The fold-in solves against
-`Y^T Y + reg I` over a million synthetic items, so five unrelated items give a query whose top scores
-are near ties; that costs recall by id more than score.
+(the server's maximum rate). The fleet deals connections out evenly between its workers. Target: >= 500 req/s
+with p99 <= 25 ms, zero errors. GET asks for random known users; POST sends the {q} reported histories.
 
-{markdown_table(frame)}
+{markdown_table(latency_frame(rows))}
 
 "In app" is the service's own latency histogram (`tastebud_request_seconds` of GET /metrics,
 which counts every worker of the fleet): from the request reaching the app to the response
@@ -458,7 +658,7 @@ request before it, the kernel's loopback, wrk itself, and stalls of the machine.
 
 {events_note}
 
-Registry publish (2 versions, index built once and cached by bench_index) {build_s:.0f}s; server start
+Index quality measured in {quality_s:.0f}s; registry publish (2 versions) {publish_s:.0f}s; server start
 (loading the model and index) {start_s:.0f}s.
 
 The machine's own noise, measured before the runs with nothing else running: 1.5 ms units of
@@ -467,9 +667,13 @@ pure-Python work with random pauses between them (one process per core, 8 s) too
 outside tastebud (a virtual CPU not running); a request that meets one waits as long, and so do
 the requests queued behind it.
 
-Reproduce: `python benchmarks/bench_serve.py --seconds {args.seconds}` (needs wrk). The load average
-before the run was {load_before:.1f}; wrk and the server compete for the same 2 cores."""
-    write_section("serve", body, measures=MEASURES)
+{ranker_text}
+
+Reproduce: `{reproduce}` (needs wrk; `--quick` for a smoke test at 50k items that writes
+nothing). The load average before the run was {load_before:.1f}; wrk and the server compete for the same
+{os.cpu_count()} cores."""
+    if not args.no_write:
+        write_section("serve", body, measures=MEASURES)
     print(body)
     shutil.rmtree(work, ignore_errors=True)
 

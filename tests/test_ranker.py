@@ -97,6 +97,32 @@ def test_explanations_add_up_to_the_score(model, synth):
         assert sum(w for _, w in expl.contributions) == pytest.approx(float(score), abs=1e-4)
 
 
+def test_explaining_a_few_items_matches_their_scores_in_any_order(model):
+    """_explain runs TreeSHAP on the rows of the asked items only: each explanation still belongs
+    to its own item, whatever the order asked, and an item no retriever proposed is said so."""
+    scores = model.score_rows(np.array([0]))[0]
+    top, _ = model.rank_rows(np.array([0]), 6)
+    seen = set(model.user_items_[0].indices)
+    outsider = next(i for i in np.argsort(scores, kind="stable") if i not in seen)  # ranked last: not proposed
+    asked = np.array([*top[0][::-1], outsider, top[0][2]])
+    expls = model.explain_idx(0, asked)
+    assert len(expls) == len(asked)
+    for i, expl in zip(asked[:-2], expls[:-2], strict=True):
+        assert sum(w for _, w in expl.contributions) == pytest.approx(float(scores[i]), abs=1e-4)
+    assert "not proposed" in expls[-2].text
+    assert expls[-1].contributions == expls[len(top[0]) - 1 - 2].contributions
+
+
+def test_explaining_the_list_just_scored_matches_explaining_afresh(model):
+    """The service scores a person, then explains that list: _explain reuses what _score built
+    for that person, and must say exactly what it says for a person it did not just score."""
+    top, _ = model.rank_rows(np.array([1]), 5)
+    reused = model.explain_idx(1, top[0])
+    model.rank_rows(np.array([2]), 5)  # another person scored last: nothing to reuse for person 1
+    fresh = model.explain_idx(1, top[0])
+    assert [e.contributions for e in reused] == [e.contributions for e in fresh]
+
+
 def test_fold_in_uses_the_retrievers_that_fold_in(model, synth):
     history = [synth.items.ids[i] for i in (0, 3, 5, 8, 13)]
     recs = model.recommend_for_history(history, k=10)

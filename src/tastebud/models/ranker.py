@@ -354,7 +354,7 @@ class Ranker(Recommender):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: Interactions) -> None:
-        for key in ("feature_names_", "_cached_stats", "_cached_columns"):  # a refit starts afresh
+        for key in ("feature_names_", "_cached_stats", "_cached_columns", "_last_scored"):  # a refit starts afresh
             self.__dict__.pop(key, None)
         specs = self.retriever_specs(data)
         self._static_features(data)
@@ -649,13 +649,13 @@ class Ranker(Recommender):
         mask = b.cand >= 0
         return np.column_stack([np.asarray(columns[n], np.float32)[mask] for n in names]).astype(np.float32)
 
-    def _predict(self, b: Batch) -> np.ndarray:
-        """(n, C) raw LightGBM scores, NaN on padding."""
+    def _predict(self, b: Batch, X: np.ndarray | None = None) -> np.ndarray:
+        """(n, C) raw LightGBM scores, NaN on padding; ``X`` is ``_matrix(b)`` when already built."""
         mask = b.cand >= 0
         out = np.full(b.cand.shape, np.nan, np.float32)
         if mask.any():
             out[mask] = self._booster.predict(
-                self._matrix(b), raw_score=True, num_threads=self._lgb_params()["num_threads"]
+                self._matrix(b) if X is None else X, raw_score=True, num_threads=self._lgb_params()["num_threads"]
             )
         return out
 
@@ -684,7 +684,12 @@ class Ranker(Recommender):
         out = np.empty((len(user_idx), width), np.float32)
         for s in range(0, len(user_idx), _BLOCK):
             b = self._batch(self._retrievers, stats, users=np.asarray(user_idx[s : s + _BLOCK]), items=item_idx)
-            out[s : s + _BLOCK] = self._floored(b.cand, self._predict(b), width, pos)
+            X = self._matrix(b)
+            out[s : s + _BLOCK] = self._floored(b.cand, self._predict(b, X), width, pos)
+            if len(user_idx) == 1 and item_idx is None:
+                # the service explains the list it just scored: keep this person's candidates and
+                # features for _explain (one tuple, replaced whole: safe across request threads)
+                self._last_scored = (int(user_idx[0]), stats.matrix, b, X)
         return out
 
     def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -697,26 +702,35 @@ class Ranker(Recommender):
 
     def _explain(self, user_idx: int, item_idx: np.ndarray, history: sp.csr_matrix) -> list[Explanation]:
         """Each feature's contribution to the item's score (LightGBM's ``pred_contrib``; they add up to it)."""
-        if user_idx >= 0:
-            b = self._batch(self._retrievers, self._stats(), users=np.array([user_idx]))
+        stats, last = self._stats(), self.__dict__.get("_last_scored")
+        X = None
+        if user_idx >= 0 and last is not None and last[0] == user_idx and last[1] is stats.matrix:
+            b, X = last[2], last[3]  # the person _score just scored: the same candidates and features
+        elif user_idx >= 0:
+            b = self._batch(self._retrievers, stats, users=np.array([user_idx]))
         else:
             history = sp.csr_matrix(history)
-            b = self._batch(self._retrievers, self._stats(), history=(history.indices.astype(np.int64), history.data))
+            b = self._batch(self._retrievers, stats, history=(history.indices.astype(np.int64), history.data))
         row = b.cand[0]
         real = row[row >= 0]
+        where = {int(i): j for j, i in enumerate(real)}
+        # TreeSHAP costs far more than a prediction: only the rows of the items asked about (a
+        # served list asks about 10 of several hundred candidates), each row's contributions alone
+        rows = sorted({where[int(i)] for i in item_idx if int(i) in where})
+        X = self._matrix(b) if X is None else X
         contrib = (
-            np.asarray(self._booster.predict(self._matrix(b), pred_contrib=True), np.float64)
-            if len(real)
+            np.asarray(self._booster.predict(X[rows], pred_contrib=True), np.float64)
+            if rows
             else np.empty((0, len(self.feature_names_) + 1))
         )
-        where = {int(i): j for j, i in enumerate(real)}
+        at = {j: r for r, j in enumerate(rows)}
         out = []
         for i in item_idx:
             j = where.get(int(i))
             if j is None:
                 out.append(Explanation("not proposed by any retriever: ranked below every candidate"))
                 continue
-            parts = contrib[j]
+            parts = contrib[at[j]]
             order = np.argsort(-np.abs(parts[:-1]), kind="stable")
             pairs = [(self.feature_names_[k], float(parts[k])) for k in order] + [("(base)", float(parts[-1]))]
             top = ", ".join(f"{name} {value:+.3f}" for name, value in pairs[:3])

@@ -10,8 +10,8 @@ per epoch; tastebud's default (256 rows a step, five times the steps) has a row 
 Each run is one fit of ``--epochs`` epochs; the time per epoch is its wall (and CPU) seconds over
 the epochs (setup included on both sides: negative sampling is part of an epoch). The sides run in
 turn, A B A B, after a warm-up timed apart (``common.interleave``), at 1 and then 2 torch threads.
-torch is loaded through tastebud, so its OpenMP threads sleep while they wait, for both sides of
-the process (tastebud's default since issue #21).
+torch is loaded through tastebud before cornac is imported, so the process's one OpenMP runtime has
+threads that sleep while they wait, for both sides (tastebud's default since issue #21).
 
     .venv/bin/python benchmarks/bench_neural_speed.py [--pairs 5] [--epochs 2] [--no-sasrec] [--no-write]
 """
@@ -112,6 +112,11 @@ def main() -> None:
     parser.add_argument("--no-sasrec", action="store_true", help="skip SASRec's row")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
+    from tastebud.models._torch import require_torch
+
+    # first: whichever library loads the OpenMP runtime sets its wait policy for the process, and
+    # cornac's compiled extensions load one too (with the spinning default) when cornac is imported
+    require_torch()
     counts = [int(t) for t in args.threads.split(",")]
     rows: list[dict] = []
     for threads in counts:

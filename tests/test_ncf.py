@@ -79,6 +79,30 @@ def test_negative_sampler_avoids_positives_and_is_uniform():
     assert counts.min() > 0.9 * 1500 and counts.max() < 1.1 * 1500  # 4 free items, 6000 draws
 
 
+def test_negative_sampler_draws_what_reprobing_every_draw_each_round_draws():
+    """Re-probing only the redrawn entries is a speed-up, not a new sampler: the same draws, in order."""
+    dense = (np.random.default_rng(3).random((40, 30)) < 0.5).astype(np.float32)
+    dense[0, :29] = 1.0  # a user who saw almost everything: several rounds, one draw left colliding
+    m = sp.csr_matrix(dense)
+    users = np.repeat(np.arange(40), 7)
+
+    def reprobe_all(rng, n, rounds=20):
+        keys = np.repeat(np.arange(40, dtype=np.int64), np.diff(m.indptr)) * 30 + m.indices
+        u = np.repeat(users, n)
+        neg = rng.integers(0, 30, size=len(u))
+        for _ in range(rounds):
+            probe = u * 30 + neg
+            pos = np.searchsorted(keys, probe)
+            hit = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == probe)
+            if not hit.any():
+                break
+            neg[hit] = rng.integers(0, 30, size=int(hit.sum()))
+        return neg.reshape(-1, n)
+
+    got = ncf.sample_negatives(np.random.default_rng(5), users, m, 3)
+    np.testing.assert_array_equal(got, reprobe_all(np.random.default_rng(5), 3))
+
+
 def test_holdout_removes_one_item_per_chosen_user():
     m = blocks().matrix
     rest, users, items = ncf.holdout(m, 0.5, seed=0)

@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 from tastebud.core.errors import ConfigError, ModelFormatError, TrainingError  # noqa: E402
 from tastebud.models._torch import (  # noqa: E402
     TrainLoop,
+    adam,
     module_from_bytes,
     module_to_bytes,
     pick_device,
@@ -203,3 +204,32 @@ def test_progress_reports_loss_and_speed(capsys):
     out = capsys.readouterr()
     text = out.out + out.err
     assert "tiny epoch 2/2: loss" in text and "metric 0.5000" in text and "ex/s" in text
+
+
+def test_openmp_runtimes_load_with_sleeping_waits_unless_the_user_chose(monkeypatch):
+    import os
+
+    from tastebud.models._openmp import sleeping_waits
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with sleeping_waits():
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in os.environ  # only for the moment a runtime loads
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with sleeping_waits():
+        assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_adam_is_the_fused_kernel_with_the_same_update():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    ref = torch.nn.Parameter(w.detach().clone())
+    fused, plain = adam([w], lr=0.1, weight_decay=0.01), torch.optim.Adam([ref], lr=0.1, weight_decay=0.01)
+    assert fused.param_groups[0]["fused"]
+    for _ in range(5):
+        for p, opt in ((w, fused), (ref, plain)):
+            opt.zero_grad()
+            (p**2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(w.detach(), ref.detach())
+    assert not torch.equal(w.detach(), torch.tensor([1.0, -2.0, 3.0]))

@@ -6,7 +6,6 @@ the item-item models) uses them, so they have a home of their own.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,29 +13,18 @@ import numba
 import numpy as np
 
 from tastebud.core.errors import DataError
+from tastebud.models._openmp import sleeping_waits
 
 
 def _start_threads() -> None:
-    """Start numba's thread pool with OpenMP threads that sleep while they wait (once per process).
-
-    GNU OpenMP's default is to spin between parallel regions; a fit runs a few long regions per
-    sweep with Python in between, and on a busy machine the spinning thread takes the core the
-    other one needs: a 2-thread fit measured twice the CPU and wall time of a 1-thread one under
-    load, and the same as it with sleeping waits. The policy is read once, when the OpenMP runtime
-    loads; it is set for that moment only (another runtime loaded later, such as torch's, keeps its
-    default), and never over a policy the user chose."""
+    """Start numba's thread pool with OpenMP threads that sleep while they wait (once per process;
+    see :mod:`tastebud.models._openmp` for why)."""
     global _THREADS_STARTED
     if _THREADS_STARTED:
         return
     _THREADS_STARTED = True
-    if "OMP_WAIT_POLICY" in os.environ:
-        numba.get_num_threads()
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
+    with sleeping_waits():
         numba.get_num_threads()  # loads the threading layer (and its OpenMP runtime) now
-    finally:
-        del os.environ["OMP_WAIT_POLICY"]
 
 
 _THREADS_STARTED = False

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from tastebud.core.errors import ConfigError, ModelFormatError, TrainingError
 from tastebud.core.persist import atomic_write_bytes
 from tastebud.core.progress import note, progress_bar
 from tastebud.data.interactions import Interactions
+from tastebud.models._openmp import sleeping_waits
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -56,9 +58,17 @@ def epoch_observer(callback: Callable[[int, float], None]) -> Iterator[None]:
 
 
 def require_torch() -> Any:
-    """The ``torch`` module, or a ConfigError that says how to install it."""
+    """The ``torch`` module, or a ConfigError that says how to install it.
+
+    When this is the first import of torch in the process, its OpenMP runtime loads with sleeping
+    waits (:func:`tastebud.models._openmp.sleeping_waits`): a training step is dozens of small ops,
+    and spinning threads made a 2-thread NeuMF epoch 5-19 times slower on a busy machine."""
     try:
-        import torch
+        if "torch" in sys.modules:
+            import torch
+        else:
+            with sleeping_waits():
+                import torch
     except ImportError:  # pragma: no cover - torch is installed in the test environment
         raise ConfigError("this model needs PyTorch: pip install tastebud[neural]") from None
     return torch
@@ -104,6 +114,13 @@ def seed_everything(seed: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen
+
+
+def adam(params: Iterable[Any], lr: float, **options: Any) -> torch.optim.Adam:
+    """Adam (Kingma and Ba 2015) with torch's fused kernel: one pass per tensor instead of about
+    eight ops each step, the same update up to rounding (a sixth of a NeuMF step on CPU)."""
+    torch = require_torch()
+    return torch.optim.Adam(params, lr=lr, fused=True, **options)
 
 
 # ---------------------------------------------------------------------- safetensors bytes

@@ -36,6 +36,7 @@ from tastebud.core.space import Categorical, Dist, Int, LogFloat
 from tastebud.data.interactions import Interactions
 from tastebud.models._torch import (
     TorchModel,
+    adam,
     module_from_bytes,
     module_to_bytes,
     pick_device,
@@ -95,8 +96,9 @@ def sample_negatives(
 ) -> np.ndarray:
     """``n`` items per entry of ``users``, uniform over the items that user has not interacted with.
 
-    Rejection sampling against the sorted (user, item) keys of ``matrix``; after ``rounds`` the few
-    draws still colliding (users who saw almost everything) are kept.
+    Rejection sampling against the sorted (user, item) keys of ``matrix``; each round probes only
+    the draws redrawn in the one before (the first probes all). After ``rounds`` the few draws
+    still colliding (users who saw almost everything) are kept.
     """
     n_items = matrix.shape[1]
     m = sp.csr_matrix(matrix)
@@ -104,13 +106,15 @@ def sample_negatives(
     keys = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) * n_items + m.indices
     u = np.repeat(np.asarray(users, np.int64), n)
     neg = rng.integers(0, n_items, size=len(u))
+    todo = np.arange(len(u))  # the draws still to check
     for _ in range(rounds):
-        probe = u * n_items + neg
+        probe = u[todo] * n_items + neg[todo]
         pos = np.searchsorted(keys, probe)
         hit = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == probe)
-        if not hit.any():
+        todo = todo[hit]
+        if not len(todo):
             break
-        neg[hit] = rng.integers(0, n_items, size=int(hit.sum()))
+        neg[todo] = rng.integers(0, n_items, size=len(todo))
     return neg.reshape(-1, n) if n else np.empty((len(users), 0), np.int64)
 
 
@@ -386,7 +390,7 @@ class _NCF(TorchModel):
         if sgd:
             optimizer = torch.optim.SGD(params, lr=float(self.learning_rate), weight_decay=float(self.reg))
         else:
-            optimizer = torch.optim.Adam(params, lr=float(self.learning_rate), weight_decay=float(self.reg))
+            optimizer = adam(params, lr=float(self.learning_rate), weight_decay=float(self.reg))
         loop = self._train_loop(name)
         per_batch = (lambda b: len(b[0])) if loss_kind == "log" else (lambda b: int(b[2].numel()))
         examples = n_pos * (1 + n_neg) if loss_kind == "log" else n_pos

@@ -46,6 +46,7 @@ from tastebud.data.interactions import Interactions
 from tastebud.models._torch import (
     BatchLayout,
     TorchModel,
+    adam,
     module_from_bytes,
     module_to_bytes,
     pick_device,
@@ -312,7 +313,7 @@ class SASRec(TorchModel):
         )
 
         net = self._new_net().to(device)
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate, betas=(0.9, 0.98), weight_decay=self.reg)
+        optimizer = adam(net.parameters(), lr=self.learning_rate, betas=(0.9, 0.98), weight_decay=self.reg)
         seed = int(self.random_state)
         loss_kind = self.loss
         n_neg = int(self.negatives)

@@ -39,6 +39,7 @@ from tastebud.eval.metrics import ndcg_at_k
 from tastebud.models import _vae
 from tastebud.models._torch import (
     TrainLoop,
+    adam,
     module_from_bytes,
     module_to_bytes,
     pick_device,
@@ -263,7 +264,7 @@ class MultVAE(_VAE):
         return float(min(self.anneal_cap, update / self.anneal_steps))
 
     def _train(self, net: Any, loop: TrainLoop, epoch_rows: Any, n_batches: int, validate: Any) -> list[dict[str, Any]]:
-        torch = require_torch()
+        require_torch()
         dropout, reg = float(self.dropout), float(self.reg)
 
         def batches(epoch: int) -> Any:
@@ -279,7 +280,7 @@ class MultVAE(_VAE):
                 loss = loss + reg * sum(w.pow(2).sum() for w in net.weights())
             return loss
 
-        optimizer = torch.optim.Adam(net.parameters(), lr=float(self.learning_rate))
+        optimizer = adam(net.parameters(), lr=float(self.learning_rate))
         return loop.run(
             net, optimizer, batches, step, validate, examples_per_batch=lambda b: len(b[0]), steps_per_epoch=n_batches
         )

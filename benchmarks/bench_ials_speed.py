@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -206,6 +207,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--steady-json", help="save the steady-state rows here, or reuse them when the file exists")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     names = [n for n in SETS if not (args.no_10m and "10M" in n)]
     if args.steady_json and Path(args.steady_json).exists():
         steady_rows = json.loads(Path(args.steady_json).read_text())
@@ -229,8 +231,9 @@ def main() -> None:
         "tastebud is timed through `fit(Interactions)` (matrix, fingerprint and confidences included); implicit "
         "through `fit(csr)`. Both libraries use the same GNU OpenMP runtime, so in this process both run with the "
         "sleeping waits tastebud starts it with (implicit is faster so than at its spinning default on a busy "
-        f"machine; the first-fit rows run each at its own default). Thread pools of this process: {thread_counts()}. The machine was shared with other "
-        "jobs during the run (load well above its 2 cores), so single timings are noisy: read the per-pair ratios.",
+        f"machine; the first-fit rows run each at its own default). Thread pools of this process: {thread_counts()}. "
+        f"The 1-minute load average was {load_before:.1f} when the run started and {os.getloadavg()[0]:.1f} when it "
+        "ended; single timings move with the machine's load, so read the per-pair ratios.",
         "",
         markdown_table(pd.DataFrame([{c: r.get(c, "") for c in cols} for r in steady_rows])),
         "",

@@ -20,7 +20,7 @@ What the ``rating`` and ``implicit`` sections do not already hold:
   from the training items only), each block alone and the equal-weight mix shown beside.
 * Memory: ItemKNN on a synthetic 50,000 items x 5,000,000 interactions, peak RSS of a child process.
 
-    .venv/bin/python benchmarks/bench_knn.py               # about 25 minutes on 2 busy cores
+    .venv/bin/python benchmarks/bench_knn.py               # about 20 minutes on 2 busy cores
     .venv/bin/python benchmarks/bench_knn.py --folds 1 --trials 2 --pairs 1 --cold-trials 2 --data ml-100k --no-memory --no-write
 """
 
@@ -421,7 +421,7 @@ def render_memory(mem: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--folds", default="1,2,3,4,5", help="ML-100K folds of the user kNN rows")
-    ap.add_argument("--trials", type=int, default=10, help="search budget per side (rating and top-N rows)")
+    ap.add_argument("--trials", type=int, default=20, help="search budget per side (rating and top-N rows)")
     ap.add_argument("--cold-trials", type=int, default=30, help="search budget of the cold-start block weights")
     ap.add_argument("--pairs", type=int, default=5, help="interleaved timing pairs after the warm-up")
     ap.add_argument("--data", action="append", choices=["ml-100k", "ml-latest-small"], help="top-N data (default both)")
@@ -473,7 +473,9 @@ neighbours, minimum support 1), against `KNNWithMeans()` at Surprise's defaults 
 min_support 1). Tuned rows: each side searched with Optuna's TPE sampler (seed = fold number,
 {args.trials} trials) over neighbours (5-200, log) and minimum support (1-20) on a validation carve of
 the fold's base file (20% of its ratings, `tastebud.tune.validation_split`), then refitted on the whole
-base file and scored once on the test file.
+base file and scored once on the test file. TPE draws its first 10 trials at random, so under the same
+seed and mirrored spaces both sides try the same first 10 points; later trials follow each side's own
+validation values.
 
 {user_text}
 ### Fit + predict time, ML-100K u{folds[0]} (seconds; {args.pairs} interleaved rounds after a warm-up round)
@@ -481,8 +483,8 @@ base file and scored once on the test file.
 Each run fits on the base file's ratings and predicts the test file's pairs by external id.
 Surprise's time includes building its trainset from a data frame of the ratings; tastebud's
 `Interactions` are built once before the timing, so that conversion is not counted on its side.
-Each side runs at its library's defaults for that model (the same settings here), not at tuned ones. The sides run in turn, the
-warm-up (numba's compilation, caches) timed apart and excluded. Surprise is single-threaded; tastebud
+Each side runs at its library's defaults for that model (the same settings here), not at tuned ones.
+The sides run in turn, the warm-up (numba's compilation, caches) timed apart and excluded. Surprise is single-threaded; tastebud
 runs on 2 numba threads and on 1 (`tastebud.models._common.numba_threads`). Thread pools of this
 process: {threads}.
 
@@ -508,8 +510,9 @@ candidate order so that exact ties do not favour low ids. Validation: another {c
 drawn from the *training* items only (seed 1), held out of the training part the same way. The weights
 of the "weights chosen on validation" row are the best of {cold["trials"]} trials of Optuna TPE (seed 0, each weight
 0.02-5, log scale) on the validation items; the last row is whichever content row scores best on
-validation. Every row is refitted on the whole training part for the test column. Features: ML-100K genres, release year, title, and the Wikipedia lead sentence
-(`ml-100k-wiki`) as TF-IDF and as MiniLM sentence embeddings.
+validation. Every row is refitted on the whole training part for the test column. Features: ML-100K
+genres, release year, title, and the Wikipedia lead sentence (`ml-100k-wiki`) as TF-IDF and as MiniLM
+sentence embeddings.
 
 {markdown_table(pd.DataFrame(cold["rows"]))}
 

@@ -55,8 +55,9 @@ class BlendFill:
     """
 
     members: list[str]
+    params: dict[str, dict[str, Any]]
     blender: str
-    reg: float
+    reg: float | None  # the ridge penalty (None: LightGBM)
     probe: float
     ratings: int
     member_predicted: np.ndarray  # (members, users, items)
@@ -79,7 +80,7 @@ class BlendFill:
             "members": [
                 {
                     "name": name,
-                    "params": MEMBERS.get(name, {}),
+                    "params": self.params[name],
                     "probe_rmse": round(self.probe_rmse[name], 4),
                     "predicted": r(self.member_predicted[j]),
                     "contribution": r(self.contribution[j]),
@@ -119,11 +120,15 @@ def fit_blend(
     ratings: np.ndarray | list[list[float | None]],
     scale: tuple[float, float] | None = None,
     hide: Sequence[Sequence[int]] = (),
+    members: dict[str, dict[str, Any]] = MEMBERS,
+    blender: str = BLENDER,
     random_state: int = 0,
 ) -> BlendFill:
     """Fit the lab's blend to the known cells of ``ratings`` (NaN / None = missing) less ``hide``.
 
-    Members clip to ``scale`` (None: no clipping). Deterministic under ``random_state``.
+    Members clip to ``scale`` (None: no clipping). ``members`` and ``blender`` are the blend's own
+    parameters (``benchmarks/bench_lab_blend.py`` compares choices through them). Deterministic
+    under ``random_state``.
     """
     start = time.perf_counter()
     R = as_matrix(ratings)
@@ -146,7 +151,7 @@ def fit_blend(
         explicit=True,
         rating_scale=None if scale is None else (float(scale[0]), float(scale[1])),
     )
-    model = get_model("blend")(members=MEMBERS, blender=BLENDER, probe=probe, random_state=random_state)
+    model = get_model("blend")(members=members, blender=blender, probe=probe, random_state=random_state)
     with enabled(False):  # no progress bar in a server's log
         model.fit(data)
     users = np.repeat(np.arange(n_users), n_items)
@@ -162,8 +167,9 @@ def fit_blend(
     rmse_held = float(np.sqrt(np.mean((shown[held[:, 0], held[:, 1]] - truth) ** 2))) if len(held) else None
     return BlendFill(
         members=names,
+        params={name: dict(members[name]) for name in names},
         blender=str(model.blender_),
-        reg=float(model.reg_),
+        reg=None if model.blender_ == "lgbm" else float(model.reg_),
         probe=probe,
         ratings=len(rows),
         member_predicted=member_pred,

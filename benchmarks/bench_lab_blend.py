@@ -54,7 +54,11 @@ def reference(R: np.ndarray, hide: np.ndarray, scale: tuple[float, float]) -> di
     mf_s = time.perf_counter() - start
     rows, cols = np.nonzero(~np.isnan(fit))
     data = Interactions(
-        IdMap(np.arange(R.shape[0]), "user"), IdMap(np.arange(R.shape[1]), "item"), rows, cols, fit[rows, cols],
+        IdMap(np.arange(R.shape[0]), "user"),
+        IdMap(np.arange(R.shape[1]), "item"),
+        rows,
+        cols,
+        fit[rows, cols],
         rating_scale=scale,
     )
     start = time.perf_counter()

@@ -29,7 +29,8 @@ def sample(client):
 @pytest.fixture(scope="module")
 def filled(client, sample):
     r = client.post(
-        "/lab/api/matrix/blend", json={"ratings": sample["observed"], "scale": sample["scale"], "hide": sample["held_out"]}
+        "/lab/api/matrix/blend",
+        json={"ratings": sample["observed"], "scale": sample["scale"], "hide": sample["held_out"]},
     )
     assert r.status_code == 200, r.text
     return r.json()

@@ -186,7 +186,10 @@ def test_blend_fills_the_real_matrix_and_explains_a_cell(page, console_errors):
     pg.wait_for_selector("#rm-explain table.breakdown")
     names = pg.locator("#rm-explain tbody th").all_inner_texts()
     assert names == ["bias", "itemknn", "userknn", "svd", "svdpp", "intercept"]
-    contrib = [float(x.replace("− ", "-").replace("+ ", "")) for x in pg.locator("#rm-explain tbody td:nth-child(4)").all_inner_texts()]
+    contrib = [
+        float(x.replace("− ", "-").replace("+ ", ""))
+        for x in pg.locator("#rm-explain tbody td:nth-child(4)").all_inner_texts()
+    ]
     total = float(pg.inner_text("#rm-explain tfoot td:last-child"))
     assert sum(contrib) == pytest.approx(total, abs=0.04)
     weight = float(pg.inner_text("#rm-explain tbody tr:first-child td:nth-child(3)"))

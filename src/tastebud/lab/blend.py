@@ -9,14 +9,14 @@ the known cells and predicts
 with ``x_m`` member m's (clipped) prediction. ``contributions`` splits each filled cell into
 ``w_m x_m`` per member plus the intercept, which the page shows for a clicked cell.
 
-What the lab fixes, for matrices of a few dozen to a few thousand ratings (docs/lab.md, "The
-blend"):
+What the lab fixes, for matrices of a few dozen to a few thousand ratings, compared on hidden
+cells of the lab's own blocks by ``benchmarks/bench_lab_blend.py`` (docs/lab.md, "The blend"):
 
 * members: bias, item- and user-kNN with the baseline, SVD and SVD++ at their defaults. Bayesian
-  MF improved the hidden tenth of ML-100K blocks by 0.001 to 0.012 RMSE but took 10 to 70 s a fit,
-  too slow to refit on a click; timeSVD++ needs times a matrix does not have.
-* blender: ``ridge``. On those blocks ``auto`` picked FWLS on the largest and did worse there
-  (a probe of a few hundred ratings cannot fit members x meta-features weights).
+  MF takes tens of seconds a fit, too slow to refit on a click; timeSVD++ needs times a matrix
+  does not have.
+* blender: ``ridge``. ``auto`` may pick FWLS on a small probe, which cannot fit members x
+  meta-features weights from a few dozen ratings.
 * probe: the blend's default 10 %, raised so that about ``MIN_PROBE`` ratings are carved; a matrix
   that would need more than half of its ratings for that is refused (the seed's 14 are).
 """

@@ -201,6 +201,13 @@ def test_blend_fills_the_real_matrix_and_explains_a_cell(page, console_errors):
     pg.keyboard.press("ArrowDown")
     pg.wait_for_function(f"!document.querySelector('#rm-explain div strong').textContent.startsWith({first!r})")
     assert pg.locator("#rm-explain tbody tr").count() == 6
+    checks = [
+        ["notice", "#mx-notice", ""],
+        ["breakdown", "#rm-explain table.breakdown td", ""],
+        ["breakdown caption", "#rm-explain table.breakdown caption", ""],
+    ]
+    ratios = pg.evaluate(CONTRAST.replace("CHECKS", repr(checks)))
+    assert len(ratios) == 3 and min(ratios.values()) >= 4.5, ratios
     shot(pg, "blend")
 
 

@@ -362,7 +362,7 @@
   }
 
   // one filled cell, member by member: prediction × weight = contribution, plus the intercept
-  function blendBreakdown(res, u, i, who, obs) {
+  function blendBreakdown(res, u, i, who, obs, hidden = false) {
     const rows = res.members.map((m) => {
       const p = m.predicted[u][i], c = m.contribution[u][i];
       const w = Math.abs(p) > 1e-9 ? c / p : null;
@@ -372,7 +372,7 @@
     const sum = res.unclipped[u][i], shown = res.predicted[u][i];
     const clipped = fmt(sum) !== fmt(shown) ? ` (the sum is ${fmt(sum)}; shown on the scale as ${fmt(shown)})` : "";
     return [
-      el("div", {}, el("strong", {}, who + ": "), (obs !== null ? `rated ${obs}, the blend fits ${fmt(shown)}` : `not rated, the blend predicts ${fmt(shown)}`) + clipped),
+      el("div", {}, el("strong", {}, who + ": "), (obs === null ? "not rated" : `rated ${obs}`) + `, the blend ${obs !== null && !hidden ? "fits" : "predicts"} ${fmt(shown)}` + clipped),
       el("table", { class: "breakdown" },
         el("caption", {}, `Blend (${res.blender}): each model's prediction × its weight`),
         el("thead", {}, el("tr", {}, ["model", "prediction", "weight", "contribution"].map((h) => el("th", { scope: "col" }, h)))),
@@ -382,7 +382,7 @@
   }
 
   // ------------------------------------------------------------------ the real matrix
-  const rm = { data: null, view: "observed", seq: 0, model: "mf", blend: null, blendSeq: 0, sel: null };
+  const rm = { data: null, view: "observed", seq: 0, model: "mf", blend: null, blendAsked: null, blendSeq: 0, sel: null };
 
   async function rmLoad() {
     const seq = ++rm.seq;
@@ -391,7 +391,7 @@
     try {
       const data = await api("/lab/api/matrix/sample?" + qs(params));
       if (seq !== rm.seq) return;
-      if (!rm.data || rm.data.dataset !== data.dataset) { rm.blend = null; rm.sel = null; }
+      if (!rm.data || rm.data.dataset !== data.dataset) { rm.blend = null; rm.blendAsked = null; rm.sel = null; }
       rm.data = data;
       rmDraw();
       rmBlend();
@@ -401,15 +401,20 @@
   // the block and its hidden cells depend on the data set only: one blend per data set, not per slider move
   async function rmBlend() {
     const d = rm.data;
-    if (rm.model !== "blend" || !d || rm.blend) return;
+    if (rm.model !== "blend" || !d || rm.blend || rm.blendAsked === d.dataset) return;
+    rm.blendAsked = d.dataset;
     const seq = ++rm.blendSeq;
     $("#rm-stats").textContent = "Fitting the blend (five models, each twice)…";
     try {
       const res = await api("/lab/api/matrix/blend", { ratings: d.observed, scale: d.scale, hide: d.held_out });
-      if (seq !== rm.blendSeq || d !== rm.data) return;
+      if (seq !== rm.blendSeq || rm.data.dataset !== d.dataset) return;
       rm.blend = res;
       rmDraw();
-    } catch (err) { if (seq === rm.blendSeq) $("#rm-stats").textContent = `No blend here: ${err.message}`; }
+    } catch (err) {
+      if (seq !== rm.blendSeq) return;
+      rm.blendAsked = null;
+      $("#rm-stats").textContent = `No blend here: ${err.message}`;
+    }
   }
 
   function rmColour(v, lo, hi) {
@@ -504,7 +509,7 @@
     const held = d.held_out.some(([a, b]) => a === u && b === i) ? " (hidden from the fit)" : "";
     box.hidden = false;
     if (rm.model === "blend" && rm.blend) {
-      box.replaceChildren(...blendBreakdown(rm.blend, u, i, who + held, obs));
+      box.replaceChildren(...blendBreakdown(rm.blend, u, i, who + held, obs, held !== ""));
     } else if (rm.model === "mf") {
       box.replaceChildren(el("div", {}, el("strong", {}, who + held + ": "),
         (obs !== null ? `rated ${obs}, ` : "not rated, ") + `the factorization predicts ${fmt(d.predicted[u][i])}. Pick Blend to see a blend's models one by one.`));

@@ -114,6 +114,8 @@ def test_a_person_without_ratings_is_filled_too(client, sample):
         ({"ratings": [[3.0] * 200] * 100}, 400, f"at most {MAX_BLEND_CELLS}"),
         ({"ratings": [[3.0, None]] * 60, "hide": [[0, 1]]}, 400, "no rating to hide"),
         ({"ratings": [[3.0, 4.0]] * 60, "hide": [[60, 0]]}, 400, "outside the 60 x 2 matrix"),
+        ({"ratings": [[3.0, 4.0]] * 60, "hide": [[10**30, 0]]}, 400, "outside the 60 x 2 matrix"),
+        ({"ratings": [[3.0, 4.0]] * 60, "scale": [5, 1]}, 400, "low < high"),
         ({"ratings": [[3.0, 4.0], [3.0]]}, 400, "same length"),
         ({"ratings": [[None, None]]}, 400, "this matrix has 0"),
         ({"ratings": "nope"}, 422, "ratings"),

@@ -132,6 +132,7 @@ def fit_blend(
     """
     start = time.perf_counter()
     R = as_matrix(ratings)
+    clip_to_scale(0.0, scale)  # a bad scale fails here, before any member is fitted
     if R.size > MAX_BLEND_CELLS:
         raise DataError(
             f"ratings has {R.size} cells; the blend fills at most {MAX_BLEND_CELLS} (every member predicts every cell)"
@@ -186,10 +187,10 @@ def fit_blend(
 
 def _hidden_cells(R: np.ndarray, hide: Sequence[Sequence[int]]) -> np.ndarray:
     """``hide`` as a (n, 2) array of distinct known cells; out of range or unknown is a DataError."""
-    cells = np.asarray(list(hide), dtype=np.int64).reshape(-1, 2) if len(hide) else np.empty((0, 2), np.int64)
-    for u, i in cells:
+    for u, i in hide:
         if not (0 <= u < R.shape[0] and 0 <= i < R.shape[1]):
             raise DataError(f"hide: cell [{u}, {i}] is outside the {R.shape[0]} x {R.shape[1]} matrix")
         if np.isnan(R[u, i]):
             raise DataError(f"hide: cell [{u}, {i}] has no rating to hide")
+    cells = np.asarray(list(hide), dtype=np.int64).reshape(-1, 2) if len(hide) else np.empty((0, 2), np.int64)
     return np.unique(cells, axis=0)

@@ -28,11 +28,17 @@ def base_url():
 
 
 @pytest.fixture()
-def page(browser, base_url):
+def console_errors() -> list[str]:
+    """The page's errors; a test that provokes one on purpose removes it, so any other still fails."""
+    return []
+
+
+@pytest.fixture()
+def page(browser, base_url, console_errors):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     requests: list[str] = []
-    errors: list[str] = []
+    errors = console_errors
     pg.on("request", lambda r: requests.append(r.url))
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -148,6 +154,61 @@ def test_real_matrix_view(page):
     assert pg.locator("#rm-svg rect.cell.pred").count() > 0
     assert pg.locator("#rm-svg rect.cell.none").count() == 0
     assert "held-out error" in pg.inner_text("#rm-stats")
+
+
+def test_blend_fills_the_real_matrix_and_explains_a_cell(page, console_errors):
+    pg = page
+    # the seed's 14 ratings are too few for the blend's probe: the page says why and keeps the factorization
+    pg.click("label[for='mx-model-blend']")
+    pg.wait_for_function("document.querySelector('#mx-notice').textContent.includes('at least 80')", timeout=30_000)
+    assert pg.is_visible("#mx-notice") and "has 14" in pg.inner_text("#mx-notice")
+    refused = [e for e in console_errors if "400" in e]
+    assert len(refused) == 1  # the browser logs the refused request; nothing else went wrong
+    console_errors.remove(refused[0])
+    pg.click("label[for='mx-view-predicted']")
+    assert pg.locator("#mx-grid td.predicted").count() == 11
+    # the real matrix: the factorization's fill, then the blend's
+    pg.wait_for_selector("#rm-svg")
+    pg.click("label[for='rm-view-predicted']")
+    fills = "Array.from(document.querySelectorAll('#rm-svg rect.cell.pred')).map((r) => r.getAttribute('fill'))"
+    mf = pg.evaluate(fills)
+    pg.click("label[for='rm-model-blend']")
+    pg.wait_for_function("document.querySelector('#rm-stats').textContent.includes('blend: fit error')", timeout=60_000)
+    assert "blend; held-out error" in pg.get_attribute("#rm-svg", "aria-label")
+    blend = pg.evaluate(fills)
+    assert len(blend) == len(mf) > 0 and blend != mf
+    assert pg.locator("#rm-svg rect.cell.none").count() == 0
+    stats = pg.inner_text("#rm-stats")
+    assert "blend: fit error" in stats and "(factorization" in stats and "svdpp" in stats
+    # a clicked cell: every model's prediction and weight, adding up to the cell's value
+    assert pg.is_hidden("#rm-explain")
+    pg.locator("#rm-svg rect.cell.pred").first.click()
+    pg.wait_for_selector("#rm-explain table.breakdown")
+    names = pg.locator("#rm-explain tbody th").all_inner_texts()
+    assert names == ["bias", "itemknn", "userknn", "svd", "svdpp", "intercept"]
+    contrib = [
+        float(x.replace("− ", "-").replace("+ ", ""))
+        for x in pg.locator("#rm-explain tbody td:nth-child(4)").all_inner_texts()
+    ]
+    total = float(pg.inner_text("#rm-explain tfoot td:last-child"))
+    assert sum(contrib) == pytest.approx(total, abs=0.04)
+    weight = float(pg.inner_text("#rm-explain tbody tr:first-child td:nth-child(3)"))
+    pred = float(pg.inner_text("#rm-explain tbody tr:first-child td:nth-child(2)"))
+    assert weight * pred == pytest.approx(contrib[0], abs=0.02)
+    # the keyboard moves the selection too
+    first = pg.inner_text("#rm-explain div strong")
+    pg.focus("#rm-svg")
+    pg.keyboard.press("ArrowDown")
+    pg.wait_for_function(f"!document.querySelector('#rm-explain div strong').textContent.startsWith({first!r})")
+    assert pg.locator("#rm-explain tbody tr").count() == 6
+    checks = [
+        ["notice", "#mx-notice", ""],
+        ["breakdown", "#rm-explain table.breakdown td", ""],
+        ["breakdown caption", "#rm-explain table.breakdown caption", ""],
+    ]
+    ratios = pg.evaluate(CONTRAST.replace("CHECKS", repr(checks)))
+    assert len(ratios) == 3 and min(ratios.values()) >= 4.5, ratios
+    shot(pg, "blend")
 
 
 def test_explorer_shows_recommendations(page):

@@ -123,7 +123,7 @@ def fit_biased_mf(
     ``mu`` is 0 and the dot product alone is the prediction). Deterministic under ``random_state``.
     """
     start = time.perf_counter()
-    R = _as_matrix(ratings)
+    R = as_matrix(ratings)
     if isinstance(factors, bool) or not isinstance(factors, (int, np.integer)) or not 0 <= factors <= MAX_FACTORS:
         raise ConfigError(f"factors must be an integer from 0 to {MAX_FACTORS}, got {factors!r}")
     if (
@@ -186,7 +186,7 @@ def leave_one_out_rmse(
     Predictions are clipped to ``scale`` as the page shows them. None when there are fewer than two
     known cells (nothing would be left to fit) or more than ``MAX_HELD_OUT`` (too many refits).
     """
-    R = _as_matrix(ratings)
+    R = as_matrix(ratings)
     known = np.argwhere(~np.isnan(R))
     if not 2 <= len(known) <= MAX_HELD_OUT:
         return None
@@ -209,7 +209,8 @@ def clip_to_scale(predicted: np.ndarray | float, scale: tuple[float, float] | No
     return np.clip(predicted, lo, hi)
 
 
-def _as_matrix(ratings: np.ndarray | list[list[float | None]]) -> np.ndarray:
+def as_matrix(ratings: np.ndarray | list[list[float | None]]) -> np.ndarray:
+    """A float copy of ``ratings`` (NaN = missing), checked once for every lab model that fills it."""
     if isinstance(ratings, np.ndarray):
         R = ratings.astype(np.float64, copy=True)
     else:

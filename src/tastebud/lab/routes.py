@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tastebud.core.base import Recommender
 from tastebud.core.errors import ModelFormatError, TastebudError, UnknownIdError
 from tastebud.core.results import Explanation
+from tastebud.lab.blend import MAX_BLEND_CELLS, fit_blend
 from tastebud.lab.matrix import (
     DEFAULT_FACTORS,
     DEFAULT_ITERATIONS,
@@ -117,14 +118,27 @@ def lab_static(name: str) -> FileResponse:
 
 
 # ---------------------------------------------------------------------- matrix lab
-class FitRequest(BaseModel):
+class MatrixRequest(BaseModel):
+    """A matrix to fill, the same for every model the matrix lab offers."""
+
     ratings: list[list[float | None]] = Field(description="user x item ratings; null for a missing cell")
+    scale: tuple[float, float] | None = Field(None, description="[low, high]: predictions are clipped to it")
+
+
+class FitRequest(MatrixRequest):
     factors: int = Field(DEFAULT_FACTORS, ge=0, le=MAX_FACTORS, description="latent dimensions k")
     reg: float = Field(DEFAULT_REG, ge=0, le=100, description="L2 regularisation")
     biases: bool = True
     iterations: int = Field(DEFAULT_ITERATIONS, ge=1, le=500)
-    scale: tuple[float, float] | None = Field(None, description="[low, high]: predictions are clipped to it")
     held_out: bool = Field(False, description="also the leave-one-out RMSE (one refit per known cell)")
+
+
+class BlendRequest(MatrixRequest):
+    hide: list[tuple[int, int]] = Field(
+        default_factory=list,
+        max_length=MAX_BLEND_CELLS,
+        description="known cells [user, item] hidden from the fit and scored (rmse_held_out)",
+    )
 
 
 @router.get("/lab/api/matrix/seed", tags=["lab"])
@@ -148,6 +162,16 @@ def matrix_fit(body: FitRequest) -> dict[str, Any]:
         held = leave_one_out_rmse(body.ratings, *args, scale=body.scale)
         out["rmse_held_out"] = None if held is None else round(held, 4)
     return out
+
+
+@router.post("/lab/api/matrix/blend", tags=["lab"])
+def matrix_blend(body: BlendRequest) -> dict[str, Any]:
+    """Fill the matrix with the library's blend; every cell split into each member's prediction and share.
+
+    Fits every member twice (``tastebud.lab.blend``): at most ``MAX_BLEND_CELLS`` cells, and enough
+    known ratings for the probe its weights are learned on (the seed's 14 are too few: a 400 says so).
+    """
+    return fit_blend(body.ratings, body.scale, body.hide).to_dict(scale=body.scale)
 
 
 @router.get("/lab/api/matrix/sample", tags=["lab"])

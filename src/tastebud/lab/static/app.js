@@ -104,7 +104,8 @@
   });
 
   // ================================================================== matrix lab
-  const mx = { users: [], items: [], seed: null, ratings: [], fit: null, view: "observed", inflight: false, dirty: false, version: 0, hover: null, edits: 0 };
+  const mx = { users: [], items: [], seed: null, ratings: [], fit: null, view: "observed", inflight: false, dirty: false, version: 0, hover: null, edits: 0,
+    model: "mf", blend: null, blendSeq: 0 };
 
   function mxInit() {
     // the server rendered the grid and inlined the seed: the script only adds behaviour to the cells
@@ -190,6 +191,28 @@
     }
     mx.inflight = false;
     mxHeldOut();
+    if (mx.model === "blend") mxBlend();
+  }
+
+  // the blend learns its weights on a probe of the known ratings that no member sees: the server
+  // says whether this matrix has enough of them, and the page shows its answer either way
+  async function mxBlend() {
+    const notice = $("#mx-notice");
+    const seq = ++mx.blendSeq;
+    mx.blend = null;
+    if (mx.model !== "blend") { notice.hidden = true; mxRender(false); return; }
+    notice.hidden = false;
+    notice.textContent = "Fitting the blend…";
+    try {
+      const res = await api("/lab/api/matrix/blend", { ratings: mx.ratings, scale: mx.seed.scale });
+      if (seq !== mx.blendSeq) return;
+      mx.blend = res;
+      notice.textContent = blendSummary(res);
+    } catch (err) {
+      if (seq !== mx.blendSeq) return;
+      notice.textContent = `No blend here: ${err.message}. The grid still shows the factorization; the real matrix below has enough ratings.`;
+    }
+    mxRender(false);
   }
 
   // the held-out error needs one refit per known rating: asked once the edits settle, dropped if stale
@@ -215,12 +238,13 @@
 
   function mxRender(fillValues) {
     const fit = mx.fit;
-    const predicted = mx.view === "predicted" && fit;
+    const src = mx.model === "blend" && mx.blend ? mx.blend : fit;
+    const predicted = mx.view === "predicted" && src;
     for (const td of $$("#mx-grid tbody td")) {
       const u = Number(td.dataset.u), i = Number(td.dataset.i);
       const input = td.firstChild;
       const obs = mx.ratings[u][i];
-      const pred = fit ? fit.predicted[u][i] : null;
+      const pred = src ? src.predicted[u][i] : null;
       if (fillValues || document.activeElement !== input) input.value = obs === null ? "" : String(obs);
       td.classList.toggle("observed", obs !== null);
       td.classList.toggle("missing", obs === null);
@@ -290,10 +314,14 @@
     mx.hover = [u, i];
     box.hidden = false;
     const fit = mx.fit, p = fit.params;
+    $(`#mx-grid td[data-u="${u}"][data-i="${i}"]`).classList.add("hl");
+    if (mx.model === "blend" && mx.blend) {
+      box.replaceChildren(...blendBreakdown(mx.blend, u, i, `${mx.users[u]} × ${mx.items[i]}`, mx.ratings[u][i]));
+      return;
+    }
     const ru = $(`#mx-U tr[data-row="${u}"]`), ri = $(`#mx-I tr[data-row="${i}"]`);
     if (ru) ru.classList.add("hl");
     if (ri) ri.classList.add("hl");
-    $(`#mx-grid td[data-u="${u}"][data-i="${i}"]`).classList.add("hl");
     const terms = [];
     let dot = 0;
     for (let f = 0; f < p.factors; f++) {
@@ -315,6 +343,7 @@
   }
 
   $$('input[name="mx-view"]').forEach((r) => r.addEventListener("change", () => { mx.view = r.value; mxRender(false); }));
+  $$('input[name="mx-model"]').forEach((r) => r.addEventListener("change", () => { mx.model = r.value; mxBlend(); }));
   $("#mx-k").addEventListener("input", () => { $("#mx-k-out").textContent = $("#mx-k").value; mxRequestFit(); });
   $("#mx-reg").addEventListener("input", () => { $("#mx-reg-out").textContent = fmt($("#mx-reg").value); mxRequestFit(); });
   $("#mx-bias").addEventListener("change", mxRequestFit);
@@ -325,8 +354,35 @@
     mxRequestFit();
   });
 
+  // ------------------------------------------------------------------ the blend, shared by both matrices
+  function blendSummary(res) {
+    const members = res.members.map((m) => `${m.name} ${fmt(m.probe_rmse, 3)}`).join(", ");
+    return `Blend (${res.blender}) of ${res.members.length} models, its weights learned on a ${Math.round(res.probe * 100)} % probe ` +
+      `of the ${res.ratings} known ratings. Error on the probe: ${members}; the blend ${fmt(res.rmse_probe_inner, 3)} (on a fifth of it).`;
+  }
+
+  // one filled cell, member by member: prediction × weight = contribution, plus the intercept
+  function blendBreakdown(res, u, i, who, obs, hidden = false) {
+    const rows = res.members.map((m) => {
+      const p = m.predicted[u][i], c = m.contribution[u][i];
+      const w = Math.abs(p) > 1e-9 ? c / p : null;
+      return el("tr", {}, el("th", { scope: "row" }, m.name), el("td", {}, fmt(p)), el("td", {}, fmt(w, 3)), el("td", {}, signed(c)));
+    });
+    rows.push(el("tr", {}, el("th", { scope: "row" }, "intercept"), el("td", {}, "–"), el("td", {}, "–"), el("td", {}, signed(res.base[u][i]))));
+    const sum = res.unclipped[u][i], shown = res.predicted[u][i];
+    const clipped = fmt(sum) !== fmt(shown) ? ` (the sum is ${fmt(sum)}; shown on the scale as ${fmt(shown)})` : "";
+    return [
+      el("div", {}, el("strong", {}, who + ": "), (obs === null ? "not rated" : `rated ${obs}`) + `, the blend ${obs !== null && !hidden ? "fits" : "predicts"} ${fmt(shown)}` + clipped),
+      el("table", { class: "breakdown" },
+        el("caption", {}, `Blend (${res.blender}): each model's prediction × its weight`),
+        el("thead", {}, el("tr", {}, ["model", "prediction", "weight", "contribution"].map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, rows),
+        el("tfoot", {}, el("tr", {}, el("th", { scope: "row" }, "sum"), el("td"), el("td"), el("td", {}, fmt(sum))))),
+    ];
+  }
+
   // ------------------------------------------------------------------ the real matrix
-  const rm = { data: null, view: "observed", seq: 0 };
+  const rm = { data: null, view: "observed", seq: 0, model: "mf", blend: null, blendAsked: null, blendSeq: 0, sel: null };
 
   async function rmLoad() {
     const seq = ++rm.seq;
@@ -335,9 +391,30 @@
     try {
       const data = await api("/lab/api/matrix/sample?" + qs(params));
       if (seq !== rm.seq) return;
+      if (!rm.data || rm.data.dataset !== data.dataset) { rm.blend = null; rm.blendAsked = null; rm.sel = null; }
       rm.data = data;
       rmDraw();
+      rmBlend();
     } catch (err) { showError(err); }
+  }
+
+  // the block and its hidden cells depend on the data set only: one blend per data set, not per slider move
+  async function rmBlend() {
+    const d = rm.data;
+    if (rm.model !== "blend" || !d || rm.blend || rm.blendAsked === d.dataset) return;
+    rm.blendAsked = d.dataset;
+    const seq = ++rm.blendSeq;
+    $("#rm-stats").textContent = "Fitting the blend (five models, each twice)…";
+    try {
+      const res = await api("/lab/api/matrix/blend", { ratings: d.observed, scale: d.scale, hide: d.held_out });
+      if (seq !== rm.blendSeq || rm.data.dataset !== d.dataset) return;
+      rm.blend = res;
+      rmDraw();
+    } catch (err) {
+      if (seq !== rm.blendSeq) return;
+      rm.blendAsked = null;
+      $("#rm-stats").textContent = `No blend here: ${err.message}`;
+    }
   }
 
   function rmColour(v, lo, hi) {
@@ -352,17 +429,21 @@
     const [lo, hi] = d.scale;
     const heldKey = new Set(d.held_out.map(([a, b]) => a + ":" + b));
     const W = left + nI * cs + 150, H = top + nU * cs + 10;
-    const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", id: "rm-svg",
-      "aria-label": `${nU} users by ${nI} items of ${d.dataset}; ${rm.view} view; held-out error ${fmt(d.rmse_held_out, 3)}` });
-    const pred = rm.view === "predicted";
+    const blend = rm.model === "blend" ? rm.blend : null;
+    const src = rm.model === "blend" ? blend : d;
+    const modelName = rm.model === "blend" ? "blend" : "factorization";
+    const hadFocus = document.activeElement && document.activeElement.id === "rm-svg";
+    const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", id: "rm-svg", tabindex: 0,
+      "aria-label": `${nU} users by ${nI} items of ${d.dataset}; ${rm.view} view, ${modelName}; held-out error ${fmt(src ? src.rmse_held_out : null, 3)}` });
+    const pred = rm.view === "predicted" && src;
     for (let u = 0; u < nU; u++) {
       root.append(svg("text", { x: left - 4, y: top + u * cs + cs - 4, "text-anchor": "end" }, d.users[u]));
       for (let i = 0; i < nI; i++) {
         const obs = d.observed[u][i];
-        const p = d.predicted[u][i];
+        const p = src ? src.predicted[u][i] : null;
         const held = heldKey.has(u + ":" + i);
         const x = left + i * cs, y = top + u * cs;
-        const tip = `${d.users[u]} × ${d.titles[i]}: ` + (obs !== null ? `rated ${obs}` : "not rated") + `, predicted ${fmt(p)}` + (held ? " (held out of the fit)" : "");
+        const tip = `${d.users[u]} × ${d.titles[i]}: ` + (obs !== null ? `rated ${obs}` : "not rated") + `, ${modelName} predicts ${fmt(p)}` + (held ? " (held out of the fit)" : "");
         let shape;
         if (obs !== null && !(pred && held)) {
           shape = svg("rect", { x: x + 0.5, y: y + 0.5, width: cs - 1, height: cs - 1, fill: rmColour(obs, lo, hi), class: "cell obs" });
@@ -371,6 +452,8 @@
         } else {
           shape = svg("rect", { x: x + 0.5, y: y + 0.5, width: cs - 1, height: cs - 1, fill: "#f3f4f6", class: "cell none" });
         }
+        shape.setAttribute("data-u", u);
+        shape.setAttribute("data-i", i);
         shape.append(svg("title", {}, tip));
         root.append(shape);
         if (held) root.append(svg("rect", { x: x + 1, y: y + 1, width: cs - 2, height: cs - 2, fill: "none", stroke: "#b91c1c", "stroke-width": 1.5, "pointer-events": "none" }));
@@ -387,11 +470,53 @@
     root.append(svg("rect", { x: lx, y: top + 100, width: 14, height: 14, fill: "#f3f4f6" }), svg("text", { x: lx + 20, y: top + 111 }, "not rated"));
     root.append(svg("rect", { x: lx + 3, y: top + 121, width: 8, height: 8, fill: rmColour(3, 1, 5), rx: 2 }), svg("text", { x: lx + 20, y: top + 129 }, "predicted"));
     root.append(svg("rect", { x: lx + 1, y: top + 137, width: 12, height: 12, fill: "none", stroke: "#b91c1c", "stroke-width": 1.5 }), svg("text", { x: lx + 20, y: top + 147 }, "held out"));
+    if (rm.sel) {
+      const [su, si] = rm.sel;
+      root.append(svg("rect", { x: left + si * cs, y: top + su * cs, width: cs, height: cs, fill: "none", stroke: "#f59e0b", "stroke-width": 2.5, class: "sel", "pointer-events": "none" }));
+    }
+    root.addEventListener("click", (e) => { const t = e.target.closest("[data-u]"); if (t) rmSelect(Number(t.dataset.u), Number(t.dataset.i)); });
+    root.addEventListener("keydown", rmKey);
     $("#rm-wrap").replaceChildren(root);
-    $("#rm-stats").textContent = `${nU} most active users × ${nI} most rated items · ${Math.round(d.density * 100)}% of cells known · ` +
-      `fit error ${fmt(d.rmse_train, 3)} · held-out error ${fmt(d.rmse_held_out, 3)} (${d.held_out.length} hidden ratings) · solver ${fmt(d.ms, 0)} ms`;
+    if (hadFocus) root.focus();
+    const block = `${nU} most active users × ${nI} most rated items · ${Math.round(d.density * 100)}% of cells known · `;
+    if (rm.model === "blend" && blend) {
+      $("#rm-stats").textContent = block + `blend: fit error ${fmt(blend.rmse, 3)} · held-out error ${fmt(blend.rmse_held_out, 3)} ` +
+        `(factorization ${fmt(d.rmse_held_out, 3)}; ${d.held_out.length} hidden ratings) · ${fmt(blend.ms / 1000, 1)} s. ` + blendSummary(blend);
+    } else if (rm.model === "mf") {
+      $("#rm-stats").textContent = block + `fit error ${fmt(d.rmse_train, 3)} · held-out error ${fmt(d.rmse_held_out, 3)} (${d.held_out.length} hidden ratings) · solver ${fmt(d.ms, 0)} ms`;
+    }
+    if (rm.sel) rmExplain();
+  }
+
+  function rmSelect(u, i) {
+    rm.sel = [u, i];
+    rmDraw();
+  }
+
+  function rmKey(e) {
+    const d = rm.data;
+    const [u, i] = rm.sel || [0, 0];
+    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    if (!(e.key in moves)) return;
+    e.preventDefault();
+    const [du, di] = rm.sel ? moves[e.key] : [0, 0];
+    rmSelect(Math.max(0, Math.min(d.users.length - 1, u + du)), Math.max(0, Math.min(d.items.length - 1, i + di)));
+  }
+
+  function rmExplain() {
+    const d = rm.data, [u, i] = rm.sel, box = $("#rm-explain");
+    const who = `${d.users[u]} × ${d.titles[i]}`, obs = d.observed[u][i];
+    const held = d.held_out.some(([a, b]) => a === u && b === i) ? " (hidden from the fit)" : "";
+    box.hidden = false;
+    if (rm.model === "blend" && rm.blend) {
+      box.replaceChildren(...blendBreakdown(rm.blend, u, i, who + held, obs, held !== ""));
+    } else if (rm.model === "mf") {
+      box.replaceChildren(el("div", {}, el("strong", {}, who + held + ": "),
+        (obs !== null ? `rated ${obs}, ` : "not rated, ") + `the factorization predicts ${fmt(d.predicted[u][i])}. Pick Blend to see a blend's models one by one.`));
+    }
   }
   $$('input[name="rm-view"]').forEach((r) => r.addEventListener("change", () => { rm.view = r.value; if (rm.data) rmDraw(); }));
+  $$('input[name="rm-model"]').forEach((r) => r.addEventListener("change", () => { rm.model = r.value; if (rm.data) { rmDraw(); rmBlend(); } }));
   $("#rm-k").addEventListener("input", () => { $("#rm-k-out").textContent = $("#rm-k").value; rmLoad(); });
   $("#rm-reg").addEventListener("input", () => { $("#rm-reg-out").textContent = fmt($("#rm-reg").value, 1); rmLoad(); });
   $("#rm-dataset").addEventListener("change", rmLoad);

@@ -55,8 +55,10 @@ def main() -> None:
                 "fit_s": round(seconds, 1),
                 "load": round(load, 1),
                 "members_val_rmse": {
-                    n: round(rmse(m.predict_idx(val.test.user_idx, val.test.item_idx, val.test.timestamps),
-                                  val.test.values), 5)
+                    n: round(
+                        rmse(m.predict_idx(val.test.user_idx, val.test.item_idx, val.test.timestamps), val.test.values),
+                        5,
+                    )
                     for n, m in zip(blend.member_names_, blend.fitted_members, strict=True)
                 },
             }

@@ -11,7 +11,7 @@ protocols give it such rows:
 * cross-fitting (``probe_by="folds"``; Jahrer, Toescher & Legenstein 2010, "Combining Predictions
   for Accurate Recommender Systems", KDD): the training ratings R are split into K random folds
   R_1..R_K; every member m is fitted K times, on R minus R_k, and predicts R_k, so each rating
-  (u, i) in R_k gets one out-of-fold prediction x_m(u, i) = f_m[R \ R_k](u, i). The blender
+  (u, i) in R_k gets one out-of-fold prediction x_m(u, i) = f_m[R - R_k](u, i). The blender
   learns on all |R| rows (K / probe times the rows of one probe), and every member sees
   (K - 1) / K of the ratings when it predicts a row, close to the final refit's share.
 

@@ -12,7 +12,7 @@ protocols give it such rows:
   for Accurate Recommender Systems", KDD): the training ratings R are split into K random folds
   R_1..R_K; every member m is fitted K times, on R minus R_k, and predicts R_k, so each rating
   (u, i) in R_k gets one out-of-fold prediction x_m(u, i) = f_m[R - R_k](u, i). The blender
-  learns on all |R| rows (K / probe times the rows of one probe), and every member sees
+  learns on all |R| rows (1 / probe times the rows of one probe), and every member sees
   (K - 1) / K of the ratings when it predicts a row, close to the final refit's share.
 
 In both, the blender's kind and regularisation are chosen on an inner random 20% fold of its rows,
@@ -56,7 +56,7 @@ DEFAULT_MEMBERS: dict[str, dict[str, Any]] = {
     "bayesmf": {},
     "timesvdpp": {},
 }
-#: Ridge penalties tried on the inner fold (per probe rating, so the grid does not depend on its size).
+#: Ridge penalties tried on the inner fold (per blender row, so the grid does not depend on their number).
 REG_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 META = ("log user support", "log item support", "user rating spread", "log days since first rating")
 #: Fixed LightGBM settings; the number of trees is chosen by early stopping on the inner fold.
@@ -204,6 +204,7 @@ class Blend(RatingModel):
             x, meta, y = np.vstack(xs), np.vstack(metas), np.concatenate(ys)
             self.meta_mean_ = meta.mean(axis=0)
             self.meta_std_ = np.where(meta.std(axis=0) > 0, meta.std(axis=0), 1.0)
+            # each member's RMSE on the blender's held-out rows (the probe, or every rating out of fold)
             self.probe_rmse_ = {n: _rmse(x[:, j], y) for j, n in enumerate(self.member_names_)}
             self._learn_blender(x, meta, y)
             bar.set_postfix(blender=self.blender_, refresh=False)
@@ -305,7 +306,7 @@ class Blend(RatingModel):
         return (p[:, :, None] * g[:, None, :]).reshape(len(x), -1)[:, 1:]
 
     def _learn_blender(self, x: np.ndarray, meta: np.ndarray, y: np.ndarray) -> None:
-        """Choose the blender (and its penalty, or LightGBM's trees) on an inner fold of the probe, refit on all of it."""
+        """Choose the blender (and its penalty, or LightGBM's trees) on an inner fold of its rows, refit on all of them."""
         kinds = ["ridge", "fwls", "lgbm"] if self.blender == "auto" else [self.blender]
         if self.blender == "auto" and not _lightgbm_installed():
             kinds.remove("lgbm")

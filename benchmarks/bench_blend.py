@@ -265,7 +265,9 @@ with the lowest validation RMSE is Surprise's row (refitted on the training part
 single model is the blend member with the lowest RMSE on the blender's held-out rows.
 The blend's members ({members}; Bayesian MF with its tuned parameters, the others at their
 defaults) {protocol_text(tb.get_model("blend")().get_params())};
-the members are refitted on the whole training part. "latest" is a random 90/10 split of
+the members are refitted on the whole training part (the blend's default protocol, chosen on
+validation carves of u1's and latest's training parts by `benchmarks/study_blend_folds.py`, figures
+in docs/blend.md). "latest" is a random 90/10 split of
 ml-latest-small's ratings. GLocal-K's published u1 figure is {GLOCAL_K_U1}.
 
 {table(rows)}

@@ -118,7 +118,7 @@ class Blend(RatingModel):
         members: Sequence[str] | dict[str, dict[str, Any]] | None = None,
         blender: Blender = "auto",
         probe: float = 0.1,
-        probe_by: ProbeBy = "random",
+        probe_by: ProbeBy = "folds",
         folds: int = 5,
         reg: float | None = None,
         random_state: int = 0,

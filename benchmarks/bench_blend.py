@@ -10,9 +10,11 @@ On every data set, everything is chosen on the training part (``base``) alone:
   pearson_baseline) and SVD are each tuned with the same sampler for ``--trials`` trials (their
   defaults scored too), and the one with the lowest validation RMSE is refitted on the base;
 * the blend takes the default members (bias, item/user kNN with baseline, SVD, SVD++, timeSVD++)
-  and the tuned Bayesian MF, fits them on the base minus a 10% probe, learns its blender on the
-  probe, refits the members on the whole base. tastebud's best single model is the member with the
-  lowest RMSE on the probe (a validation choice), scored as refitted inside the blend.
+  and the tuned Bayesian MF, and its default protocol (``protocol_text`` says which: cross-fitted
+  out-of-fold predictions of every base rating, or one probe carved from the base), learns its
+  blender on those held-out predictions, refits the members on the whole base. tastebud's best
+  single model is the member with the lowest RMSE on the blender's held-out rows (a validation
+  choice), scored as refitted inside the blend.
 
 The test part is read once per data set, for the table. Rows: RMSE per data set, the mean and
 spread over u1..u5, fit seconds of the whole blend, and the paired per-fold difference of the
@@ -20,6 +22,9 @@ blend against its best member on the test part.
 
     .venv/bin/python benchmarks/bench_blend.py                   # writes the "blend" section
     .venv/bin/python benchmarks/bench_blend.py --sets u1 --trials 1 --no-write   # a quick look
+
+Data sets are independent: runs with ``--sets u1 --results a.jsonl --no-write`` and so on may go
+side by side; a last run with every set and the joined ``--results`` file writes the section.
 """
 
 from __future__ import annotations
@@ -109,7 +114,7 @@ def choose_surprise(val: S.Split, trials: int, seed: int) -> dict:
 
 def run_set(name: str, split: S.Split, trials: int, seed: int) -> dict:
     base, test = split.train, split.test
-    row: dict = {"set": name}
+    row: dict = {"set": name, "load": [os.getloadavg()[0]]}
     val = validation_split(base, "bayesmf", "rmse", random_state=seed)  # tune's own carve: 20% of the base
     start = time.perf_counter()
     best = tune_bayesmf(val, trials, seed)
@@ -127,7 +132,7 @@ def run_set(name: str, split: S.Split, trials: int, seed: int) -> dict:
         n: rmse(m.predict_idx(test.user_idx, test.item_idx, test.timestamps), test.values)
         for n, m in zip(blend.member_names_, blend.fitted_members, strict=True)
     }
-    row["best_single_name"] = min(blend.probe_rmse_, key=blend.probe_rmse_.get)  # chosen on the probe
+    row["best_single_name"] = min(blend.probe_rmse_, key=blend.probe_rmse_.get)  # on the held-out rows
     row["best_single"] = row["members"][row["best_single_name"]]
     row["best_member"] = min(row["members"], key=row["members"].get)
     row["blend_minus_best_member"] = row["blend"] - row["members"][row["best_member"]]
@@ -138,8 +143,26 @@ def run_set(name: str, split: S.Split, trials: int, seed: int) -> dict:
     make = PEERS[chosen["model"]][0]
     row["surprise"] = _surprise_rmse(make(chosen["params"], seed), base, test)
     row["surprise_s"] = time.perf_counter() - start
+    row["load"].append(os.getloadavg()[0])  # at the start and at the end of this data set's run
     print(json.dumps(row, default=str), flush=True)
     return row
+
+
+def protocol_text(params: dict) -> str:
+    """How the blend at these parameters makes its blender's rows, in words for the section."""
+    if params["probe_by"] == "folds":
+        k = params["folds"]
+        return (
+            f"are cross-fitted (Jahrer, Töscher & Legenstein 2010): the training part is split into {k} random "
+            f"folds, every member is fitted on {k - 1} of them and predicts the other, so every training rating "
+            "gets one out-of-fold prediction; the blender (ridge, FWLS or LightGBM, and its penalty) is chosen "
+            "on an inner random 20% of those rows and learned on all of them"
+        )
+    return (
+        f"are fitted on the training part minus a {params['probe_by']} {params['probe']:.0%} probe; the blender "
+        "(ridge, FWLS or LightGBM, and its penalty) is chosen on an inner 20% fold of the probe and learned on "
+        "the probe"
+    )
 
 
 def table(rows: list[dict]) -> str:
@@ -148,7 +171,7 @@ def table(rows: list[dict]) -> str:
     out = []
     for label, key in (
         ("tastebud blend", "blend"),
-        ("tastebud best single (lowest probe RMSE)", "best_single"),
+        ("tastebud best single (lowest held-out RMSE)", "best_single"),
         ("Surprise best model (chosen and tuned on validation)", "surprise"),
     ):
         line: dict = {"model": label}
@@ -164,10 +187,10 @@ def table(rows: list[dict]) -> str:
             **{r["set"]: f"{r['blend_minus_best_member']:+.4f}" for r in rows},
         }
     )
-    out.append({"model": "tastebud best single, chosen on the probe", **{r["set"]: r["best_single_name"] for r in rows}})
+    out.append({"model": "tastebud best single, chosen on held-out rows", **{r["set"]: r["best_single_name"] for r in rows}})
     out.append({"model": "Surprise model chosen on validation", **{r["set"]: PEER_NAMES[r["surprise_choice"]["model"]] for r in rows}})
     out.append({"model": "best member on test (for the paired row)", **{r["set"]: r["best_member"] for r in rows}})
-    out.append({"model": "blender chosen on the probe's inner fold", **{r["set"]: r["blender"] for r in rows}})
+    out.append({"model": "blender chosen on the inner fold", **{r["set"]: r["blender"] for r in rows}})
     out.append({"model": "fit s of the whole blend", **{r["set"]: f"{r['blend_fit_s']:.0f}" for r in rows}})
     return _md(out, ["model", *cols] + (["u1..u5 mean (sd)"] if len(folds) == 5 else []))
 
@@ -200,7 +223,6 @@ def _targets(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    load = os.getloadavg()
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", default="u1,latest,u2,u3,u4,u5")
     ap.add_argument("--trials", type=int, default=3, help="Optuna trials per side per data set")
@@ -225,6 +247,7 @@ def main() -> None:
                 fh.write(json.dumps(row, default=str) + "\n")
     rows = [done[n] for n in names]
     targets = _targets(rows)
+    loads = ", ".join(f"{r['set']} " + " to ".join(f"{v:.1f}" for v in r["load"]) for r in rows)
     members = ", ".join(rows[0]["members"])
     params = "; ".join(
         f"{r['set']}: Bayesian MF {_short(r['bayesmf_params'])}, {PEER_NAMES[r['surprise_choice']['model']]} "
@@ -239,11 +262,12 @@ validation carve of the training part (defaults tried first; factors capped at 2
 the validation RMSE is `value` below). On the same carve, Surprise's BaselineOnly, KNNBaseline and
 SVD are each scored at their defaults and tuned with the same sampler for {args.trials} trials; the one
 with the lowest validation RMSE is Surprise's row (refitted on the training part). tastebud's best
-single model is the blend member with the lowest RMSE on the blend's probe.
+single model is the blend member with the lowest RMSE on the blender's held-out rows.
 The blend's members ({members}; Bayesian MF with its tuned parameters, the others at their
-defaults) are fitted on the training part minus a random 10% probe; the blender (ridge, FWLS or
-LightGBM, and its penalty) is chosen on an inner 20% fold of the probe and learned on the probe;
-the members are refitted on the whole training part. "latest" is a random 90/10 split of
+defaults) {protocol_text(tb.get_model("blend")().get_params())};
+the members are refitted on the whole training part (the blend's default protocol, chosen on
+validation carves of u1's and latest's training parts by `benchmarks/study_blend_folds.py`, figures
+in docs/blend.md). "latest" is a random 90/10 split of
 ml-latest-small's ratings. GLocal-K's published u1 figure is {GLOCAL_K_U1}.
 
 {table(rows)}
@@ -256,8 +280,8 @@ Against the issue's targets: {targets}. What was tried to go further, on u1's va
 only (a separate run, not redone by this script): adding explicit ALS, Bayesian MF with implicit
 "none" or with 20 factors and implicit "users", SVD with 200 factors, user kNN (MSD, mean-centred)
 or item kNN (Pearson, mean-centred) to the default members moved the carve's ridge blend by at most
-0.0005 RMSE (0.8852 to 0.8847), so the defaults stand. Fit seconds are wall time on 2 cores; the
-1-minute load average was {load[0]:.1f} when the run started and {os.getloadavg()[0]:.1f} when it ended.
+0.0005 RMSE (0.8852 to 0.8847), so the defaults stand. Fit seconds are wall time on 2 cores shared
+with other work; the 1-minute load average at the start and end of each data set's run: {loads}.
 """
     print(body)
     if not args.no_write:

@@ -196,3 +196,93 @@ def test_time_member_without_timestamps_names_the_column():
         Blend(members={"bias": {}, "timesvdpp": {"factors": 2, "epochs": 2}}, blender="ridge", probe=0.3).fit(data)
     with pytest.raises(DataError, match="time column"):
         Blend(members=["bias"], probe_by="latest").fit(data)
+
+
+# ---------------------------------------------------------------------- cross-fitting (probe_by="folds")
+def test_cross_fitting_predicts_every_rating_once_from_members_that_never_saw_it(synth, spy):
+    Blend(members={"spy": {}, "bias": {}}, blender="ridge", probe_by="folds", folds=4, random_state=3).fit(synth)
+    kinds = [kind for kind, _ in spy.log]
+    assert kinds == ["fit", "predict"] * 4 + ["fit"]  # K rounds of fit-and-predict, then the refit
+    everything = set(zip(synth.user_idx.tolist(), synth.item_idx.tolist(), strict=True))
+    assert len(everything) == len(synth)  # one rating per pair, so pairs stand for ratings
+    held = [rows for kind, rows in spy.log[:-1] if kind == "predict"]
+    seen = [rows for kind, rows in spy.log[:-1] if kind == "fit"]
+    assert sum(len(h) for h in held) == len(everything) and set().union(*held) == everything  # exactly once each
+    for fitted_on, predicted in zip(seen, held, strict=True):
+        assert fitted_on == everything - predicted  # the member saw every other fold and not this one
+        assert 0.15 < len(predicted) / len(everything) < 0.35
+    assert spy.log[-1] == ("fit", everything)
+
+
+def test_cross_fitted_blender_learns_on_every_training_rating(synth, monkeypatch):
+    rows: list[np.ndarray] = []
+    learn = Blend._learn_blender
+
+    def recording(self, x, meta, y):  # type: ignore[no-untyped-def]
+        rows.append(y)
+        assert x.shape == (len(y), len(self.member_names_)) and len(meta) == len(y)
+        return learn(self, x, meta, y)
+
+    monkeypatch.setattr(Blend, "_learn_blender", recording)
+    Blend(members=FAST, blender="ridge", probe_by="folds", folds=3).fit(synth)
+    (y,) = rows
+    np.testing.assert_array_equal(np.sort(y), np.sort(synth.values.astype(np.float64)))
+    Blend(members=FAST, blender="ridge", probe_by="random", probe=0.1).fit(synth)
+    assert len(rows[1]) < 0.2 * len(synth)  # one probe: a tenth of the rows
+
+
+def test_cross_fitting_is_deterministic_under_random_state(synth, spy):
+    def folds(seed: int) -> list[set]:
+        spy.log.clear()
+        Blend(members={"spy": {}}, blender="ridge", probe_by="folds", folds=3, random_state=seed).fit(synth)
+        return [rows for kind, rows in spy.log if kind == "predict"][:3]
+
+    assert folds(0) == folds(0) and folds(0) != folds(1)
+    users = synth.users.to_ids(synth.user_idx[:60]).tolist()
+    items = synth.items.to_ids(synth.item_idx[:60]).tolist()
+    a, b = (Blend(members=FAST, blender="fwls", probe_by="folds", folds=3).fit(synth) for _ in range(2))
+    np.testing.assert_array_equal(a.predict(users, items), b.predict(users, items))
+    np.testing.assert_array_equal(a.blend_weights_, b.blend_weights_)
+
+
+def test_cross_fitted_blend_saves_and_loads(synth, tmp_path):
+    blend = Blend(members=FAST, blender="ridge", probe_by="folds", folds=3).fit(synth)
+    blend.save(tmp_path / "b")
+    loaded = tb.load_model(tmp_path / "b")
+    assert loaded.get_params() == blend.get_params() and loaded.folds == 3
+    users = synth.users.to_ids(synth.user_idx[:50]).tolist()
+    items = synth.items.to_ids(synth.item_idx[:50]).tolist()
+    np.testing.assert_allclose(loaded.predict(users, items), blend.predict(users, items), rtol=1e-6)
+    assert not list((tmp_path / "b").glob("*.pkl"))
+
+
+def test_cross_fitting_shows_every_member_fit(synth, capsys):
+    from tastebud.core.progress import enabled
+
+    with enabled():
+        Blend(members=FAST, blender="ridge", probe_by="folds", folds=3).fit(synth)
+    err = capsys.readouterr().err
+    assert "blend" in err and "/9 [" in err and "member fit" in err  # (3 folds + the refit) x 2 members + blender
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"folds": 1}, "folds must be an integer >= 2"),
+        ({"folds": 2.5}, "folds must be an integer"),
+        ({"folds": True}, "folds must be an integer"),
+        ({"probe_by": "kfold"}, "probe_by must be one of"),
+    ],
+)
+def test_bad_cross_fitting_values_are_one_line_errors(params, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        Blend(**params)._check_params()
+    assert "\n" not in str(info.value)
+
+
+def test_too_many_folds_for_the_data_is_a_data_error():
+    frame = pd.DataFrame({"user": np.repeat(np.arange(10), 6), "item": np.tile(np.arange(6), 10)})
+    frame["rating"] = (frame["user"] + frame["item"]) % 5 + 1.0
+    data = tb.Interactions.from_frame(frame, "user", "item", "rating", scale=(1.0, 5.0))
+    with pytest.raises(DataError, match="lower folds"):
+        Blend(members=["bias"], probe_by="folds", folds=5).fit(data)

@@ -1,14 +1,23 @@
-"""Blend: rating models combined by a blender learned on a probe set no member saw (the Netflix Prize recipe).
+"""Blend: rating models combined by a blender learned on predictions no member made from the rating itself.
 
 Blending different predictors carried the Netflix Prize past any single model (Koren 2009, "The
 BellKor Solution to the Netflix Grand Prize"; Toescher, Jahrer & Bell 2009, "The BigChaos
-Solution"). The protocol keeps the blender honest:
+Solution"). The blender must learn from predictions of ratings the member did not see. Two
+protocols give it such rows:
 
-1. a probe carve is taken from the training ratings (random ratings, or each user's latest);
-2. every member is fitted on the rest and predicts the probe;
-3. the blender learns the probe ratings from those predictions, its kind and regularisation chosen
-   on an inner validation fold of the probe;
-4. every member is refitted on all the training ratings, and the blender applies to them.
+* one probe (``probe_by="random"`` or ``"latest"``): a probe carve is taken from the training
+  ratings (random ratings, or each user's latest); every member is fitted on the rest and predicts
+  the probe; the blender learns the probe ratings from those predictions;
+* cross-fitting (``probe_by="folds"``; Jahrer, Toescher & Legenstein 2010, "Combining Predictions
+  for Accurate Recommender Systems", KDD): the training ratings R are split into K random folds
+  R_1..R_K; every member m is fitted K times, on R minus R_k, and predicts R_k, so each rating
+  (u, i) in R_k gets one out-of-fold prediction x_m(u, i) = f_m[R - R_k](u, i). The blender
+  learns on all |R| rows (1 / probe times the rows of one probe), and every member sees
+  (K - 1) / K of the ratings when it predicts a row, close to the final refit's share.
+
+In both, the blender's kind and regularisation are chosen on an inner random 20% fold of its rows,
+it is refitted on all of them, and every member is refitted on all the training ratings; the
+blender applies to their predictions.
 
 Blenders: ``ridge`` (a linear blend, the baseline); ``fwls``, feature-weighted linear stacking
 (Sill, Takacs, Mackey & Lin 2009): each member's weight is a linear function of meta-features of
@@ -32,7 +41,7 @@ from tastebud.core.members import load_members, member_files
 from tastebud.core.progress import enabled, progress_bar
 from tastebud.core.registry import get_model, register
 from tastebud.core.results import Explanation
-from tastebud.core.space import Categorical, Dist, Float
+from tastebud.core.space import Categorical, Dist, Float, Int
 from tastebud.data.interactions import Interactions
 from tastebud.models.mf import _ratings
 
@@ -47,7 +56,7 @@ DEFAULT_MEMBERS: dict[str, dict[str, Any]] = {
     "bayesmf": {},
     "timesvdpp": {},
 }
-#: Ridge penalties tried on the inner fold (per probe rating, so the grid does not depend on its size).
+#: Ridge penalties tried on the inner fold (per blender row, so the grid does not depend on their number).
 REG_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 META = ("log user support", "log item support", "user rating spread", "log days since first rating")
 #: Fixed LightGBM settings; the number of trees is chosen by early stopping on the inner fold.
@@ -64,24 +73,29 @@ LGBM_PARAMS: dict[str, Any] = {
     "force_row_wise": True,
 }
 Blender = Literal["auto", "ridge", "fwls", "lgbm"]
+ProbeBy = Literal["folds", "random", "latest"]
 
 
 @register("blend")
 class Blend(RatingModel):
-    """Rating models blended by ridge, feature-weighted linear stacking or LightGBM, learned on a probe carve.
+    """Rating models blended by ridge, feature-weighted linear stacking or LightGBM, learned on held-out predictions.
 
     ``members``: model names or ``{name: params}`` (default: bias, item- and user-kNN with baseline,
     svd, svdpp, bayesmf, and timesvdpp when the data has timestamps). ``blender``: ``auto`` picks
-    the best of ridge, fwls and lgbm (lgbm when installed) on an inner fold of the probe. ``probe``:
-    the share of training ratings carved for the blender; ``probe_by``: ``random`` ratings (mirrors
-    a random test split) or each user's ``latest`` (mirrors a split in time, as the Prize's probe).
-    ``reg``: the ridge penalty per probe rating (None: chosen on the inner fold).
+    the best of ridge, fwls and lgbm (lgbm when installed) on an inner fold of its rows.
+    ``probe_by``: where the blender's rows come from: ``folds`` cross-fits (Jahrer, Toescher &
+    Legenstein 2010): ``folds`` random folds, each predicted by members fitted on the others, so
+    every training rating is one row; ``random`` ratings (one probe, mirrors a random test split) or
+    each user's ``latest`` (one probe, mirrors a split in time, as the Prize's probe). ``probe``:
+    the share of training ratings carved for a one-probe blender (unused with ``folds``); ``folds``:
+    K, the number of folds (unused with one probe). ``reg``: the ridge penalty per blender row
+    (None: chosen on the inner fold).
     """
 
     # on data with timestamps, the time since a user's first rating is a meta-feature and time-aware
     # members drift: predict(users, items, times) passes the times on (without them: the present).
     uses_time = True
-    heavy = True  # fits every member twice (without and with the probe)
+    heavy = True  # fits every member folds + 1 times (twice with one probe)
     fast_params: ClassVar[dict[str, Any]] = {
         "members": {
             "bias": {},
@@ -95,7 +109,8 @@ class Blend(RatingModel):
     search_space: ClassVar[dict[str, Dist]] = {
         "blender": Categorical(["auto", "ridge", "fwls", "lgbm"]),
         "probe": Float(0.05, 0.3),
-        "probe_by": Categorical(["random", "latest"]),
+        "probe_by": Categorical(["folds", "random", "latest"]),
+        "folds": Int(3, 10),
     }
 
     def __init__(
@@ -103,7 +118,8 @@ class Blend(RatingModel):
         members: Sequence[str] | dict[str, dict[str, Any]] | None = None,
         blender: Blender = "auto",
         probe: float = 0.1,
-        probe_by: Literal["random", "latest"] = "random",
+        probe_by: ProbeBy = "folds",
+        folds: int = 5,
         reg: float | None = None,
         random_state: int = 0,
     ) -> None:
@@ -111,6 +127,7 @@ class Blend(RatingModel):
         self.blender = blender
         self.probe = probe
         self.probe_by = probe_by
+        self.folds = folds
         self.reg = reg
         self.random_state = random_state
 
@@ -121,6 +138,8 @@ class Blend(RatingModel):
             raise ConfigError(
                 f"Blend: probe must be between 0 and 1 (the share carved for the blender), got {self.probe!r}"
             )
+        if self.folds < 2:
+            raise ConfigError(f"Blend: folds must be an integer >= 2 (the cross-fitting folds), got {self.folds!r}")
         if self.reg is not None and self.reg < 0:
             raise ConfigError(f"Blend: reg must be >= 0, got {self.reg!r}")
 
@@ -170,25 +189,44 @@ class Blend(RatingModel):
         specs = self._member_specs(timestamps=data.timestamps is not None)
         self.member_names_ = [name for name, _ in specs]
         self.has_time_ = data.timestamps is not None
-        mask = self._probe_mask(data)
-        base, probe = data.subset(~mask), data.subset(mask)
-        if len(probe) < 20 or len(base) == 0:
-            raise DataError(f"Blend: {len(probe)} probe ratings out of {len(data)}; raise probe or give more ratings")
-        with progress_bar(2 * len(specs) + 1, "blend", "step") as bar:
-            members = self._fit_members(specs, base, bar)
-            self._set_stats(base)
-            x = self._member_predictions(members, probe.user_idx, probe.item_idx, probe.timestamps)
-            meta = self._meta(probe.user_idx, probe.item_idx, probe.timestamps)
+        carves = self._carves(data)
+        with progress_bar((len(carves) + 1) * len(specs) + 1, "blend", "member fit") as bar:
+            xs, metas, ys = [], [], []
+            for k, held in enumerate(carves):
+                base, probe = data.subset(~held), data.subset(held)
+                step = f"blend fold {k + 1}/{len(carves)}" if len(carves) > 1 else "blend probe"
+                bar.set_description(step, refresh=False)
+                members = self._fit_members(specs, base, bar)
+                self._set_stats(base)  # the meta-features of a row come from the ratings its members saw
+                xs.append(self._member_predictions(members, probe.user_idx, probe.item_idx, probe.timestamps))
+                metas.append(self._meta(probe.user_idx, probe.item_idx, probe.timestamps))
+                ys.append(probe.values.astype(np.float64))
+            x, meta, y = np.vstack(xs), np.vstack(metas), np.concatenate(ys)
             self.meta_mean_ = meta.mean(axis=0)
             self.meta_std_ = np.where(meta.std(axis=0) > 0, meta.std(axis=0), 1.0)
-            y = probe.values.astype(np.float64)
+            # each member's RMSE on the blender's held-out rows (the probe, or every rating out of fold)
             self.probe_rmse_ = {n: _rmse(x[:, j], y) for j, n in enumerate(self.member_names_)}
             self._learn_blender(x, meta, y)
             bar.set_postfix(blender=self.blender_, refresh=False)
             bar.update(1)
+            bar.set_description("blend refit", refresh=False)
             members = self._fit_members(specs, data, bar)
         self._set_stats(data)
         self._members = members
+
+    def _carves(self, data: Interactions) -> list[np.ndarray]:
+        """Masks of the rows each round holds out: one probe, or the ``folds`` folds (every row in exactly one)."""
+        n = len(data)
+        if self.probe_by == "folds":
+            if n < 20 * self.folds:
+                raise DataError(f"Blend: {n} ratings for {self.folds} folds; lower folds or give more ratings")
+            fold = np.empty(n, np.int64)
+            fold[np.random.default_rng(self.random_state).permutation(n)] = np.arange(n) % self.folds
+            return [fold == k for k in range(self.folds)]
+        mask = self._probe_mask(data)
+        if mask.sum() < 20 or mask.all():
+            raise DataError(f"Blend: {int(mask.sum())} probe ratings out of {n}; raise probe or give more ratings")
+        return [mask]
 
     def _probe_mask(self, data: Interactions) -> np.ndarray:
         """The probe carve: random ratings, or each user's latest ``probe`` share (a user keeps one rating)."""
@@ -268,7 +306,7 @@ class Blend(RatingModel):
         return (p[:, :, None] * g[:, None, :]).reshape(len(x), -1)[:, 1:]
 
     def _learn_blender(self, x: np.ndarray, meta: np.ndarray, y: np.ndarray) -> None:
-        """Choose the blender (and its penalty, or LightGBM's trees) on an inner fold of the probe, refit on all of it."""
+        """Choose the blender (and its penalty, or LightGBM's trees) on an inner fold of its rows, refit on all of them."""
         kinds = ["ridge", "fwls", "lgbm"] if self.blender == "auto" else [self.blender]
         if self.blender == "auto" and not _lightgbm_installed():
             kinds.remove("lgbm")

@@ -4,8 +4,9 @@ On the fixed 80/20 splits of ML-100K and ml-latest-small (``tastebud.data.moviel
 
 1. every tastebud retriever (ease, ials, itemknn, rp3beta) is tuned by ``tastebud.tune`` with the
    same small budget (``--trials``, TPE, seed 0) on a validation carve of the *training part only*
-   (a random 20% of each user's training events); implicit's ALS, the peer, gets the same Optuna
-   search over the same space on the same carve;
+   (a random 20% of each user's training events); the peers, implicit's ALS and cornac's EASE, get
+   the same Optuna search over a mirrored space on the same carve, and the one with the better
+   validation NDCG@10 is "the best equally tuned peer";
 2. the ranker uses the tuned retrievers plus ``popular`` (its own parameters at their defaults, with
    100 candidates per retriever: no extra search, so its budget is its retrievers');
 3. everything is refitted on the whole training part with seeds 0, 1, 2, and read once on the test
@@ -30,8 +31,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, markdown_table, write_section  # noqa: E402
-from peers import IMPLICIT_ALS  # noqa: E402
-from protocol import top_n, tune_peer  # noqa: E402
+from peers import CORNAC_EASE, IMPLICIT_ALS, Peer  # noqa: E402
+from protocol import paired, top_n, tune_peer  # noqa: E402
 
 MEASURES = [
     "src/tastebud/models/ranker.py", "src/tastebud/tune.py", "src/tastebud/models", "benchmarks/protocol.py",
@@ -44,6 +45,7 @@ RETRIEVERS = ("ease", "ials", "itemknn", "rp3beta")
 FIXED = {"ials": {"threads": 2}, "itemknn": {}, "rp3beta": {}, "ease": {}}
 RANKER = {"candidates": 100, "threads": 2}
 SEEDS = (0, 1, 2)
+PEERS = (IMPLICIT_ALS, CORNAC_EASE)
 
 
 def run(name: str, trials: int, seeds: tuple[int, ...]) -> dict[str, Any]:
@@ -59,8 +61,13 @@ def run(name: str, trials: int, seeds: tuple[int, ...]) -> dict[str, Any]:
         res = tune(model, train, metric="ndcg@10", trials=trials, params=FIXED[model], random_state=0)
         tuned[model] = {k: v for k, v in res.params.items() if k != "random_state"}
         print(f"{name}: tuned {model} {tuned[model]} (validation {res.value:.4f})", flush=True)
-    peer, _ = tune_peer(lambda t, p: IMPLICIT_ALS.fit(t, p, 0), IMPLICIT_ALS.space, train, "ials", "ndcg@10", trials)
-    print(f"{name}: tuned implicit ALS {peer}", flush=True)
+    peers, peer_value = {}, {}
+    for peer in PEERS:
+        fit = peer.fit
+        peers[peer.label], peer_value[peer.label] = tune_peer(
+            lambda t, p, fit=fit: fit(t, p, 0), peer.space, train, peer.counterpart, "ndcg@10", trials
+        )
+        print(f"{name}: tuned {peer.label} {peers[peer.label]} (validation {peer_value[peer.label]:.4f})", flush=True)
     tune_s = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
     gains: dict[str, float] = {}
@@ -71,12 +78,15 @@ def run(name: str, trials: int, seeds: tuple[int, ...]) -> dict[str, Any]:
             if "random_state" in tb.get_model(model)._param_names():
                 params["random_state"] = seed
             fitted[model] = tb.get_model(model)(**params)
-        fitted["implicit ALS"] = None
+        fitted.update({peer.label: peer for peer in PEERS})
         retrievers = {m: {k: v for k, v in tuned.get(m, {}).items()} for m in (*RETRIEVERS, "popular")}
         fitted["ranker"] = tb.get_model("ranker")(retrievers=retrievers, random_state=seed, **RANKER)
         for label, model in fitted.items():
             start = time.perf_counter()
-            model = IMPLICIT_ALS.fit(train, peer, seed) if model is None else model.fit(train)
+            if isinstance(model, Peer) and not model.stochastic and seed != seeds[0]:
+                rows.append({**next(r for r in rows if r["model"] == label), "seed": seed})
+                continue  # deterministic: the first fit's row stands for every seed
+            model = model.fit(train, peers[label], seed) if isinstance(model, Peer) else model.fit(train)
             fit_s = time.perf_counter() - start
             row = {"data": name, "model": label, "seed": seed, **top_n(model, split), "fit_s": fit_s}
             rows.append(row)
@@ -84,7 +94,10 @@ def run(name: str, trials: int, seeds: tuple[int, ...]) -> dict[str, Any]:
             if label == "ranker" and seed == seeds[0]:
                 gains = model.feature_importance("gain")
                 row["trees"] = model.trees_
-    return {"rows": rows, "tuned": {**tuned, "implicit ALS": peer}, "gains": gains, "tune_s": tune_s, "trials": trials}
+    return {
+        "rows": rows, "tuned": {**tuned, **peers}, "peer_validation": peer_value, "gains": gains, "tune_s": tune_s,
+        "trials": trials,
+    }  # fmt: skip
 
 
 def plot(results: dict[str, Any]) -> None:
@@ -131,13 +144,20 @@ def render(results: dict[str, Any]) -> str:
             }
         )
         lines.append(f"### {name}\n\n" + markdown_table(table) + "\n")
-        singles = agg.drop(index=["ranker", "implicit ALS"])
+        peer_value = results[name]["peer_validation"]
+        singles = agg.drop(index=["ranker", *peer_value])
         best = singles["ndcg"].idxmax()
+        peer = max(peer_value, key=peer_value.__getitem__)
         r1 = agg.loc["ranker", "ndcg"] / singles.loc[best, "ndcg"]
-        r2 = agg.loc["ranker", "ndcg"] / agg.loc["implicit ALS", "ndcg"]
+        r2 = agg.loc["ranker", "ndcg"] / agg.loc[peer, "ndcg"]
+        by_seed = frame.pivot(index="seed", columns="model", values="ndcg@10")
         ratios.append(
-            f"- {name}: ranker NDCG@10 / best single retriever ({best}) = **{r1:.3f}x** (target 1.05x); "
-            f"/ tuned implicit ALS = **{r2:.3f}x** (target 1.05x). Tuning took {results[name]['tune_s']:.0f} s."
+            f"- {name}: ranker NDCG@10 / best single retriever on test ({best}) = **{r1:.3f}x** (target 1.05x; "
+            f"per seed {paired(by_seed['ranker'], by_seed[best], lower_is_better=False)}); / the best equally tuned "
+            f"peer by validation ({peer}; validation NDCG@10 "
+            + ", ".join(f"{k} {v:.4f}" for k, v in peer_value.items())
+            + f") = **{r2:.3f}x** (target 1.05x; per seed {paired(by_seed['ranker'], by_seed[peer], lower_is_better=False)}). "
+            f"Tuning took {results[name]['tune_s']:.0f} s."
         )
     missing = [n for n in DATASETS if n not in results]
     if missing:
@@ -147,8 +167,8 @@ def render(results: dict[str, Any]) -> str:
         "## Ranking stage (ranker): candidates from several models, LightGBM LambdaRank\n\n"
         f"Fixed 80/20 splits; every model's parameters come from a {trials}-trial TPE search (seed 0) on a "
         "validation carve of the training part (a random 20% of each user's training events; the test part is "
-        "read once, at the end): tastebud's retrievers through `tastebud.tune`, implicit's ALS through the same "
-        "Optuna search over the same space. The ranker takes the tuned retrievers plus `popular`, 100 candidates "
+        "read once, at the end): tastebud's retrievers through `tastebud.tune`, implicit's ALS and cornac's EASE "
+        "through the same Optuna search over mirrored spaces. The ranker takes the tuned retrievers plus `popular`, 100 candidates "
         "each, LightGBM at its defaults (lambdarank, 15 leaves, at least 50 rows a leaf, learning rate 0.05, early stopping on 20% of "
         "its label users). Then each model is refitted on the whole training part with seeds 0, 1, 2: mean ± "
         "standard deviation over the seeds (ease, itemknn and rp3beta are deterministic). Full ranking, each "

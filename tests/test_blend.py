@@ -281,8 +281,13 @@ def test_bad_cross_fitting_values_are_one_line_errors(params, match):
 
 
 def test_too_many_folds_for_the_data_is_a_data_error():
-    frame = pd.DataFrame({"user": np.repeat(np.arange(10), 6), "item": np.tile(np.arange(6), 10)})
+    frame = pd.DataFrame({"user": np.repeat(np.arange(4), 4), "item": np.tile(np.arange(4), 4)})
     frame["rating"] = (frame["user"] + frame["item"]) % 5 + 1.0
     data = tb.Interactions.from_frame(frame, "user", "item", "rating", scale=(1.0, 5.0))
-    with pytest.raises(DataError, match="lower folds"):
-        Blend(members=["bias"], probe_by="folds", folds=5).fit(data)
+    with pytest.raises(DataError, match="16 ratings for 10 folds; cross-fitting needs at least 20"):
+        Blend(members=["bias"], probe_by="folds", folds=10).fit(data)
+    with pytest.raises(DataError, match="needs at least 10"):
+        Blend(members=["bias"], probe_by="folds", folds=3).fit(data.subset(np.arange(len(data)) < 9))
+    # at the floor every rating is a blender row; a handful still gives the blender an inner fold
+    fitted = Blend(members=["bias", "svd"], blender="ridge", probe_by="folds", folds=5).fit(data)
+    assert np.isfinite(fitted.blend_weights_).all() and fitted.blender_ == "ridge"

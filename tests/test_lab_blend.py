@@ -11,7 +11,7 @@ from tastebud.core.registry import get_model
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
 from tastebud.lab import LabState, create_lab_app
-from tastebud.lab.blend import BLENDER, MAX_BLEND_CELLS, MEMBERS, probe_share
+from tastebud.lab.blend import BLENDER, FOLDS, MAX_BLEND_CELLS, MEMBERS
 
 SIZE = (80, 60, 2400)
 
@@ -40,12 +40,26 @@ def as_array(rows) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
 
 
-def test_the_seed_is_refused_with_the_reason(client):
+def test_the_seed_is_filled_by_cross_fitting(client):
     seed = client.get("/lab/api/matrix/seed").json()
     r = client.post("/lab/api/matrix/blend", json={"ratings": seed["ratings"], "scale": seed["scale"]})
+    assert r.status_code == 200, r.text
+    res = r.json()
+    R = as_array(seed["ratings"])
+    assert res["ratings"] == 14 and res["folds"] == FOLDS and [m["name"] for m in res["members"]] == list(MEMBERS)
+    pred = np.asarray(res["predicted"])
+    assert pred.shape == R.shape and np.isfinite(pred).all()
+    assert (pred >= seed["scale"][0]).all() and (pred <= seed["scale"][1]).all()
+    total = np.asarray(res["base"]) + np.array([m["contribution"] for m in res["members"]]).sum(axis=0)
+    np.testing.assert_allclose(res["unclipped"], total, atol=0.01)
+
+
+def test_too_few_ratings_are_refused_with_the_reason(client):
+    ratings = [[4, 3, None], [None, 5, 2], [1, None, 4]]  # 6 known: below the blend's floor of 10
+    r = client.post("/lab/api/matrix/blend", json={"ratings": ratings, "scale": [1, 5]})
     assert r.status_code == 400
     msg = r.json()["error"]
-    assert "\n" not in msg and "at least 80 known ratings" in msg and "has 14" in msg
+    assert "\n" not in msg and "6 ratings" in msg and "at least 10" in msg
 
 
 def test_the_breakdown_adds_up_to_every_filled_cell(filled, sample):
@@ -78,9 +92,9 @@ def test_it_is_the_librarys_blend_on_the_cells_left_after_hiding(filled, sample)
         R[rows, cols],
         rating_scale=tuple(sample["scale"]),
     )
-    assert filled["ratings"] == len(rows) and filled["probe"] == pytest.approx(probe_share(len(rows)), abs=1e-4)
+    assert filled["ratings"] == len(rows) and filled["folds"] == FOLDS
     with enabled(False):
-        model = get_model("blend")(members=MEMBERS, blender=BLENDER, probe=probe_share(len(rows))).fit(data)
+        model = get_model("blend")(members=MEMBERS, blender=BLENDER, probe_by="folds", folds=FOLDS).fit(data)
     users, items = np.indices(R.shape).reshape(2, -1)
     direct = model.predict_idx(users, items).reshape(R.shape)
     np.testing.assert_allclose(filled["predicted"], direct, atol=1e-3)
@@ -117,7 +131,7 @@ def test_a_person_without_ratings_is_filled_too(client, sample):
         ({"ratings": [[3.0, 4.0]] * 60, "hide": [[10**30, 0]]}, 400, "outside the 60 x 2 matrix"),
         ({"ratings": [[3.0, 4.0]] * 60, "scale": [5, 1]}, 400, "low < high"),
         ({"ratings": [[3.0, 4.0], [3.0]]}, 400, "same length"),
-        ({"ratings": [[None, None]]}, 400, "this matrix has 0"),
+        ({"ratings": [[None, None]]}, 400, "no interactions"),
         ({"ratings": "nope"}, 422, "ratings"),
         ({"ratings": [[3.0]], "hide": [[0]]}, 422, "hide"),
     ],
@@ -133,6 +147,6 @@ def test_movielens_block_blend_predicts_hidden_ratings_better_than_the_factoriza
     body = {"ratings": sample["observed"], "scale": sample["scale"], "hide": sample["held_out"]}
     res = c.post("/lab/api/matrix/blend", json=body).json()
     assert res["ratings"] == sum(v is not None for row in sample["observed"] for v in row) - len(sample["held_out"])
-    assert res["probe"] == 0.1 and res["reg"] > 0
+    assert res["folds"] == FOLDS and res["reg"] > 0
     # the page's claim on its default block (30 x 40, 90 hidden ratings): 0.85 against 1.04
     assert res["rmse_held_out"] < sample["rmse_held_out"] - 0.1

@@ -156,17 +156,23 @@ def test_real_matrix_view(page):
     assert "held-out error" in pg.inner_text("#rm-stats")
 
 
-def test_blend_fills_the_real_matrix_and_explains_a_cell(page, console_errors):
+def test_blend_fills_the_seed_and_the_real_matrix_and_explains_a_cell(page, console_errors):
     pg = page
-    # the seed's 14 ratings are too few for the blend's probe: the page says why and keeps the factorization
-    pg.click("label[for='mx-model-blend']")
-    pg.wait_for_function("document.querySelector('#mx-notice').textContent.includes('at least 80')", timeout=30_000)
-    assert pg.is_visible("#mx-notice") and "has 14" in pg.inner_text("#mx-notice")
-    refused = [e for e in console_errors if "400" in e]
-    assert len(refused) == 1  # the browser logs the refused request; nothing else went wrong
-    console_errors.remove(refused[0])
+    # the seed's 14 ratings: the blend cross-fits them, fills the grid and says how little 14 carry
     pg.click("label[for='mx-view-predicted']")
+    mf_seed = pg.locator("#mx-grid td.predicted").evaluate_all("(xs) => xs.map((x) => x.dataset.pred)")
+    pg.click("label[for='mx-model-blend']")
+    pg.wait_for_function("document.querySelector('#mx-notice').textContent.includes('5 folds')", timeout=30_000)
+    notice = pg.inner_text("#mx-notice")
+    assert "14 known ratings" in notice and "not a model to trust" in notice
     assert pg.locator("#mx-grid td.predicted").count() == 11
+    blend_seed = pg.locator("#mx-grid td.predicted").evaluate_all("(xs) => xs.map((x) => x.dataset.pred)")
+    assert len(blend_seed) == 11 and blend_seed != mf_seed
+    pg.hover("#mx-grid td.predicted input >> nth=0")
+    pg.wait_for_selector("#mx-explain table.breakdown")
+    assert pg.locator("#mx-explain tbody th").all_inner_texts() == [
+        "bias", "itemknn", "userknn", "svd", "svdpp", "intercept"
+    ]  # fmt: skip
     # the real matrix: the factorization's fill, then the blend's
     pg.wait_for_selector("#rm-svg")
     pg.click("label[for='rm-view-predicted']")

@@ -1,8 +1,9 @@
 """The lab's blend: the library's ``blend`` model filling a small user x item matrix.
 
-The blend (docs/blend.md; Koren 2009, Toescher, Jahrer & Bell 2009) carves a probe from the known
-cells, fits every member on the rest, learns the blender on the probe, refits the members on all
-the known cells and predicts
+The blend (docs/blend.md; Koren 2009, Toescher, Jahrer & Bell 2009; Jahrer, Toescher & Legenstein
+2010) cross-fits its members: the known cells are split into 5 folds, every member is fitted on four
+and predicts the fifth, the blender learns on those held-out predictions of every known cell, the
+members are refitted on all the known cells, and the blend predicts
 
     r_ui ~ w_0 + sum_m w_m x_m(u, i),
 
@@ -17,8 +18,10 @@ cells of the lab's own blocks by ``benchmarks/bench_lab_blend.py`` (docs/lab.md,
   does not have.
 * blender: ``ridge``. ``auto`` may pick FWLS on a small probe, which cannot fit members x
   meta-features weights from a few dozen ratings.
-* probe: the blend's default 10 %, raised so that about ``MIN_PROBE`` ratings are carved; a matrix
-  that would need more than half of its ratings for that is refused (the seed's 14 are).
+* cross-fitting with the blend's default 5 folds: every known rating is a blender row, so the
+  seed's 14 ratings can be blended (one probe would leave its blender a rating or two). On so few
+  ratings the weights are a picture of the method, not a reliable model: the page says so.
+  The blend's floor (``MIN_CROSS_FIT`` ratings) refuses smaller matrices with a 400.
 """
 
 from __future__ import annotations
@@ -40,9 +43,7 @@ from tastebud.lab.matrix import as_matrix, clip_to_scale
 _KNN = {"prediction": "baseline", "similarity": "pearson_baseline"}
 MEMBERS: dict[str, dict[str, Any]] = {"bias": {}, "itemknn": _KNN, "userknn": _KNN, "svd": {}, "svdpp": {}}
 BLENDER = "ridge"
-PROBE = 0.1  # the blend's own default share
-MIN_PROBE = 40  # twice the blend's floor of 20, so a random carve of this size stays above it
-MAX_PROBE = 0.5  # members must keep at least half of the ratings
+FOLDS = 5  # the blend's own default
 MAX_BLEND_CELLS = 15_000  # every cell is predicted and explained by every member: bounded per request
 
 
@@ -58,7 +59,7 @@ class BlendFill:
     params: dict[str, dict[str, Any]]
     blender: str
     reg: float | None  # the ridge penalty (None: LightGBM)
-    probe: float
+    folds: int | None  # None: one random probe
     ratings: int
     member_predicted: np.ndarray  # (members, users, items)
     contribution: np.ndarray  # (members, users, items)
@@ -92,7 +93,7 @@ class BlendFill:
             "unclipped": r(self.predicted),
             "blender": self.blender,
             "reg": self.reg,
-            "probe": round(self.probe, 4),
+            "folds": self.folds,
             "ratings": self.ratings,
             "rmse_probe_inner": round(self.inner_rmse, 4),
             "rmse": round(self.rmse, 4),
@@ -101,34 +102,21 @@ class BlendFill:
         }
 
 
-def probe_share(n_ratings: int) -> float:
-    """The probe share for ``n_ratings`` known cells: 10 %, or enough for ``MIN_PROBE`` ratings.
-
-    Raises DataError when that would take more than ``MAX_PROBE`` of them (fewer than 80 ratings).
-    """
-    share = max(PROBE, MIN_PROBE / max(n_ratings, 1))
-    if share > MAX_PROBE:
-        need = int(np.ceil(MIN_PROBE / MAX_PROBE))
-        raise DataError(
-            f"the blend needs at least {need} known ratings (it learns its weights on about {MIN_PROBE} "
-            f"that no member sees); this matrix has {n_ratings}"
-        )
-    return share
-
-
 def fit_blend(
     ratings: np.ndarray | list[list[float | None]],
     scale: tuple[float, float] | None = None,
     hide: Sequence[Sequence[int]] = (),
     members: dict[str, dict[str, Any]] = MEMBERS,
     blender: str = BLENDER,
+    folds: int | None = FOLDS,
     random_state: int = 0,
 ) -> BlendFill:
     """Fit the lab's blend to the known cells of ``ratings`` (NaN / None = missing) less ``hide``.
 
-    Members clip to ``scale`` (None: no clipping). ``members`` and ``blender`` are the blend's own
-    parameters (``benchmarks/bench_lab_blend.py`` compares choices through them). Deterministic
-    under ``random_state``.
+    Members clip to ``scale`` (None: no clipping). ``members``, ``blender`` and ``folds`` (None: one
+    random 10 % probe instead of cross-fitting) are the blend's own parameters
+    (``benchmarks/bench_lab_blend.py`` compares choices through them). Deterministic under
+    ``random_state``.
     """
     start = time.perf_counter()
     R = as_matrix(ratings)
@@ -141,7 +129,6 @@ def fit_blend(
     truth = R[held[:, 0], held[:, 1]]
     R[held[:, 0], held[:, 1]] = np.nan
     rows, cols = np.nonzero(~np.isnan(R))
-    probe = probe_share(len(rows))
     n_users, n_items = R.shape
     data = Interactions(
         IdMap(np.arange(n_users), "user"),
@@ -152,7 +139,12 @@ def fit_blend(
         explicit=True,
         rating_scale=None if scale is None else (float(scale[0]), float(scale[1])),
     )
-    model = get_model("blend")(members=members, blender=blender, probe=probe, random_state=random_state)
+    model = get_model("blend")(
+        members=members,
+        blender=blender,
+        **({"probe_by": "random"} if folds is None else {"probe_by": "folds", "folds": folds}),
+        random_state=random_state,
+    )
     with enabled(False):  # no progress bar in a server's log
         model.fit(data)
     users = np.repeat(np.arange(n_users), n_items)
@@ -171,7 +163,7 @@ def fit_blend(
         params={name: dict(members[name]) for name in names},
         blender=str(model.blender_),
         reg=None if model.blender_ == "lgbm" else float(model.reg_),
-        probe=probe,
+        folds=folds,
         ratings=len(rows),
         member_predicted=member_pred,
         contribution=contrib,

@@ -58,6 +58,8 @@ DEFAULT_MEMBERS: dict[str, dict[str, Any]] = {
 }
 #: Ridge penalties tried on the inner fold (per blender row, so the grid does not depend on their number).
 REG_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+#: The fewest ratings a cross-fitted blend takes (the lab's seed has 14); one probe needs 20 of its own.
+MIN_CROSS_FIT = 10
 META = ("log user support", "log item support", "user rating spread", "log days since first rating")
 #: Fixed LightGBM settings; the number of trees is chosen by early stopping on the inner fold.
 LGBM_PARAMS: dict[str, Any] = {
@@ -218,8 +220,12 @@ class Blend(RatingModel):
         """Masks of the rows each round holds out: one probe, or the ``folds`` folds (every row in exactly one)."""
         n = len(data)
         if self.probe_by == "folds":
-            if n < 20 * self.folds:
-                raise DataError(f"Blend: {n} ratings for {self.folds} folds; lower folds or give more ratings")
+            # every rating is a blender row here, so the floor is on the whole set, not per fold
+            need = max(MIN_CROSS_FIT, 2 * self.folds)
+            if n < need:
+                raise DataError(
+                    f"Blend: {n} ratings for {self.folds} folds; cross-fitting needs at least {need} (2 a fold)"
+                )
             fold = np.empty(n, np.int64)
             fold[np.random.default_rng(self.random_state).permutation(n)] = np.arange(n) % self.folds
             return [fold == k for k in range(self.folds)]
@@ -310,7 +316,11 @@ class Blend(RatingModel):
         kinds = ["ridge", "fwls", "lgbm"] if self.blender == "auto" else [self.blender]
         if self.blender == "auto" and not _lightgbm_installed():
             kinds.remove("lgbm")
-        inner = np.random.default_rng(self.random_state + 1).random(len(y)) < 0.2
+        rng = np.random.default_rng(self.random_state + 1)
+        inner = rng.random(len(y)) < 0.2
+        if not inner.any() or inner.all():  # a handful of rows drew no split: hold out a fifth, at least one
+            inner = np.zeros(len(y), bool)
+            inner[rng.permutation(len(y))[: max(1, len(y) // 5)]] = True
         fit, val = ~inner, inner
         scores: dict[str, float] = {}
         best: tuple[float, str, float] = (np.inf, "", 0.0)

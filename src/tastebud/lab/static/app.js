@@ -194,8 +194,8 @@
     if (mx.model === "blend") mxBlend();
   }
 
-  // the blend learns its weights on a probe of the known ratings that no member sees: the server
-  // says whether this matrix has enough of them, and the page shows its answer either way
+  // the blend learns its weights on held-out predictions of every known rating (5 folds): the
+  // server says whether this matrix has enough of them, and the page shows its answer either way
   async function mxBlend() {
     const notice = $("#mx-notice");
     const seq = ++mx.blendSeq;
@@ -207,10 +207,11 @@
       const res = await api("/lab/api/matrix/blend", { ratings: mx.ratings, scale: mx.seed.scale });
       if (seq !== mx.blendSeq) return;
       mx.blend = res;
-      notice.textContent = blendSummary(res);
+      notice.textContent = blendSummary(res) + (res.ratings < 80
+        ? ` With ${res.ratings} ratings these weights show how the blend works, not a model to trust.` : "");
     } catch (err) {
       if (seq !== mx.blendSeq) return;
-      notice.textContent = `No blend here: ${err.message}. The grid still shows the factorization; the real matrix below has enough ratings.`;
+      notice.textContent = `No blend here: ${err.message}. The grid still shows the factorization.`;
     }
     mxRender(false);
   }
@@ -357,8 +358,9 @@
   // ------------------------------------------------------------------ the blend, shared by both matrices
   function blendSummary(res) {
     const members = res.members.map((m) => `${m.name} ${fmt(m.probe_rmse, 3)}`).join(", ");
-    return `Blend (${res.blender}) of ${res.members.length} models, its weights learned on a ${Math.round(res.probe * 100)} % probe ` +
-      `of the ${res.ratings} known ratings. Error on the probe: ${members}; the blend ${fmt(res.rmse_probe_inner, 3)} (on a fifth of it).`;
+    return `Blend (${res.blender}) of ${res.members.length} models, its weights learned on what each model predicted ` +
+      `for the ${res.ratings} known ratings without seeing them (${res.folds} folds). Error there: ${members}; ` +
+      `the blend ${fmt(res.rmse_probe_inner, 3)} (on a fifth of them).`;
   }
 
   // one filled cell, member by member: prediction × weight = contribution, plus the intercept
@@ -404,7 +406,7 @@
     if (rm.model !== "blend" || !d || rm.blend || rm.blendAsked === d.dataset) return;
     rm.blendAsked = d.dataset;
     const seq = ++rm.blendSeq;
-    $("#rm-stats").textContent = "Fitting the blend (five models, each twice)…";
+    $("#rm-stats").textContent = "Fitting the blend (five models, each six times)…";
     try {
       const res = await api("/lab/api/matrix/blend", { ratings: d.observed, scale: d.scale, hide: d.held_out });
       if (seq !== rm.blendSeq || rm.data.dataset !== d.dataset) return;

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
@@ -61,11 +62,14 @@ MEASURES = [
 ]
 RESULTS = Path(__file__).resolve().parent / "topn_measured.json"
 DATASETS = ("ml-latest-small", "synthetic")
-#: the synthetic set: users, items, interactions (about 50 clicks a user), latent factors
-SYNTHETIC = (3000, 2000, 150_000, 16)
+#: the synthetic set: users, items, interactions (40 clicks a user), latent factors; small enough that
+#: a capped neural fit takes about as long as on ml-latest-small (fewer items, more users)
+SYNTHETIC = (1000, 1000, 40_000, 16)
 METRIC = "ndcg@100"
 METRICS = ["ndcg@100", "recall_capped@20", "recall_capped@50"]
 OURS = ("mult_vae", "recvae", "ease", "ials")
+#: the order a run measures in: the quick models first, so a run cut short has both sides' cheap rows
+ORDER = ("ease", "cornac-ease", "ials", "implicit-als", "implicit-knn", "mult_vae", "cornac-vaecf", "recvae")
 # fixed during the search (the same for every trial): caps that keep a neural fit to about two
 # minutes on two shared cores (batches of 100 users: five updates per epoch on 487 training users);
 # cornac's VAECF gets tastebud Mult-VAE's epoch cap, Liang's tanh and multinomial likelihood
@@ -168,19 +172,27 @@ def measure(name: str, split: Any, trials: int, seeds: int) -> dict[str, Any]:
             "stochastic": stochastic, "search_s": search_s, "runs": runs}  # fmt: skip
 
 
-def run(data_name: str, models: list[str], trials: int, seeds: int, threads: int) -> dict[str, Any]:
+def run(
+    data_name: str, models: list[str], trials: int, seeds: int, threads: int, save: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Every model of ``models`` on ``data_name``; ``save`` gets the result after each model (a long
+    run cut short keeps what it measured, and its section says which models are missing)."""
     from tastebud.data.splits import strong_generalization
 
     split = strong_generalization(load(data_name), heldout_users=0.1, fold_in=0.8, random_state=0)
     log(f"{data_name}: {split.report}")
-    rows = []
+    result: dict[str, Any] = {
+        "report": {k: v for k, v in split.report.items() if isinstance(v, (int, float, str))},
+        "trials": trials, "seeds": seeds, "threads": threads, "models": list(models), "skipped": [], "rows": [],
+    }  # fmt: skip
     for name in models:
         if name in FOLD_IN_PEERS and not FOLD_IN_PEERS[name].available():
             log(f"{data_name}: {name} skipped ({FOLD_IN_PEERS[name].module} is not installed)")
+            result["skipped"].append(name)
             continue
-        rows.append(measure(name, split, trials, seeds))
-    return {"report": {k: v for k, v in split.report.items() if isinstance(v, (int, float, str))},
-            "trials": trials, "seeds": seeds, "threads": threads, "rows": rows}  # fmt: skip
+        result["rows"].append(measure(name, split, trials, seeds))
+        save(result)
+    return result
 
 
 def _fmt(params: dict[str, Any]) -> str:
@@ -210,13 +222,28 @@ def comparison(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def missing(result: dict[str, Any]) -> list[str]:
+    """A line naming the models the run did not reach (cut short) or could not run (not installed)."""
+    done = {r["name"] for r in result["rows"]} | set(result.get("skipped", []))
+    lines = []
+    if result.get("skipped"):
+        lines.append(f"Not installed, so not measured: {', '.join(result['skipped'])}.")
+    cut = [m for m in result.get("models", []) if m not in done]
+    if cut:
+        lines.append(
+            f"**Incomplete run**: not measured yet: {', '.join(cut)}; the comparison covers the rows above only."
+        )
+    return ["", *lines] if lines else []
+
+
 def table(result: dict[str, Any]) -> str:
     out = []
     for r in sorted(result["rows"], key=lambda r: -r["validation"]):
         frame = pd.DataFrame(r["runs"])
         row: dict[str, Any] = {"model": r["label"], "tuned parameters": _fmt(r["params"])}
         for m in METRICS:
-            row[m.replace("recall_capped", "recall")] = mean_std(list(frame[m]))
+            values = list(frame[m]) if r["stochastic"] else [frame[m].iloc[0]]  # deterministic: one fit
+            row[m.replace("recall_capped", "recall")] = mean_std(values)
         row["validation ndcg@100"] = f"{r['validation']:.4f}"
         row["fit s"] = f"{frame['fit_s'].mean():.1f}"
         out.append(row)
@@ -273,6 +300,7 @@ def section(results: dict[str, Any]) -> str:
             table(res),
             "",
             *comparison(res),
+            *missing(res),
         ]
     return "\n".join(lines)
 
@@ -283,7 +311,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=6, help="search trials per model (the same for all)")
     parser.add_argument("--seeds", type=int, default=3, help="final fits per model, seeds 0..n-1")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--models", default=",".join((*OURS, *FOLD_IN_PEERS)))
+    parser.add_argument("--models", default=",".join(ORDER))
     parser.add_argument("--no-write", action="store_true", help="print the tables only")
     args = parser.parse_args()
     models = args.models.split(",")
@@ -294,15 +322,20 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not args.no_write else {}
+
+    def save(name: str, result: dict[str, Any]) -> None:
+        if args.no_write:
+            return
+        # read just before writing: another run may have measured another data set meanwhile
+        results = {**(json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}), name: result}
+        tmp = RESULTS.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")
+        tmp.replace(RESULTS)
+        write_section("topn", section(results), measures=MEASURES)
+
     for name in args.data.split(","):
-        results[name] = run(name, models, args.trials, args.seeds, args.threads)
-        print(table(results[name]), *comparison(results[name]), sep="\n", flush=True)
-        if not args.no_write:
-            tmp = RESULTS.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")
-            tmp.replace(RESULTS)
-            write_section("topn", section(results), measures=MEASURES)
+        result = run(name, models, args.trials, args.seeds, args.threads, lambda r, name=name: save(name, r))
+        print(table(result), *comparison(result), sep="\n", flush=True)
 
 
 if __name__ == "__main__":

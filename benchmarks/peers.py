@@ -11,6 +11,14 @@ Conventions: implicit's ALS weighs an observed cell by ``alpha * value``, tasteb
 ``1 + alpha * value`` (on binary data implicit ``alpha=5`` is tastebud ``alpha=4``); implicit keeps
 BPR's item bias as the last factor (users carry a constant 1 there); implicit and cornac score an
 item-item model as ``X W``, the training rows times the item weights, as tastebud does.
+
+Strong generalisation (``bench_topn.py``) asks a peer for people it was not trained on; each
+answers from their history ``h`` (a row over the training items) by its own rule, never by a
+refit: ``h W`` for item-item models (implicit's item-kNN, cornac's EASE: what their own
+``recommend`` does with a row of ``user_items``); implicit ALS's ``recalculate_user``, the exact
+least-squares user step of its fit; cornac VAECF's encoder mean on the binarised history, decoded
+(its own ``score``). Models with no rule of their own for a new person (BPR: its user factors are
+free parameters) are left out of that benchmark rather than given one we would have to invent.
 """
 
 from __future__ import annotations
@@ -24,19 +32,30 @@ import scipy.sparse as sp
 
 from tastebud.core.base import Recommender
 from tastebud.core.errors import NotSupportedError
-from tastebud.core.space import Categorical, Dist, Int, LogFloat
+from tastebud.core.space import Categorical, Dist, Float, Int, LogFloat
 from tastebud.data.interactions import Interactions
 
 #: Threads every peer trains with (BLAS held to one thread, as implicit recommends).
 THREADS = 2
 
 
-class Carried(Recommender):
-    """A peer's fitted state behind tastebud's ranking: scores ``U V^T`` (factors) or ``X W`` (item weights).
+#: A peer's own rule for people it was not trained on: histories (n, n_items; csr, in the training
+#: data's item order) -> user factors (n, f) for :meth:`Carried.of_factors`, scores (n, n_items)
+#: for :meth:`Carried.of_encoder`.
+FoldIn = Callable[[sp.csr_matrix], np.ndarray]
 
-    Built by :meth:`of_factors` or :meth:`of_item_weights` from a model another library fitted on
-    ``train``; ``X`` is ``train``'s matrix, the rows the peer itself scores with.
+
+class Carried(Recommender):
+    """A peer's fitted state behind tastebud's ranking: scores ``U V^T`` (factors), ``X W`` (item
+    weights) or ``f(X)`` (an encoder).
+
+    Built by :meth:`of_factors`, :meth:`of_item_weights` or :meth:`of_encoder` from a model another
+    library fitted on ``train``; ``X`` is ``train``'s matrix, the rows the peer itself scores with.
+    A history (fold-in) is scored as a row of ``X`` would be: ``h W``, ``f(h)``, or ``u V^T`` with
+    ``u`` from the peer's own fold-in rule; a factor model without one cannot fold in.
     """
+
+    supports_history = True
 
     def __init__(self, label: str = "peer") -> None:
         self.label = label
@@ -51,11 +70,22 @@ class Carried(Recommender):
         return model
 
     @classmethod
-    def of_factors(cls, label: str, train: Interactions, users: Any, items: Any) -> Carried:
-        """Scores are dot products of ``users`` (n_users, f) and ``items`` (n_items, f) rows."""
+    def of_factors(
+        cls, label: str, train: Interactions, users: Any, items: Any, fold_in: FoldIn | None = None
+    ) -> Carried:
+        """Scores are dot products of ``users`` (n_users, f) and ``items`` (n_items, f) rows;
+        ``fold_in`` is the peer's rule for a new person's factors (none: no fold-in)."""
         model = cls._shell(label, train)
         model.user_factors_ = np.ascontiguousarray(_dense(users), np.float32)
         model.item_factors_ = np.ascontiguousarray(_dense(items), np.float32)
+        model._fold_in = fold_in
+        return model
+
+    @classmethod
+    def of_encoder(cls, label: str, train: Interactions, encode: FoldIn) -> Carried:
+        """Scores are ``encode(X)``: the peer maps any history, a training user's row included, to scores."""
+        model = cls._shell(label, train)
+        model._encode = encode
         return model
 
     @classmethod
@@ -69,11 +99,32 @@ class Carried(Recommender):
 
     def _score(self, user_idx: np.ndarray, item_idx: np.ndarray | None) -> np.ndarray:
         if hasattr(self, "weights_"):
-            w = self.weights_ if item_idx is None else self.weights_[:, item_idx]
-            block = self.user_items_[user_idx] @ w
-            return np.asarray(block.toarray() if sp.issparse(block) else block, np.float32)
+            return self._of_rows(self.user_items_[user_idx], item_idx)
+        if getattr(self, "_encode", None) is not None:
+            return self._of_rows(self.user_items_[user_idx], item_idx)
         items = self.item_factors_ if item_idx is None else self.item_factors_[item_idx]
         return self.user_factors_[user_idx] @ items.T
+
+    def _score_history(self, item_idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+        row = sp.csr_matrix(
+            (values.astype(np.float32), (np.zeros(len(item_idx), np.int64), item_idx)), shape=(1, self.n_items)
+        )
+        if hasattr(self, "weights_") or getattr(self, "_encode", None) is not None:
+            return self._of_rows(row, None)[0]
+        if getattr(self, "_fold_in", None) is None:
+            raise NotSupportedError(f"{self.label} has no rule of its own to fold in a new person")
+        return np.asarray(self._fold_in(row), np.float32).reshape(1, -1) @ self.item_factors_.T
+
+    def _of_rows(self, rows: sp.csr_matrix, item_idx: np.ndarray | None) -> np.ndarray:
+        """Scores of history rows (n, n_items) by item weights (``rows W``) or the encoder."""
+        if hasattr(self, "weights_"):
+            w = self.weights_ if item_idx is None else self.weights_[:, item_idx]
+            block = rows @ w
+            scores = np.asarray(block.toarray() if sp.issparse(block) else block, np.float32)
+        else:
+            scores = np.asarray(self._encode(sp.csr_matrix(rows)), np.float32)
+            scores = scores if item_idx is None else scores[:, item_idx]
+        return scores
 
 
 def _dense(a: Any) -> np.ndarray:
@@ -105,7 +156,12 @@ def _implicit_als(train: Interactions, params: dict[str, Any], seed: int) -> Car
     with threadpool_limits(1, "blas"):
         peer = AlternatingLeastSquares(**params, num_threads=THREADS, random_state=seed)
         peer.fit(train.matrix.tocsr(), show_progress=False)
-    return Carried.of_factors("implicit ALS", train, peer.user_factors, peer.item_factors)
+
+    def fold_in(rows: sp.csr_matrix) -> np.ndarray:  # implicit's own least-squares user step
+        with threadpool_limits(1, "blas"):
+            return np.asarray(peer.recalculate_user(np.arange(rows.shape[0]), rows))
+
+    return Carried.of_factors("implicit ALS", train, peer.user_factors, peer.item_factors, fold_in)
 
 
 def _implicit_bpr(train: Interactions, params: dict[str, Any], seed: int) -> Carried:
@@ -130,20 +186,54 @@ def _implicit_knn(train: Interactions, params: dict[str, Any], seed: int) -> Car
     return Carried.of_item_weights("implicit item-kNN", train, peer.similarity)
 
 
-def _cornac_ease(train: Interactions, params: dict[str, Any], seed: int) -> Carried:
+def _cornac_data(train: Interactions, seed: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``train`` as a cornac Dataset, and the item positions that match: ours[j] is theirs[j].
+
+    cornac numbers items by first appearance and never sees items without training events.
+    """
     from cornac.data import Dataset
-    from cornac.models import EASE
 
     m = train.matrix.tocoo()
     triples = list(zip(m.row.astype(str), m.col.astype(str), m.data.astype(float), strict=True))
     data = Dataset.from_uir(triples, seed=seed)
-    peer = EASE(**params, verbose=False, seed=seed).fit(data)
-    # cornac numbers items by first appearance and never sees items without training events
     ours = np.array([int(raw) for raw in data.iid_map], np.int64)
     theirs = np.array(list(data.iid_map.values()), np.int64)
+    return data, ours, theirs
+
+
+def _cornac_ease(train: Interactions, params: dict[str, Any], seed: int) -> Carried:
+    from cornac.models import EASE
+
+    data, ours, theirs = _cornac_data(train, seed)
+    peer = EASE(**params, verbose=False, seed=seed).fit(data)
     weights = np.zeros((train.n_items, train.n_items), np.float32)
     weights[np.ix_(ours, ours)] = peer.B[np.ix_(theirs, theirs)]
     return Carried.of_item_weights("cornac EASE", train, weights)
+
+
+def _cornac_vaecf(train: Interactions, params: dict[str, Any], seed: int) -> Carried:
+    """cornac's Mult-VAE (``VAECF``, one hidden layer of ``hidden`` units); a history is scored as
+    cornac's own ``score`` scores a training row: binarised, encoded to its mean, decoded."""
+    import torch
+    from cornac.models import VAECF
+
+    params = dict(params)
+    hidden = int(params.pop("hidden"))
+    data, ours, theirs = _cornac_data(train, seed)
+    peer = VAECF(**params, autoencoder_structure=[hidden], verbose=False, seed=seed).fit(data)
+    peer.vae.eval()
+
+    def encode(rows: sp.csr_matrix) -> np.ndarray:
+        x = np.zeros((rows.shape[0], data.num_items), np.float32)
+        x[:, theirs] = rows[:, ours].toarray() != 0
+        with torch.no_grad():
+            z, _ = peer.vae.encode(torch.from_numpy(x))
+            decoded = peer.vae.decode(z).numpy()
+        scores = np.zeros((rows.shape[0], train.n_items), np.float32)  # items cornac never saw: 0, last
+        scores[:, ours] = decoded[:, theirs]
+        return scores
+
+    return Carried.of_encoder("cornac VAECF", train, encode)
 
 
 IMPLICIT_ALS = Peer(
@@ -175,10 +265,28 @@ CORNAC_EASE = Peer(
     stochastic=False,
 )  # fmt: skip
 
+CORNAC_VAECF = Peer(
+    "cornac VAECF", "mult_vae", "cornac", _cornac_vaecf,
+    space={
+        "k": Int(32, 400, log=True), "hidden": Int(100, 1000, log=True), "beta": Float(0.0, 1.0),
+        "learning_rate": LogFloat(1e-4, 1e-2),
+    },
+    defaults={"k": 10, "hidden": 20, "act_fn": "tanh", "likelihood": "mult", "n_epochs": 100, "batch_size": 100,
+              "learning_rate": 0.001, "beta": 1.0},
+)  # fmt: skip
+
 #: Every peer, by the name ``--models`` selects it with.
 PEERS: dict[str, Peer] = {
     "implicit-als": IMPLICIT_ALS,
     "implicit-bpr": IMPLICIT_BPR,
     "implicit-knn": IMPLICIT_KNN,
     "cornac-ease": CORNAC_EASE,
+}
+#: The peers with a rule of their own for a person they were not trained on (strong
+#: generalisation, ``bench_topn.py``): the item-item models, ALS, and cornac's Mult-VAE.
+FOLD_IN_PEERS: dict[str, Peer] = {
+    "implicit-als": IMPLICIT_ALS,
+    "implicit-knn": IMPLICIT_KNN,
+    "cornac-ease": CORNAC_EASE,
+    "cornac-vaecf": CORNAC_VAECF,
 }

@@ -39,12 +39,14 @@ def search(
     seed: int = 0,
     maximize: bool = False,
     fixed: Mapping[str, Any] | None = None,
+    start: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], float]:
     """Optuna TPE over ``space`` (tastebud's distributions), ``trials`` trials; the best point and value.
 
     ``score(params)`` fits on the carve's training part and returns the validation metric. The
     sampler and its seed are the ones ``tastebud tune`` uses, so a peer's search is the same tool
-    with the same budget.
+    with the same budget. ``start``: a known point (a paper's setting) tried first, as one of the
+    ``trials``; its keys outside ``space`` are ignored.
     """
     import optuna
 
@@ -57,6 +59,8 @@ def search(
         params = {**(fixed or {}), **{name: dist.suggest(trial, name) for name, dist in space.items()}}
         return float(score(params))
 
+    if start:
+        study.enqueue_trial({k: v for k, v in start.items() if k in space})
     study.optimize(objective, n_trials=trials)
     return {**(fixed or {}), **study.best_params}, float(study.best_value)
 

@@ -107,3 +107,69 @@ def test_a_peer_is_searched_and_read_as_tune_searches_and_reads(bench, data) -> 
     ours = tune("ease", data, metric="ndcg@10", trials=3, params={"dropout": 0.0}, random_state=0)
     assert params == {"reg": ours.params["reg"]}
     assert value == pytest.approx(ours.value)
+
+
+def test_the_als_peer_folds_in_a_new_person_as_implicit_recalculates_one(bench, data) -> None:
+    """Strong generalisation: the carried ALS answers a history by implicit's own least-squares step."""
+    peers, _ = bench
+    pytest.importorskip("implicit")
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    params = {"factors": 8, "regularization": 1.0, "alpha": 5.0, "iterations": 3}
+    carried = peers.IMPLICIT_ALS.fit(data, params, 0)
+    model = AlternatingLeastSquares(**params, num_threads=1, random_state=0)
+    model.fit(data.matrix.tocsr(), show_progress=False)
+    for u in (0, 7, 31):
+        row = data.matrix.tocsr()[u]
+        ids, _ = model.recommend(0, row, N=5, recalculate_user=True, filter_already_liked_items=True)
+        ours, _ = carried.rank_history_idx(row.indices, row.data, 5)
+        assert set(ours) == set(ids)
+
+
+def test_item_item_and_encoder_peers_score_a_history_as_a_training_row(bench, data) -> None:
+    """h W (item-kNN, cornac EASE) and VAECF's encoder read a history exactly as the row they trained on."""
+    peers, _ = bench
+    pytest.importorskip("implicit")
+    pytest.importorskip("cornac")
+    vaecf = {"k": 4, "hidden": 10, "beta": 0.2, "learning_rate": 1e-3, "n_epochs": 2, "batch_size": 50,
+             "act_fn": "tanh", "likelihood": "mult"}  # fmt: skip
+    fitted = [
+        peers.IMPLICIT_KNN.fit(data, {"K": 10, "similarity": "bm25"}, 0),
+        peers.CORNAC_EASE.fit(data, {"lamb": 50.0, "posB": True}, 0),
+        peers.CORNAC_VAECF.fit(data, vaecf, 0),
+    ]
+    row = data.matrix.tocsr()[11]
+    for carried in fitted:
+        assert np.allclose(carried.score_history_idx(row.indices, row.data), carried.score_rows([11])[0], atol=1e-6)
+
+
+def test_the_vaecf_peer_scores_a_training_user_as_cornac_does(bench, data) -> None:
+    peers, _ = bench
+    pytest.importorskip("cornac")
+    from cornac.data import Dataset
+    from cornac.models import VAECF
+
+    params = {"k": 4, "hidden": 10, "beta": 0.2, "learning_rate": 1e-3, "n_epochs": 2, "batch_size": 50}
+    carried = peers.CORNAC_VAECF.fit(data, {**params, "act_fn": "tanh", "likelihood": "mult"}, 0)
+    m = data.matrix.tocoo()
+    cdata = Dataset.from_uir(list(zip(m.row.astype(str), m.col.astype(str), m.data.astype(float), strict=True)), seed=0)
+    hidden = params.pop("hidden")
+    model = VAECF(**params, autoencoder_structure=[hidden], seed=0).fit(cdata)
+    ours = np.array([int(raw) for raw in cdata.iid_map], np.int64)
+    theirs = np.array(list(cdata.iid_map.values()), np.int64)
+    u = 5
+    expected = model.score(cdata.uid_map[str(u)])[theirs]
+    assert np.allclose(carried.score_rows([u])[0][ours], expected, atol=1e-6)
+
+
+def test_the_search_tries_its_start_point_first(bench) -> None:
+    _, protocol = bench
+    pytest.importorskip("optuna")
+    from tastebud.core.space import Int, LogFloat
+
+    space = {"a": LogFloat(1.0, 100.0), "b": Int(1, 9)}
+    seen: list[dict] = []
+    best, value = protocol.search(space, lambda p: seen.append(p) or p["b"], trials=3, maximize=True,
+                                  fixed={"c": 0}, start={"a": 30.0, "b": 4, "unused": 1})  # fmt: skip
+    assert seen[0] == {"c": 0, "a": 30.0, "b": 4}
+    assert value == max(p["b"] for p in seen) and best["c"] == 0

@@ -131,6 +131,7 @@ def test_item_item_and_encoder_peers_score_a_history_as_a_training_row(bench, da
     peers, _ = bench
     pytest.importorskip("implicit")
     pytest.importorskip("cornac")
+    pytest.importorskip("torch")  # cornac's VAECF trains in PyTorch (not in the lean install)
     vaecf = {"k": 4, "hidden": 10, "beta": 0.2, "learning_rate": 1e-3, "n_epochs": 2, "batch_size": 50,
              "act_fn": "tanh", "likelihood": "mult"}  # fmt: skip
     fitted = [
@@ -146,6 +147,7 @@ def test_item_item_and_encoder_peers_score_a_history_as_a_training_row(bench, da
 def test_the_vaecf_peer_scores_a_training_user_as_cornac_does(bench, data) -> None:
     peers, _ = bench
     pytest.importorskip("cornac")
+    pytest.importorskip("torch")
     from cornac.data import Dataset
     from cornac.models import VAECF
 

@@ -109,7 +109,7 @@ def study(model: str, trials: int | None = None) -> dict[str, Any]:
                 params = {**point}
                 if "random_state" in cls().get_params():
                     params["random_state"] = 0
-                scores[name][key] = validation_value(cls(**params), split, metric)
+                scores[name][key] = validation_value(cls(**params).fit(split.train), split, metric)
     rows = []
     for key, point in candidates.items():
         rel = []

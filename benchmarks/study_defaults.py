@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from common import DATA, git, machine  # noqa: I001
-from protocol import validation_value
 from tastebud.core.persist import atomic_write_bytes
 from tastebud.core.registry import get_model
 from tastebud.core.space import Float, Int
@@ -109,7 +108,7 @@ def study(model: str, trials: int | None = None) -> dict[str, Any]:
                 params = {**point}
                 if "random_state" in cls().get_params():
                     params["random_state"] = 0
-                scores[name][key] = validation_value(cls(**params).fit(split.train), split, metric)
+                scores[name][key] = _validation_value(cls(**params).fit(split.train), split, metric)
     rows = []
     for key, point in candidates.items():
         rel = []
@@ -135,6 +134,14 @@ def study(model: str, trials: int | None = None) -> dict[str, Any]:
         "moves": moves,
         "seconds": seconds,
     }
+
+
+def _validation_value(model: Any, split: Any, metric: str) -> float:
+    """``metric`` of a fitted model on the carve, read as ``tastebud.tune`` reads a trial."""
+    from tastebud.eval.evaluate import evaluate_fitted
+
+    m = parse_metric(metric)
+    return float(evaluate_fitted(model, split, k=m.k, metrics=(m.name,) if m.maximize else ())[m.label])
 
 
 def _native(dist: Any, value: Any) -> Any:

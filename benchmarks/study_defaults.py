@@ -143,6 +143,7 @@ def study(model: str, trials: int | None = None) -> dict[str, Any]:
         "chosen": winner["params"] if moves else default,
         "moves": moves,
         "seconds": seconds,
+        "commit": git("rev-parse", "HEAD")[:12],
     }
 
 
@@ -175,7 +176,7 @@ def _fmt(point: dict[str, Any]) -> str:
 
 
 def render(results: list[dict[str, Any]]) -> str:
-    head = git("rev-parse", "HEAD")[:12]
+    head = ", ".join(sorted({r.get("commit") or git("rev-parse", "HEAD")[:12] for r in results}))
     lines = [
         "# Where the defaults come from",
         "",
@@ -184,7 +185,8 @@ def render(results: list[dict[str, Any]]) -> str:
         "procedure). Each table lists the candidates (the default as it was before the study, and the",
         "best trials of a TPE search on each carve), their validation score on each carve, and their mean",
         "score relative to the best candidate on each carve. The default moves only when the winner is",
-        f"ahead by more than {TOLERANCE:.2%} in that mean, a rule fixed before the study ran. Size knobs",
+        f"ahead by more than {TOLERANCE:.2%} in that mean, a rule fixed before the study ran. A chosen",
+        "default is written in the code as the table prints it (four significant digits). Size knobs",
         "(`factors`, `epochs`) are held at the default: they buy accuracy with fit time, so they are a",
         "cost choice; a first run that searched them chose 243 factors and 30 epochs for iALS, about",
         "28 times the default's fit time. `tastebud tune` searches them for anyone who can pay.",

@@ -19,7 +19,8 @@ u1.base: the rating section's u2..u5 figures are not fully out of sample for a d
     .venv/bin/python benchmarks/study_defaults.py --task topn --results /tmp/topn.jsonl
     .venv/bin/python benchmarks/study_defaults.py --render /tmp/rating.jsonl /tmp/topn.jsonl
 
-``--render`` writes docs/defaults.md (the commit the study ran at is recorded in it).
+``--render`` writes docs/defaults.md (the commit the study ran at is recorded in it); the rows it
+was last rendered from are kept in ``benchmarks/defaults_measured.jsonl``.
 """
 
 from __future__ import annotations
@@ -217,6 +218,10 @@ def render(results: list[dict[str, Any]]) -> str:
             lines.append(f"| {_fmt(row['params'])} | {vals} | {row['relative']:.4f} | {', '.join(mark)} |")
         verdict = "the default moves" if r["moves"] else "the default stays"
         lines += ["", f"Verdict: {verdict}.", ""]
+    missing = [m for m in MODELS if m not in {r["model"] for r in results}]
+    if missing:
+        names = ", ".join(f"`{m}`" for m in missing)
+        lines += [f"Not run in this study: {names} (defaults unchanged, not validated here).", ""]
     lines += [f"_Study run at commit {head} on {machine()}._", ""]
     return "\n".join(lines)
 

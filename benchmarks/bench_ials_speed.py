@@ -102,7 +102,9 @@ def steady(name: str, pairs: int) -> list[dict]:
             model.fit(m, show_progress=False)
 
     def run_tastebud() -> None:
-        ImplicitALS(factors=factors, reg=reg, alpha=IMPLICIT_ALPHA - 1, epochs=epochs, threads=THREADS).fit(data)
+        ImplicitALS(
+            factors=factors, reg=reg, alpha=IMPLICIT_ALPHA - 1, reg_exponent=0.0, epochs=epochs, threads=THREADS
+        ).fit(data)
 
     sides = {
         "implicit": (run_implicit, f"{THREADS} (num_threads, BLAS 1)"),
@@ -131,7 +133,7 @@ if side == "tastebud":
     data = Interactions(IdMap(np.arange(m.shape[0]), "user"), IdMap(np.arange(m.shape[1]), "item"), c.row, c.col,
                         c.data, explicit=False)
     def fit():
-        ImplicitALS(factors=k, reg=reg, alpha=4.0, epochs=epochs, threads=2).fit(data)
+        ImplicitALS(factors=k, reg=reg, alpha=4.0, reg_exponent=0.0, epochs=epochs, threads=2).fit(data)
 else:
     import implicit.cpu.als as ials
     from threadpoolctl import threadpool_limits

@@ -200,7 +200,8 @@ def test_log_confidence():
         m._cm1(np.array([0.0, 1.0, 3.0])), 2.0 * np.log1p(np.array([0, 1.0, 3.0]) / 0.5), rtol=1e-6
     )
     data = tiny()
-    fitted = ImplicitALS(factors=4, epochs=3, reg=0.1, alpha=4.0, reg_exponent=0.0, confidence="log", cg_steps=0).fit(data)
+    plain = {"reg": 0.1, "alpha": 4.0, "reg_exponent": 0.0}  # the penalty the solve below writes out
+    fitted = ImplicitALS(factors=4, epochs=3, confidence="log", cg_steps=0, **plain).fit(data)
     R = data.matrix.toarray().astype(np.float64)
     Y = fitted.item_factors_.astype(np.float64)
     c = 1 + 4.0 * np.log1p(R[0])

@@ -68,6 +68,7 @@ MEASURES = [
 OURS = ("svd", "svdpp", "als", "bayesmf")
 PEERS = {"SVD": "Surprise SVD", "SVDpp": "Surprise SVD++"}
 PAIRED = {"svd": "SVD", "svdpp": "SVDpp"}  # the tastebud model each Surprise model mirrors
+EQUAL = {peer: ours for ours, peer in PAIRED.items()}
 # Where tastebud's defaults come from, in docs/mf.md's words ("Defaults and where they come from").
 PROVENANCE = (
     "docs/mf.md: the defaults of `svd`, `svdpp` and `bayesmf` were tuned on these same u1..u5 folds "
@@ -164,8 +165,12 @@ def ours_params(name: str, seed: int) -> dict[str, Any]:
     return params
 
 
+def _fit_with(name: str, params: dict[str, Any], train: Interactions) -> Any:
+    return tb.get_model(name)(**params).fit(train)
+
+
 def _fit_ours(name: str, seed: int, train: Interactions) -> Any:
-    return tb.get_model(name)(**ours_params(name, seed)).fit(train)
+    return _fit_with(name, ours_params(name, seed), train)
 
 
 def _fit_surprise(name: str, seed: int, trainset: Any) -> Any:
@@ -181,6 +186,12 @@ def accuracy(splits: dict[int, Any], svdpp_folds: tuple[int, ...]) -> list[dict[
             score = _predict_ours(model, split.test)
             results.append({"fold": f, "model": name, "rmse": score, "wall": wall, "cpu": cpu})
             log(f"u{f} tastebud {name}: {score:.4f} ({wall:.1f} s)")
+        for peer, name in EQUAL.items():  # tastebud at Surprise's defaults: the equal-settings RMSE on every fold
+            params, _ = equal_settings(peer, f)
+            model, wall, cpu = _timed(_fit_with, name, params, split.train)
+            score = _predict_ours(model, split.test)
+            results.append({"fold": f, "model": f"{name}@{peer}", "rmse": score, "wall": wall, "cpu": cpu})
+            log(f"u{f} tastebud {name} at Surprise {peer}'s settings: {score:.4f}")
         trainset = _surprise_set(split.train)  # built outside the timing
         for peer in PEERS:
             if peer == "SVDpp" and f not in svdpp_folds:
@@ -266,7 +277,10 @@ def speed(split: Any, seed: int, pairs: int, svdpp_epochs: int | None) -> dict[s
                 lambda cls=cls, theirs=theirs: cls(**theirs, cache_ratings=True).fit(trainset),
                 "1",
             )
-        sides[f"tastebud {ours_name}"] = (lambda ours_cls=ours_cls, ours=ours: ours_cls(**ours).fit(split.train), "1")
+        equal_label, default_label = f"tastebud {ours_name}, equal settings", f"tastebud {ours_name}, its defaults"
+        sides[equal_label] = (lambda ours_cls=ours_cls, ours=ours: ours_cls(**ours).fit(split.train), "1")
+        mine = _seeded(ours_name, {}, seed)
+        sides[default_label] = (lambda ours_cls=ours_cls, mine=mine: ours_cls(**mine).fit(split.train), "1")
         load = os.getloadavg()[0]
         with threadpool_limits(1), numba_threads(1):
             threads = thread_counts()
@@ -286,6 +300,7 @@ def speed(split: Any, seed: int, pairs: int, svdpp_epochs: int | None) -> dict[s
             "theirs": {**{k: v for k, v in surprise_defaults(peer).items() if k in SHOWN}, **theirs},
             "threads": threads,
             "load": (load, os.getloadavg()[0]),
+            "labels": (equal_label, default_label),
         }
     return out
 
@@ -299,27 +314,53 @@ def render_speed(res: dict[str, Any], losses: list[str]) -> str:
     text = []
     for peer, r in res.items():
         timings: dict[str, Timing] = r["timings"]
-        ours_label = next(label for label in timings if label.startswith("tastebud"))
-        table = pd.DataFrame(timing_rows(timings, baseline=ours_label))
+        equal, default = r["labels"]
+        peers = [label for label in timings if not label.startswith("tastebud")]
+        table = pd.DataFrame(timing_rows(timings, baseline=equal))
         table["RMSE on the test file"] = [f"{r['quality'][label][0]:.4f}" for label in timings]
         table["same parameters every run"] = ["yes" if r["quality"][label][1] else "no" for label in timings]
         ratios = "; ".join(
-            f"{label} / tastebud: wall {_ratio(timings, label, ours_label, 'wall')}x, CPU {_ratio(timings, label, ours_label, 'cpu')}x"
-            for label in timings
-            if label != ours_label
+            f"{slow} / {fast}: wall {_ratio(timings, slow, fast, 'wall')}x, CPU {_ratio(timings, slow, fast, 'cpu')}x"
+            for fast in (equal, default)
+            for slow in peers
         )
-        for label in timings:
-            faster = statistics.median(timings[label].wall) < statistics.median(timings[ours_label].wall)
-            if label != ours_label and faster:
-                losses.append(f"{label} fits faster than tastebud at equal settings ({peer}).")
+        for label in peers:
+            if statistics.median(timings[label].wall) < statistics.median(timings[equal].wall):
+                losses.append(f"{label} fits faster than {equal}.")
         ours_p = ", ".join(f"{k}={_fmt(v)}" for k, v in r["ours"].items() if v is not None)
         theirs_p = ", ".join(f"{k}={_fmt(v)}" for k, v in r["theirs"].items())
         text.append(
-            f"**{PEERS[peer]}** (`{theirs_p}`) beside tastebud `{ours_p}`; 1-minute load average "
-            f"{r['load'][0]:.1f} before, {r['load'][1]:.1f} after; thread pools while timed: {r['threads']}.\n\n"
-            f"{markdown_table(table)}\n\nPer pair, median (min-max): {ratios}.\n"
+            f"**{PEERS[peer]}** (`{theirs_p}`) beside tastebud at equal settings (`{ours_p}`) and tastebud at its "
+            f"own defaults (seed {r['ours']['random_state']}; not equal settings, shown for the time its default "
+            f"accuracy costs); 1-minute load average {r['load'][0]:.1f} before, {r['load'][1]:.1f} after; thread "
+            f"pools while timed: {r['threads']}.\n\n{markdown_table(table)}\n\nPer pair, median (min-max): {ratios}.\n"
         )
     return "\n".join(text)
+
+
+def render_equal(results: list[dict[str, Any]], folds: tuple[int, ...], losses: list[str]) -> str:
+    """RMSE of tastebud at Surprise's defaults on every fold, paired with Surprise at the same settings."""
+    frame = pd.DataFrame(results)
+    rows, lines = [], []
+    for peer, name in EQUAL.items():
+        mine = dict(frame[frame["model"] == f"{name}@{peer}"][["fold", "rmse"]].itertuples(index=False))
+        theirs = dict(frame[frame["model"] == peer][["fold", "rmse"]].itertuples(index=False))
+        for label, values in ((f"tastebud {name} at {PEERS[peer]}'s defaults", mine), (PEERS[peer], theirs)):
+            row: dict[str, Any] = {"model": label, **{f"u{f}": values.get(f, float("nan")) for f in folds}}
+            row["mean ± std"] = mean_std(list(values.values())) if len(values) == len(folds) else "-"
+            rows.append(row)
+        common = [f for f in folds if f in mine and f in theirs]
+        if common:
+            a, b = [mine[f] for f in common], [theirs[f] for f in common]
+            where = "per fold" if len(common) == len(folds) else f"on {', '.join(f'u{f}' for f in common)} only"
+            lines.append(f"- tastebud {name} - {PEERS[peer]}, {where}: {paired(a, b, lower_is_better=True)}")
+            if statistics.fmean(a) > statistics.fmean(b):
+                losses.append(
+                    f"At {PEERS[peer]}'s own settings tastebud {name} reaches RMSE {statistics.fmean(a):.4f} against "
+                    f"{statistics.fmean(b):.4f} ({where}): its speed there comes with a worse fit at that epoch count."
+                )
+    head = "\n\nPaired differences (negative: tastebud's RMSE is lower):\n\n"
+    return markdown_table(pd.DataFrame(rows)) + head + "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------- main
@@ -350,6 +391,7 @@ def main() -> None:
     log(f"speed at equal settings (u{folds[0]}) ...")
     fast = speed(splits[folds[0]], folds[0], args.pairs, args.svdpp_epochs)
     speed_text = render_speed(fast, losses)
+    equal_text = render_equal(acc, folds, losses)
     minutes = (time.perf_counter() - started) / 60
     load_after = os.getloadavg()[0]
 
@@ -398,6 +440,11 @@ are held to one thread as well.
 "same parameters every run": every timed fit of that side learned bit-identical parameters.
 
 {speed_text}
+The RMSE of one seed on one fold says little, so the equal-settings fits were also made on every fold
+(seed = fold number) during the accuracy run; Surprise's rows are its defaults rows above, which are
+these settings:
+
+{equal_text}
 What differs at these equal settings (`src/tastebud/kernels/mf.py` against Surprise's
 `prediction_algorithms/matrix_factorization.pyx`):
 

@@ -109,6 +109,8 @@ COLD_GRID: dict[str, dict[str, Any]] = {
 }
 COLD_CHOSEN = "two-tower (short-history setting)"
 ITEMKNN = "ItemKNN (defaults)"
+#: called with a part's rows so far after each fit (saved, so a run stopped at its time limit keeps them)
+Done = Callable[[list[dict[str, Any]]], None]
 #: the full budget (the command-line defaults); a run below any of them says so in the section
 DEFAULTS = {"trials": 10, "seeds": 3, "cold_draws": 3, "cold_seeds": 3, "cold_validation_draws": 3}
 BUDGETS = {
@@ -169,7 +171,7 @@ def with_user_features(split: Any, name: str) -> Any:
 
 
 # ---------------------------------------------------------------------------- accuracy parts
-def classic(name: str, trials: dict[str, int], seeds: list[int]) -> list[dict[str, Any]]:
+def classic(name: str, trials: dict[str, int], seeds: list[int], done: Done) -> list[dict[str, Any]]:
     """MostPopular, and iALS / EASE at defaults and tuned on the carve; refitted, read once on test."""
     import tastebud as tb
     from tastebud.data.movielens import fixed_split
@@ -208,28 +210,31 @@ def classic(name: str, trials: dict[str, int], seeds: list[int]) -> list[dict[st
                          "params": shown_params(m, shown) if c.setting == "defaults" else shown, "runs": runs,
                          "trials": trials[m]})  # fmt: skip
             log(f"{name}: {m} ({c.setting}): test NDCG@10 {mean_std([r['ndcg@10'] for r in runs])}")
+            done(rows)
     return rows
 
 
-def neural(name: str, seeds: list[int]) -> list[dict[str, Any]]:
-    """Each neural model at its defaults, one fit per seed, read once on test."""
+def neural(name: str, seeds: list[int], done: Done) -> list[dict[str, Any]]:
+    """Each neural model at its defaults, one fit per seed, read once on test. Seed by seed (every
+    model on one seed, then the next), so a run cut short still has every model."""
     import tastebud as tb
     from tastebud.data.movielens import fixed_split
 
     split = with_user_features(fixed_split(name), name)
     tail = tail_mask(split.train.matrix)
-    rows = []
-    for m in NEURAL:
-        runs = []
-        for seed in seeds:
-            model = tb.get_model(m)(random_state=seed)
+    rows = [
+        {"model": m, "setting": "defaults", "validation": None, "params": shown_params(m, {}), "runs": []}
+        for m in NEURAL
+    ]
+    for seed in seeds:
+        for row in rows:
+            model = tb.get_model(row["model"])(random_state=seed)
             with timer() as t:
                 model.fit(split.train)
-            runs.append({"seed": seed, **test_read(model, split, tail), "fit_s": t["s"],
-                         "epochs": f"{model.best_epoch_}/{len(model.history_)}"})  # fmt: skip
-            log(f"{name}: {m} seed {seed}: {runs[-1]}")
-        rows.append({"model": m, "setting": "defaults", "validation": None,
-                     "params": shown_params(m, {}), "runs": runs})  # fmt: skip
+            row["runs"].append({"seed": seed, **test_read(model, split, tail), "fit_s": t["s"],
+                                "epochs": f"{model.best_epoch_}/{len(model.history_)}"})  # fmt: skip
+            log(f"{name}: {row['model']} seed {seed}: {row['runs'][-1]}")
+            done([r for r in rows if r["runs"]])
     return rows
 
 
@@ -270,7 +275,7 @@ def history_metrics(model: Any, histories: list[np.ndarray], rel: sp.csr_matrix)
     }
 
 
-def cold_users(draws: int, seeds: list[int]) -> list[dict[str, Any]]:
+def cold_users(draws: int, seeds: list[int], done: Done) -> list[dict[str, Any]]:
     """Users held out of training, served from 5 items of their history at query time.
 
     One row per (draw, model, seed); ``render`` averages them. Deterministic models fit once a draw."""
@@ -296,6 +301,7 @@ def cold_users(draws: int, seeds: list[int]) -> list[dict[str, Any]]:
                 rows.append({"model": label, "draw": draw, "seed": seed, "users": len(cold),
                              **history_metrics(model, histories, rel), "fit_s": t["s"]})  # fmt: skip
                 log(f"cold users: {rows[-1]}")
+                done(rows)
     return rows
 
 
@@ -331,7 +337,7 @@ def cold_validation_draw(
     return train, histories, rel
 
 
-def cold_validation(draws: int) -> list[dict[str, Any]]:
+def cold_validation(draws: int, done: Done) -> list[dict[str, Any]]:
     """COLD_GRID beside MostPopular and ItemKNN on the training-users protocol (two-tower seed = draw)."""
     import tastebud as tb
     from tastebud.data.movielens import fixed_split
@@ -349,11 +355,12 @@ def cold_validation(draws: int) -> list[dict[str, Any]]:
             rows.append({"model": label, "draw": draw, "seed": draw, "queries": len(histories),
                          **history_metrics(model, histories, rel), "fit_s": t["s"]})  # fmt: skip
             log(f"cold validation: {rows[-1]}")
+            done(rows)
     return rows
 
 
 # ---------------------------------------------------------------------------- cold-start items
-def cold_items(seeds: list[int]) -> list[dict[str, Any]]:
+def cold_items(seeds: list[int], done: Done) -> list[dict[str, Any]]:
     """10% of the items lose all training interactions; rank only those for their test users."""
     import tastebud as tb
     from tastebud.data.movielens import fixed_split
@@ -384,11 +391,12 @@ def cold_items(seeds: list[int]) -> list[dict[str, Any]]:
             rows.append({"model": label, "seed": seed, "held-out items": len(held), "users": len(users),
                          "ndcg@10": float(np.mean(M.ndcg_at_k(rec, rel[users], 10))), "fit_s": t["s"]})  # fmt: skip
             log(f"cold items: {rows[-1]}")
+            done(rows)
     return rows
 
 
 # ---------------------------------------------------------------------------- running parts
-def run_part(part: str, args: argparse.Namespace) -> Any:
+def run_part(part: str, args: argparse.Namespace, done: Done) -> list[dict[str, Any]]:
     seeds = list(range(args.seeds))
     kind, _, name = part.partition(":")
     if kind == "classic":
@@ -396,14 +404,32 @@ def run_part(part: str, args: argparse.Namespace) -> Any:
         for m, n, value in args.trials_for:
             if n == name:
                 trials[m] = value
-        return classic(name, trials, seeds)
+        return classic(name, trials, seeds, done)
     if kind == "neural":
-        return neural(name, seeds)
+        return neural(name, seeds, done)
     if part == "cold_validation":
-        return cold_validation(args.cold_validation_draws)
+        return cold_validation(args.cold_validation_draws, done)
     if part == "cold_users":
-        return cold_users(args.cold_draws, list(range(args.cold_seeds)))
-    return cold_items(list(range(args.cold_seeds)))
+        return cold_users(args.cold_draws, list(range(args.cold_seeds)), done)
+    return cold_items(list(range(args.cold_seeds)), done)
+
+
+def measure(part: str, args: argparse.Namespace, options: dict[str, Any], out: Path | None) -> dict[str, Any]:
+    """Run one part; its rows so far are saved after every fit (``complete`` False until it ends)."""
+    start, load0 = time.perf_counter(), os.getloadavg()[0]
+
+    def payload(rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+        return {"rows": rows, "seeds": list(range(args.seeds)), "seconds": time.perf_counter() - start,
+                "load": [load0, os.getloadavg()[0]], "options": options, "complete": complete}  # fmt: skip
+
+    def done(rows: list[dict[str, Any]]) -> None:
+        if out is not None:
+            save_part(out, part, payload(rows, complete=False))
+
+    result = payload(run_part(part, args, done), complete=True)
+    if out is not None:
+        save_part(out, part, result)
+    return result
 
 
 def save_part(out: Path, part: str, payload: dict[str, Any]) -> None:
@@ -448,27 +474,31 @@ def accuracy_table(rows: list[dict[str, Any]], seeds: list[int]) -> tuple[str, s
             "fit s": f"{statistics.median(x['fit_s'] for x in r['runs']):.1f}",
             "epochs (best/run)": ", ".join(x["epochs"] for x in r["runs"]) if "epochs" in r["runs"][0] else "",
             "NDCG@10 / reference": f"{statistics.fmean(nd) / statistics.fmean(ref_ndcg):.3f}",
-            "vs reference, per seed": "reference"
-            if r is ref
-            else (
-                paired(_per_seed(r, seeds, "ndcg@10"), ref_ndcg, lower_is_better=False)
-                if r["validation"] is None
-                else ""
-            ),
+            "vs reference, per seed": "reference" if r is ref else (_paired(r, ref) if r["validation"] is None else ""),
             "parameters": _fmt_params(r["params"]),
         }
         table.append(row)
-    wins = [
-        f"{r['model']} {sum(a > b for a, b in zip(_per_seed(r, seeds, 'ndcg@10'), ref_ndcg, strict=True))} of {len(seeds)}"
-        for r in rows
-        if r["validation"] is None
-    ]
+    wins = [f"{r['model']} {_wins(r, ref)} of {len(r['runs'])}" for r in rows if r["validation"] is None]
     sentence = (
         f"Reference (the non-neural row best on validation): {ref_label}, validation NDCG@10 {ref['validation']:.4f}."
     )
     if wins:
         sentence += " Seeds on which a neural model's test NDCG@10 is above the reference's: " + ", ".join(wins) + "."
     return markdown_table(pd.DataFrame(table)), sentence
+
+
+def _pairs(r: dict[str, Any], ref: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Test NDCG@10 of row ``r`` and of the reference on each of ``r``'s seeds."""
+    own = [x["seed"] for x in r["runs"]]
+    return _per_seed(r, own, "ndcg@10"), _per_seed(ref, own, "ndcg@10")
+
+
+def _paired(r: dict[str, Any], ref: dict[str, Any]) -> str:
+    return paired(*_pairs(r, ref), lower_is_better=False)
+
+
+def _wins(r: dict[str, Any], ref: dict[str, Any]) -> int:
+    return sum(a > b for a, b in zip(*_pairs(r, ref), strict=True))
 
 
 def _setting(r: dict[str, Any]) -> str:
@@ -654,6 +684,12 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             markdown_table(pd.DataFrame(summary)),
             "",
         ]
+    short = [f"`{p}` ({len(results[p]['rows'])} rows)" for p in results if not results[p].get("complete", True)]
+    if short:
+        parts += [
+            "Cut short at this run's time limit, shown with the fits it finished: " + ", ".join(short) + ".",
+            "",
+        ]
     missing = [p for p in PARTS if p not in results]
     if missing:
         parts += [
@@ -732,14 +768,9 @@ def main() -> None:
     out = Path(args.out) if args.out else None
     results: dict[str, dict[str, Any]] = {}
     if not args.render:
+        options = {**{k: getattr(args, k) for k in DEFAULTS}, "trials_for": args.trials_for}
         for part in args.part or PARTS:
-            start, load0 = time.perf_counter(), os.getloadavg()[0]
-            rows = run_part(part, args)
-            options = {**{k: getattr(args, k) for k in DEFAULTS}, "trials_for": args.trials_for}
-            results[part] = {"rows": rows, "seeds": list(range(args.seeds)), "seconds": time.perf_counter() - start,
-                             "load": [load0, os.getloadavg()[0]], "options": options}  # fmt: skip
-            if out is not None:
-                save_part(out, part, results[part])
+            results[part] = measure(part, args, options, out)
     if args.render:
         if out is None:
             ap.error("--render needs --out")

@@ -36,13 +36,17 @@ def test_reference_is_the_best_non_neural_row_on_validation_not_on_test(bench) -
         _row("ials (tastebud)", 0.25, [0.50, 0.50, 0.50]),  # best on test
         _row("ease (tastebud)", 0.28, [0.40]),  # best on validation
         _row("GMF", None, [0.45, 0.30, 0.41]),  # neural rows have no validation value
+        _row("MLP", None, [0.30, 0.50]),  # a run cut short: compared on the seeds it has
     ]
     assert bench.reference(rows)["model"] == "ease (tastebud)"
     table, sentence = bench.accuracy_table(rows, [0, 1, 2])
     gmf = next(line for line in table.splitlines() if line.startswith("| GMF"))
     # EASE's one deterministic fit stands for every seed: differences +0.05, -0.10, +0.01
     assert "+0.0500, -0.1000, +0.0100; better in 2 of 3" in gmf
-    assert "ease (tastebud), defaults, validation NDCG@10 0.2800" in sentence and "GMF 2 of 3" in sentence
+    mlp = next(line for line in table.splitlines() if line.startswith("| MLP"))
+    assert "(-0.1000, +0.1000; better in 1 of 2)" in mlp
+    assert "ease (tastebud), defaults, validation NDCG@10 0.2800" in sentence
+    assert "GMF 2 of 3" in sentence and "MLP 1 of 2" in sentence
 
 
 def test_cold_users_leave_training_and_keep_a_history_from_it(bench) -> None:

@@ -501,6 +501,11 @@ def _wins(r: dict[str, Any], ref: dict[str, Any]) -> int:
     return sum(a > b for a, b in zip(*_pairs(r, ref), strict=True))
 
 
+def _fits(rows: list[dict[str, Any]]) -> int:
+    """Fits behind a part's rows: an accuracy row holds one run per fit, a cold-start row is one fit."""
+    return sum(len(r["runs"]) if "runs" in r else 1 for r in rows)
+
+
 def _setting(r: dict[str, Any]) -> str:
     if r["setting"] == "defaults":
         return "defaults"
@@ -684,7 +689,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             markdown_table(pd.DataFrame(summary)),
             "",
         ]
-    short = [f"`{p}` ({len(results[p]['rows'])} rows)" for p in results if not results[p].get("complete", True)]
+    short = [f"`{p}` ({_fits(results[p]['rows'])} fits)" for p in results if not results[p].get("complete", True)]
     if short:
         parts += [
             "Cut short at this run's time limit, shown with the fits it finished: " + ", ".join(short) + ".",

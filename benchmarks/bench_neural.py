@@ -600,6 +600,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     parts = ["## Neural models: NCF and two-tower beside iALS and EASE", ""]
     first = next((results[p] for p in results if p.startswith("neural:") or p.startswith("classic:")), None)
     seeds = first["seeds"] if first else []
+    trials = next(iter(results.values()))["options"]["trials"]
     parts.append(
         "Fixed 80/20 splits (`tastebud.data.movielens.fixed_split`), full ranking, each user's training items "
         "excluded; NDCG@10 and Recall@20 as in every top-N table (`protocol.top_n`); `tail Recall@50`: recall over "
@@ -607,15 +608,18 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         'iALS and EASE get a "defaults" row (the models\' own defaults) and a "tuned on validation" row from '
         "`tastebud.tune` (Optuna TPE, seed 0) on the carve the `implicit` section uses (a random 20% of each user's "
         "training events, seed 0), the same search with the same budget (`bench_implicit.candidates`); `validation "
-        "NDCG@10` is each row's value on that carve. GMF, MLP, NeuMF (He et al. 2017) and the two-tower model run "
+        "NDCG@10` is each row's value on that carve. GMF, MLP, NeuMF (He et al. 2017) and the two-tower model "
+        "(Covington et al. 2016; Yi et al. 2019) run "
         f"at their defaults (parameters column, read from the models) with seeds {', '.join(map(str, seeds))} "
         "(`random_state`; mean ± standard deviation), each stopping early on its own validation slice of the "
         "training part (`validation`, `patience`; `epochs` = best/run per seed); iALS also draws, so it has one fit "
-        "per seed (on 2 numba threads, as in the `implicit` section), and popular and EASE fit once. The test part is read once per fit. The **reference** is the "
+        f"per seed (on {OURS['ials'].get('threads', 0)} numba threads, as in the `implicit` section), and popular and "
+        "EASE fit once. The test part is read once per fit. The **reference** is the "
         "non-neural row with the highest validation NDCG@10 (never chosen by test); `vs reference, per seed` is each "
         "neural row's test NDCG@10 minus the reference's, seed by seed (`protocol.paired`; a deterministic "
-        "reference's one fit stands for every seed). No neural row is tuned: the same 10-trial search for four "
-        "models on two data sets is 80 more fits on the carve (see the fit s column), over this run's budget; "
+        f"reference's one fit stands for every seed). No neural row is tuned: the same {trials}-trial search for "
+        f"{len(NEURAL)} models on {len(DATASETS)} data sets is {trials * len(NEURAL) * len(DATASETS)} more fits on the "
+        "carve (see the fit s column), over this run's budget; "
         "Rendle et al. (RecSys 2020) is the reference point for a tuned comparison. `fit s` is the median wall "
         "time of one fit (1 torch thread) on a shared 2-core machine, for scale only: training speed under the "
         "interleaved timing protocol is the `neural_speed` section (`bench_neural_speed.py`)."

@@ -1,57 +1,96 @@
-"""Neural models: NCF (GMF, MLP, NeuMF) and the two-tower model beside iALS, EASE and MostPopular.
+"""Neural models (NCF: GMF, MLP, NeuMF; the two-tower model) beside iALS, EASE and MostPopular,
+under the benchmark protocol (issue #18; ``protocol.py``).
 
-Run: ``.venv/bin/python benchmarks/bench_neural.py [--quick] [--threads N]``; writes the
-"neural" section of BENCHMARKS.md.
+On the fixed 80/20 splits of ML-100K and ml-latest-small (``tastebud.data.movielens.fixed_split``):
 
-* Accuracy on the fixed 80/20 splits (NDCG@10, Recall@50, and Recall@50 on *tail* test items:
-  those outside the 20% most popular training items).
-* Ablations of the two-tower model: logQ correction on / off, features vs id-only.
-* Cold-start users: a quarter of the test users lose their training rows; each keeps 5 random
-  training items as a live history, which the models see only at query time
-  (``recommend_for_history``), never in training; 3 draws of users and histories x 3 two-tower
-  seeds, reported as mean, standard deviation and range. The two-tower's short-history setting
-  (``TWO_TOWER_COLD``) was chosen on the same protocol built from training users only
-  (``--part cold_validation``, not part of the default run).
-* Item cold start: 10% of the items lose every training interaction; for the test users who had
-  them, only those items are ranked (NDCG@10), beside the content model.
-* Training throughput (examples per second) with 1 and 2 torch threads.
+* the non-neural rows (``classic:NAME``): MostPopular, and tastebud's ``ials`` and ``ease`` each at
+  its defaults and tuned on validation: ``bench_implicit.candidates``, the same ``tastebud.tune``
+  search, carve (a random 20% of each user's training events, seed 0), seed and ``--trials`` as the
+  ``implicit`` section; refitted on the whole training part (``--seeds`` seeds for iALS, which draws)
+  and read once on the test part (``protocol.top_n``, plus Recall@50 on *tail* test items: those
+  outside the 20% most popular training items);
+* the neural rows (``neural:NAME``): ``gmf``, ``mlp``, ``neumf``, ``two_tower`` at their defaults,
+  over ``--seeds`` seeds (``random_state``), each stopping early on its own validation slice of the
+  training part (one held-out item for a share of the users), never on test; the same test read;
+* each neural row against the best non-neural row *by validation* NDCG@10, paired per seed
+  (``protocol.paired``; a deterministic reference's one fit stands for every seed).
 
-Every neural model picks its epoch by early stopping on a validation slice of the training data
-(one held-out item for 10% of the users), never on the test split.
+Then the two-tower model's cold start on ML-100K: the short-history setting ``TWO_TOWER_COLD``
+re-measured beside its alternatives on training users only (``cold_validation``; the test split is
+never read), users held out of training and served from 5 items of their history
+(``cold_users``; ``--cold-draws`` draws x ``--cold-seeds`` seeds) beside ItemKNN, and 10% of the
+items held out of training (``cold_items``) beside the content model.
+
+Training speed is the ``neural_speed`` section's (``bench_neural_speed.py``: interleaved timings);
+``fit s`` here is one fit's wall time on shared cores, for scale only.
+
+    .venv/bin/python benchmarks/bench_neural.py            # every part in one process
+    .venv/bin/python benchmarks/bench_neural.py --part classic:ml-100k --part neural:ml-100k --out DIR
+    .venv/bin/python benchmarks/bench_neural.py --render --out DIR   # the section from the parts in DIR
+    .venv/bin/python benchmarks/bench_neural.py --part cold_items --seeds 1 --cold-seeds 1 --out /tmp/x --no-write
+
+Parts save JSON in ``--out`` (atomic writes), so they may run as separate processes and be
+rendered together; the section is written only from a full run or ``--render``, never with
+``--no-write``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_implicit import METRIC, OURS, Candidate, _ours, _params, _per_seed, candidates, log  # noqa: E402
 from common import markdown_table, timer, write_section  # noqa: E402
+from protocol import carve, mean_std, paired, top_n, validation_value  # noqa: E402
 
-TUNED_IALS = {"factors": 128, "reg": 60.0, "alpha": 8.0, "epochs": 30}  # as in bench_implicit.py
-EASE_LAMBDA = {"ml-100k": 300.0, "ml-latest-small": 100.0}
-NCF = {"factors": 32, "layers": 3, "negatives": 4, "batch_size": 1024, "epochs": 4, "patience": 2}
-NCF_LR = {"gmf": 0.005, "mlp": 0.002, "neumf": 0.002}
-TWO_TOWER = {
-    "factors": 64,
-    "batch_size": 512,
-    "epochs": 5,
-    "patience": 2,
-    "temperature": 0.05,
-    "learning_rate": 0.002,
-    "validation": 0.5,
-}
-# for people served from a handful of items (the cold-start table); chosen on
-# ``cold_validation`` (training users only), never on the test users: short training histories,
-# a learned item bias, and a fixed 8 epochs with the learning rate annealed to zero (cosine)
-# instead of early stopping on a noisy hit rate (validation 0: every training item is used)
-TWO_TOWER_COLD: dict = {
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
+MEASURES = [
+    "src/tastebud/models/ncf.py",
+    "src/tastebud/models/two_tower",
+    "src/tastebud/models/_torch.py",
+    "src/tastebud/models/_openmp.py",
+    "src/tastebud/models/ials.py",
+    "src/tastebud/models/ease.py",
+    "src/tastebud/models/knn.py",
+    "src/tastebud/models/_item_item.py",
+    "src/tastebud/models/content.py",
+    "src/tastebud/models/baseline.py",
+    "src/tastebud/models/_common.py",
+    "src/tastebud/kernels/ials.py",
+    "src/tastebud/kernels/knn.py",
+    "src/tastebud/tune.py",
+    "benchmarks/protocol.py",
+    "benchmarks/bench_implicit.py",
+]
+DATASETS = ("ml-100k", "ml-latest-small")
+CLASSIC = ("ials", "ease")  # tuned beside their defaults; MostPopular has nothing to tune
+NEURAL = ("gmf", "mlp", "neumf", "two_tower")  # rows are named by registry name, as a user asks for them
+PARTS = (
+    *(f"classic:{n}" for n in DATASETS),
+    *(f"neural:{n}" for n in DATASETS),
+    "cold_validation",
+    "cold_users",
+    "cold_items",
+)
+
+# The two-tower's setting for people served from a handful of items, on top of its defaults. It was
+# chosen by earlier sweeps on the training-users protocol of ``cold_validation`` (never on the test
+# users); ``cold_validation`` re-measures it beside the alternatives in COLD_GRID each run.
+TWO_TOWER_COLD: dict[str, Any] = {
     "short_history": 0.9,
     "max_history": 10,
     "item_bias": True,
@@ -59,29 +98,33 @@ TWO_TOWER_COLD: dict = {
     "epochs": 8,
     "validation": 0.0,
     "patience": None,
+    "learning_rate": 0.002,
 }
-# the previous short-history setting, the new one without the bias, and the chosen one
-COLD_GRID: list[dict] = [
-    {"short_history": 0.9, "max_history": 10},
-    {k: v for k, v in TWO_TOWER_COLD.items() if k != "item_bias"},
-    TWO_TOWER_COLD,
-]
+COLD_GRID: dict[str, dict[str, Any]] = {
+    "two-tower (defaults)": {},
+    "two-tower (short-history setting without item_bias)": {
+        k: v for k, v in TWO_TOWER_COLD.items() if k != "item_bias"
+    },
+    "two-tower (short-history setting)": TWO_TOWER_COLD,
+}
+COLD_CHOSEN = "two-tower (short-history setting)"
+ITEMKNN = "ItemKNN (defaults)"
+#: called with a part's rows so far after each fit (saved, so a run stopped at its time limit keeps them)
+Done = Callable[[list[dict[str, Any]]], None]
+#: the full budget (the command-line defaults); a run below any of them says so in the section
+DEFAULTS = {"trials": 10, "seeds": 3, "cold_draws": 3, "cold_seeds": 3, "cold_validation_draws": 3}
+BUDGETS = {
+    "trials": "tuning trials",
+    "seeds": "seeds",
+    "cold_draws": "cold-start user draws",
+    "cold_seeds": "two-tower seeds per cold-start draw (and on the held-out items)",
+    "cold_validation_draws": "draws of the training-users protocol",
+}
 
 
-# The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
-MEASURES = [
-    "src/tastebud/models/ncf.py",
-    "src/tastebud/models/two_tower",
-    "src/tastebud/models/_torch.py",
-    "src/tastebud/models/ials.py",
-    "src/tastebud/models/ease.py",
-    "src/tastebud/models/knn.py",
-    "src/tastebud/models/baseline.py",
-]
-
-
+# ---------------------------------------------------------------------------- metrics
 def tail_mask(train: sp.csr_matrix, share: float = 0.2) -> np.ndarray:
-    """True for the items outside the ``share`` most popular (the long tail)."""
+    """True for the items outside the ``share`` most popular training items (the long tail)."""
     pop = np.bincount(train.indices, minlength=train.shape[1])
     order = np.argsort(-pop, kind="stable")
     head = np.zeros(train.shape[1], bool)
@@ -89,25 +132,35 @@ def tail_mask(train: sp.csr_matrix, share: float = 0.2) -> np.ndarray:
     return ~head
 
 
-def metrics_of(model, split, tail: np.ndarray) -> dict[str, float]:
+def tail_recall(model: Any, split: Any, tail: np.ndarray, k: int = 50) -> float:
+    """Recall@k over each test user's tail items (users with at least one), training items excluded."""
     from tastebud.eval import metrics as M
 
-    rel = split.test.matrix
+    rel = sp.csr_matrix(split.test.matrix.multiply(tail[None, :]))
+    rel.eliminate_zeros()
     users = np.nonzero(np.diff(rel.indptr) > 0)[0]
-    rec, _ = model.rank_rows(users, 50, exclude_seen=True)
-    rel_u = rel[users]
-    out = {
-        "ndcg@10": float(np.mean(M.ndcg_at_k(rec, rel_u, 10))),
-        "recall@50": float(np.mean(M.recall_at_k(rec, rel_u, 50))),
-    }
-    tail_rel = sp.csr_matrix(rel_u.multiply(tail[None, :]))
-    tail_rel.eliminate_zeros()
-    has = np.diff(tail_rel.indptr) > 0
-    out["tail recall@50"] = float(np.mean(M.recall_at_k(rec[has], tail_rel[has], 50)))
-    return out
+    rec, _ = model.rank_rows(users, k, exclude_seen=True)
+    return float(np.mean(M.recall_at_k(rec, rel[users], k)))
 
 
-def with_user_features(split, name: str):
+def test_read(model: Any, split: Any, tail: np.ndarray) -> dict[str, float]:
+    """The one read of the test part every row gets: ``protocol.top_n`` and tail Recall@50."""
+    return {**top_n(model, split), "tail recall@50": tail_recall(model, split, tail)}
+
+
+def shown_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The values a row runs with for what its model's search space names (and the training
+    schedule of the torch models), read from the model itself: the defaults are never restated here."""
+    import tastebud as tb
+
+    cls = tb.get_model(name)
+    everything = cls(**params).get_params()
+    keys = [*cls.search_space, *(k for k in ("epochs", "patience", "validation") if k in everything)]
+    return {k: everything[k] for k in dict.fromkeys(keys) if k in everything}
+
+
+def with_user_features(split: Any, name: str) -> Any:
+    """ML-100K's demographics on both parts (the two-tower's user tower reads them)."""
     if name == "ml-100k":
         from tastebud.data.movielens import load_ml100k
 
@@ -117,65 +170,81 @@ def with_user_features(split, name: str):
     return split
 
 
-def accuracy(name: str, quick: bool, which: str = "all") -> tuple[list[dict], dict]:
+# ---------------------------------------------------------------------------- accuracy parts
+def classic(name: str, trials: dict[str, int], seeds: list[int], done: Done) -> list[dict[str, Any]]:
+    """MostPopular, and iALS / EASE at defaults and tuned on the carve; refitted, read once on test."""
+    import tastebud as tb
+    from tastebud.data.movielens import fixed_split
+
+    split = fixed_split(name)
+    tail = tail_mask(split.train.matrix)
+    val = carve(split.train, "ials", METRIC)  # the carve candidates() and tune use (seed 0)
+    popular = tb.get_model("popular")
+    rows = [
+        {
+            "model": "popular",
+            "setting": "defaults",
+            "validation": validation_value(popular().fit(val.train), val, METRIC),
+            "params": {},
+            "runs": [],
+        }
+    ]
+    with timer() as t:
+        model = popular().fit(split.train)
+    rows[0]["runs"].append({"seed": seeds[0], **test_read(model, split, tail), "fit_s": t["s"]})
+    for m in CLASSIC:
+        if trials[m]:
+            chosen = candidates(name, [m], trials[m])
+        else:  # no tuned row: the defaults alone, read on the same carve as candidates() reads them
+            stochastic, build = _ours(m, OURS[m])
+            value = validation_value(build(val.train, 0), val, METRIC)
+            chosen = [Candidate("tastebud", m, "defaults", dict(OURS[m]), value, stochastic, build)]
+        for c in chosen:
+            runs = []
+            for seed in seeds if c.stochastic else seeds[:1]:
+                with timer() as t:
+                    model = c.build(split.train, seed)
+                runs.append({"seed": seed, **test_read(model, split, tail), "fit_s": t["s"]})
+            shown = {k: v for k, v in c.params.items() if k != "threads"}
+            rows.append({"model": m, "setting": c.setting, "validation": c.validation,
+                         "params": shown_params(m, shown) if c.setting == "defaults" else shown, "runs": runs,
+                         "trials": trials[m]})  # fmt: skip
+            log(f"{name}: {m} ({c.setting}): test NDCG@10 {mean_std([r['ndcg@10'] for r in runs])}")
+            done(rows)
+    return rows
+
+
+def neural(name: str, seeds: list[int], done: Done) -> list[dict[str, Any]]:
+    """Each neural model at its defaults, one fit per seed, read once on test. Seed by seed (every
+    model on one seed, then the next), so a run cut short still has every model."""
     import tastebud as tb
     from tastebud.data.movielens import fixed_split
 
     split = with_user_features(fixed_split(name), name)
     tail = tail_mask(split.train.matrix)
-    rows: list[dict] = []
-    neural: dict = {}
-
-    def run(label: str, model, params: str) -> None:
-        with timer() as t:
-            model.fit(split.train)
-        row = {"data": name, "model": label, "params": params, **metrics_of(model, split, tail), "fit_s": t["s"]}
-        hist = getattr(model, "history_", None)
-        if hist:
-            row["epochs"] = f"{getattr(model, 'best_epoch_', None)}/{len(hist)}"
-            row["ex/s"] = float(np.mean([h["examples_per_s"] for h in hist]))
-            neural[label] = model
-        rows.append(row)
-        print(row, flush=True)
-
-    if which == "ncf":
-        ncf_rows(name, quick, split, tail, run)
-        return rows, neural
-    run("MostPopular", tb.get_model("popular")(), "")
-    q = TUNED_IALS
-    run("iALS (tastebud)", tb.get_model("ials")(factors=q["factors"], reg=q["reg"], alpha=q["alpha"], epochs=q["epochs"]),
-        f"{q['factors']} f, reg {q['reg']:g}, alpha {q['alpha']:g}")  # fmt: skip
-    run("EASE (tastebud)", tb.get_model("ease")(reg=EASE_LAMBDA[name]), f"lambda {EASE_LAMBDA[name]:g}")
-    tt = dict(TWO_TOWER)
-    if quick:
-        tt["epochs"] = 3
-    desc = f"{tt['factors']} d, tau {tt['temperature']:g}, batch {tt['batch_size']}"
-    run("two-tower (features, logQ)", tb.get_model("two_tower")(**tt), desc)
-    if which in ("all", "ablations"):
-        run("two-tower (features, no logQ)", tb.get_model("two_tower")(logq=False, **tt), desc)
-        run("two-tower (id-only, logQ)", tb.get_model("two_tower")(features=False, **tt), desc)
-    if which == "all":
-        ncf_rows(name, quick, split, tail, run)
-    return rows, neural
+    rows = [
+        {"model": m, "setting": "defaults", "validation": None, "params": shown_params(m, {}), "runs": []}
+        for m in NEURAL
+    ]
+    for seed in seeds:
+        for row in rows:
+            model = tb.get_model(row["model"])(random_state=seed)
+            with timer() as t:
+                model.fit(split.train)
+            row["runs"].append({"seed": seed, **test_read(model, split, tail), "fit_s": t["s"],
+                                "epochs": f"{model.best_epoch_}/{len(model.history_)}"})  # fmt: skip
+            log(f"{name}: {row['model']} seed {seed}: {row['runs'][-1]}")
+            done([r for r in rows if r["runs"]])
+    return rows
 
 
-def ncf_rows(name: str, quick: bool, split, tail, run) -> None:
-    import tastebud as tb
-
-    n = dict(NCF)
-    if quick:
-        n["epochs"] = 2
-    for kind in ("gmf", "mlp", "neumf"):
-        lr = NCF_LR[kind]
-        run(kind.upper() if kind != "neumf" else "NeuMF", tb.get_model(kind)(learning_rate=lr, **n),
-            f"{n['factors']} f, {n['layers']} layers, {n['negatives']} neg, lr {lr:g}")  # fmt: skip
+def reference(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The non-neural row with the highest *validation* NDCG@10 (the test part plays no part)."""
+    return max((r for r in rows if r["validation"] is not None), key=lambda r: r["validation"])
 
 
-COLD_DRAWS = (0, 1, 2)  # draws of the held-out users and their 5-item histories
-COLD_SEEDS = (0, 1, 2)  # model seeds (random_state) of the two-tower runs on each draw
-
-
-def cold_draw(split, draw: int, share: float = 0.25, size: int = 5):
+# ---------------------------------------------------------------------------- cold-start users
+def cold_draw(split: Any, draw: int, share: float = 0.25, size: int = 5) -> tuple[Any, np.ndarray, list[np.ndarray]]:
     """Hold a ``share`` of the test users out of training; give each ``size`` random items of
     their training history as a live history. Returns (training data, cold users, histories)."""
     rng = np.random.default_rng(draw)
@@ -193,7 +262,7 @@ def cold_draw(split, draw: int, share: float = 0.25, size: int = 5):
     return train, cold, histories
 
 
-def history_metrics(model, histories: list[np.ndarray], rel: sp.csr_matrix) -> dict[str, float]:
+def history_metrics(model: Any, histories: list[np.ndarray], rel: sp.csr_matrix) -> dict[str, float]:
     """NDCG@10 and Recall@10 of top-10 lists scored from each live history alone (its items excluded)."""
     from tastebud.eval import metrics as M
 
@@ -206,55 +275,46 @@ def history_metrics(model, histories: list[np.ndarray], rel: sp.csr_matrix) -> d
     }
 
 
-def cold_models(quick: bool) -> dict[str, tuple[object, tuple[int, ...]]]:
-    """label -> (factory of random_state, seeds); deterministic models get one seed."""
-    import tastebud as tb
-
-    cold_tt = {**TWO_TOWER, **TWO_TOWER_COLD}
-    if quick:
-        cold_tt["epochs"] = 3
-    seeds = COLD_SEEDS[:1] if quick else COLD_SEEDS
-    return {
-        "MostPopular": (lambda s: tb.get_model("popular")(), (0,)),
-        "ItemKNN (tastebud, cosine, 40 nb.)": (lambda s: tb.get_model("itemknn")(), (0,)),
-        "two-tower (short-history setting)": (
-            lambda s: tb.get_model("two_tower")(**dict(cold_tt, random_state=s)),
-            seeds,
-        ),
-    }
-
-
-def cold_users(quick: bool) -> list[dict]:
+def cold_users(draws: int, seeds: list[int], done: Done) -> list[dict[str, Any]]:
     """Users held out of training, served from 5 items of their history at query time.
 
-    One row per (draw, model, seed); ``render`` averages them. Draw 0 is the protocol of the
-    earlier single-draw table."""
+    One row per (draw, model, seed); ``render`` averages them. Deterministic models fit once a draw."""
+    import tastebud as tb
     from tastebud.data.movielens import fixed_split
 
     split = with_user_features(fixed_split("ml-100k"), "ml-100k")
+    models: dict[str, tuple[Callable[[int], Any], Sequence[int]]] = {
+        "MostPopular": (lambda s: tb.get_model("popular")(), seeds[:1]),
+        ITEMKNN: (lambda s: tb.get_model("itemknn")(), seeds[:1]),
+        COLD_CHOSEN: (lambda s: tb.get_model("two_tower")(**TWO_TOWER_COLD, random_state=s), seeds),
+    }
+    tb.get_model("itemknn")().fit(split.train)  # numba compiles outside the timed fits
     rows = []
-    for draw in COLD_DRAWS[:1] if quick else COLD_DRAWS:
+    for draw in range(draws):
         train, cold, histories = cold_draw(split, draw)
         rel = split.test.matrix[cold]
-        for label, (make, seeds) in cold_models(quick).items():
-            for seed in seeds:
+        for label, (make, model_seeds) in models.items():
+            for seed in model_seeds:
                 model = make(seed)
                 with timer() as t:
                     model.fit(train)
                 rows.append({"model": label, "draw": draw, "seed": seed, "users": len(cold),
                              **history_metrics(model, histories, rel), "fit_s": t["s"]})  # fmt: skip
-                print(rows[-1], flush=True)
+                log(f"cold users: {rows[-1]}")
+                done(rows)
     return rows
 
 
-def cold_validation_draw(split, draw: int, share: float = 0.25, size: int = 5):
+def cold_validation_draw(
+    split: Any, draw: int, share: float = 0.25, size: int = 5
+) -> tuple[Any, list[np.ndarray], sp.csr_matrix]:
     """The cold-start protocol on TRAINING users only (for choosing hyper-parameters).
 
-    The test users of the cold-start table (draw 0) are dropped; a ``share`` of the remaining users
+    The test users of the cold-start table's draw 0 are dropped; a ``share`` of the remaining users
     with at least 10 training items are held out too; for each, a random 20% of their training
     items are the relevant set and three random ``size``-item histories from the rest are three
-    queries. The test split is never read."""
-    base_train, cold, _ = cold_draw(split, 0)
+    queries. The test split is never read (its users only decide who is left out)."""
+    _, cold, _ = cold_draw(split, 0)
     rng = np.random.default_rng([100, draw])
     full = split.train.matrix
     out = np.zeros(full.shape[0], bool)
@@ -277,143 +337,205 @@ def cold_validation_draw(split, draw: int, share: float = 0.25, size: int = 5):
     return train, histories, rel
 
 
-def cold_validation(quick: bool) -> list[dict]:
-    """The grid that chose ``TWO_TOWER_COLD``, scored on the training-users protocol above."""
+def cold_validation(draws: int, done: Done) -> list[dict[str, Any]]:
+    """COLD_GRID beside MostPopular and ItemKNN on the training-users protocol (two-tower seed = draw)."""
     import tastebud as tb
     from tastebud.data.movielens import fixed_split
 
-    split = fixed_split("ml-100k")
-    split = with_user_features(split, "ml-100k")
+    split = with_user_features(fixed_split("ml-100k"), "ml-100k")
+    tb.get_model("itemknn")().fit(split.train)  # numba compiles outside the timed fits
     rows = []
-    for draw in COLD_DRAWS[:1] if quick else COLD_DRAWS:
+    for draw in range(draws):
         train, histories, rel = cold_validation_draw(split, draw)
-        grid = [("MostPopular", tb.get_model("popular")()), ("ItemKNN", tb.get_model("itemknn")())]
-        for change in COLD_GRID:
-            params = {**TWO_TOWER, "random_state": draw, **change}
-            if quick:
-                params["epochs"] = 3
-            label = "two-tower " + (", ".join(f"{k}={v}" for k, v in change.items()) or "(defaults)")
-            if change == TWO_TOWER_COLD:
-                label += " (chosen)"
-            grid.append((label, tb.get_model("two_tower")(**params)))
+        grid = [("MostPopular", tb.get_model("popular")()), (ITEMKNN, tb.get_model("itemknn")())]
+        grid += [(label, tb.get_model("two_tower")(**change, random_state=draw)) for label, change in COLD_GRID.items()]
         for label, model in grid:
             with timer() as t:
                 model.fit(train)
-            rows.append({"model": label, "draw": draw, "queries": len(histories),
+            rows.append({"model": label, "draw": draw, "seed": draw, "queries": len(histories),
                          **history_metrics(model, histories, rel), "fit_s": t["s"]})  # fmt: skip
-            print(rows[-1], flush=True)
+            log(f"cold validation: {rows[-1]}")
+            done(rows)
     return rows
 
 
-def cold_items(quick: bool) -> list[dict]:
+# ---------------------------------------------------------------------------- cold-start items
+def cold_items(seeds: list[int], done: Done) -> list[dict[str, Any]]:
     """10% of the items lose all training interactions; rank only those for their test users."""
     import tastebud as tb
     from tastebud.data.movielens import fixed_split
     from tastebud.eval import metrics as M
 
-    name = "ml-100k"
-    split = with_user_features(fixed_split(name), name)
+    split = with_user_features(fixed_split("ml-100k"), "ml-100k")
     rng = np.random.default_rng(1)
     n_items = split.train.n_items
     held = np.sort(rng.choice(n_items, size=n_items // 10, replace=False))
     is_held = np.zeros(n_items, bool)
     is_held[held] = True
     train = split.train.subset(~is_held[split.train.item_idx], source="train without cold items")
-    test = split.test.matrix
-    rel = sp.csr_matrix(test.multiply(is_held[None, :]))
+    rel = sp.csr_matrix(split.test.matrix.multiply(is_held[None, :]))
     rel.eliminate_zeros()
     users = np.nonzero(np.diff(rel.indptr) > 0)[0]
-    tt = dict(TWO_TOWER)
-    if quick:
-        tt["epochs"] = 3
-    models = {
-        "Random": tb.get_model("random")(),
-        "content (tastebud)": tb.get_model("content")(),
-        "two-tower (features)": tb.get_model("two_tower")(**tt),
+    models: dict[str, tuple[Callable[[int], Any], Sequence[int]]] = {
+        "Random": (lambda s: tb.get_model("random")(random_state=s), seeds),
+        "content (defaults)": (lambda s: tb.get_model("content")(), seeds[:1]),
+        "two-tower (defaults, features)": (lambda s: tb.get_model("two_tower")(random_state=s), seeds),
     }
     rows = []
-    for label, model in models.items():
-        with timer() as t:
-            model.fit(train)
-        rec, _ = model.rank_rows(users, 10, exclude_seen=True, allowed=held)
-        rows.append({"model": label, "held-out items": len(held), "users": len(users),
-                     "ndcg@10": float(np.mean(M.ndcg_at_k(rec, rel[users], 10))), "fit_s": t["s"]})  # fmt: skip
-        print(rows[-1], flush=True)
+    for label, (make, model_seeds) in models.items():
+        for seed in model_seeds:
+            model = make(seed)
+            with timer() as t:
+                model.fit(train)
+            rec, _ = model.rank_rows(users, 10, exclude_seen=True, allowed=held)
+            rows.append({"model": label, "seed": seed, "held-out items": len(held), "users": len(users),
+                         "ndcg@10": float(np.mean(M.ndcg_at_k(rec, rel[users], 10))), "fit_s": t["s"]})  # fmt: skip
+            log(f"cold items: {rows[-1]}")
+            done(rows)
     return rows
 
 
-def throughput() -> list[dict]:
-    """Examples per second of one epoch of each neural model on ML-100K with 1 and 2 torch threads."""
-    import torch
-
-    import tastebud as tb
-    from tastebud.data.movielens import fixed_split
-
-    split = with_user_features(fixed_split("ml-100k"), "ml-100k")
-    rows = []
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        for label, model in (
-            ("two-tower", tb.get_model("two_tower")(**dict(TWO_TOWER, epochs=1, validation=0.0))),
-            ("GMF", tb.get_model("gmf")(epochs=1, validation=0.0, batch_size=1024)),
-        ):
-            model.fit(split.train)
-            rows.append({"model": label, "torch threads": threads, "batch": model.batch_size,
-                         "examples/s": model.history_[-1]["examples_per_s"]})  # fmt: skip
-            print(rows[-1], flush=True)
-    torch.set_num_threads(1)
-    return rows
+# ---------------------------------------------------------------------------- running parts
+def run_part(part: str, args: argparse.Namespace, done: Done) -> list[dict[str, Any]]:
+    seeds = list(range(args.seeds))
+    kind, _, name = part.partition(":")
+    if kind == "classic":
+        trials = {m: args.trials for m in CLASSIC}
+        for m, n, value in args.trials_for:
+            if n == name:
+                trials[m] = value
+        return classic(name, trials, seeds, done)
+    if kind == "neural":
+        return neural(name, seeds, done)
+    if part == "cold_validation":
+        return cold_validation(args.cold_validation_draws, done)
+    if part == "cold_users":
+        return cold_users(args.cold_draws, list(range(args.cold_seeds)), done)
+    return cold_items(list(range(args.cold_seeds)), done)
 
 
-PARTS = (
-    "accuracy:ml-100k",
-    "ncf:ml-100k",
-    "accuracy:ml-latest-small",
-    "cold_users",
-    "cold_items",
-    "throughput",
-)
-OPTIONAL_PARTS = ("cold_validation",)  # the grid that chose TWO_TOWER_COLD: run it with --part
-WHICH = {"accuracy:ml-100k": "ablations", "ncf:ml-100k": "ncf", "accuracy:ml-latest-small": "main"}
+def measure(part: str, args: argparse.Namespace, options: dict[str, Any], out: Path | None) -> dict[str, Any]:
+    """Run one part; its rows so far are saved after every fit (``complete`` False until it ends)."""
+    start, load0 = time.perf_counter(), os.getloadavg()[0]
+
+    def payload(rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+        return {"rows": rows, "seeds": list(range(args.seeds)), "seconds": time.perf_counter() - start,
+                "load": [load0, os.getloadavg()[0]], "options": options, "complete": complete}  # fmt: skip
+
+    def done(rows: list[dict[str, Any]]) -> None:
+        if out is not None:
+            save_part(out, part, payload(rows, complete=False))
+
+    result = payload(run_part(part, args, done), complete=True)
+    if out is not None:
+        save_part(out, part, result)
+    return result
 
 
-def run_part(part: str, quick: bool) -> pd.DataFrame:
-    if part in WHICH:
-        return pd.DataFrame(accuracy(part.split(":", 1)[1], quick, WHICH[part])[0])
-    return pd.DataFrame(
-        {
-            "cold_validation": cold_validation,
-            "cold_users": cold_users,
-            "cold_items": cold_items,
-            "throughput": lambda q: throughput(),
-        }[part](quick)
+def save_part(out: Path, part: str, payload: dict[str, Any]) -> None:
+    """One part's result as JSON, written to a temporary sibling and renamed into place."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{part.replace(':', '_')}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=float) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_parts(out: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for part in PARTS:
+        path = out / f"{part.replace(':', '_')}.json"
+        if path.is_file():
+            found[part] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+# ---------------------------------------------------------------------------- rendering
+def _fmt_params(params: dict[str, Any]) -> str:
+    return _params(params) if params else "-"
+
+
+def accuracy_table(rows: list[dict[str, Any]], seeds: list[int]) -> tuple[str, str]:
+    """The table of one data set and its computed sentence on the reference."""
+    ref = reference(rows)
+    ref_ndcg = _per_seed(ref, seeds, "ndcg@10")
+    ref_label = f"{ref['model']}, {_setting(ref)}"
+    table = []
+    for r in rows:
+        nd = [x["ndcg@10"] for x in r["runs"]]
+        row = {
+            "model": r["model"],
+            "setting": _setting(r),
+            "validation NDCG@10": "-" if r["validation"] is None else f"{r['validation']:.4f}",
+            "NDCG@10": mean_std(nd),
+            "Recall@20": mean_std([x["recall@20"] for x in r["runs"]]),
+            "tail Recall@50": mean_std([x["tail recall@50"] for x in r["runs"]]),
+            "fits": len(r["runs"]),
+            "fit s": f"{statistics.median(x['fit_s'] for x in r['runs']):.1f}",
+            "epochs (best/run)": ", ".join(x["epochs"] for x in r["runs"]) if "epochs" in r["runs"][0] else "",
+            "NDCG@10 / reference": f"{statistics.fmean(nd) / statistics.fmean(ref_ndcg):.3f}",
+            "vs reference, per seed": "reference" if r is ref else (_paired(r, ref) if r["validation"] is None else ""),
+            "parameters": _fmt_params(r["params"]),
+        }
+        table.append(row)
+    wins = [f"{r['model']} {_wins(r, ref)} of {len(r['runs'])}" for r in rows if r["validation"] is None]
+    sentence = (
+        f"Reference (the non-neural row best on validation): {ref_label}, validation NDCG@10 {ref['validation']:.4f}."
     )
+    if wins:
+        sentence += " Seeds on which a neural model's test NDCG@10 is above the reference's: " + ", ".join(wins) + "."
+    return markdown_table(pd.DataFrame(table)), sentence
 
 
-def cold_summary(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Per model: NDCG@10 mean, standard deviation and range over runs, and per-draw gap to ``reference``."""
-    ref = runs[runs.model == reference].groupby("draw")["ndcg@10"].mean()
+def _pairs(r: dict[str, Any], ref: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Test NDCG@10 of row ``r`` and of the reference on each of ``r``'s seeds."""
+    own = [x["seed"] for x in r["runs"]]
+    return _per_seed(r, own, "ndcg@10"), _per_seed(ref, own, "ndcg@10")
+
+
+def _paired(r: dict[str, Any], ref: dict[str, Any]) -> str:
+    return paired(*_pairs(r, ref), lower_is_better=False)
+
+
+def _wins(r: dict[str, Any], ref: dict[str, Any]) -> int:
+    return sum(a > b for a, b in zip(*_pairs(r, ref), strict=True))
+
+
+def _fits(rows: list[dict[str, Any]]) -> int:
+    """Fits behind a part's rows: an accuracy row holds one run per fit, a cold-start row is one fit."""
+    return sum(len(r["runs"]) if "runs" in r else 1 for r in rows)
+
+
+def _setting(r: dict[str, Any]) -> str:
+    if r["setting"] == "defaults":
+        return "defaults"
+    return f"tuned on validation ({r['trials']} trials)"
+
+
+def cold_summary(runs: pd.DataFrame, reference_model: str) -> pd.DataFrame:
+    """Per model: NDCG@10 mean, standard deviation and range over runs, and per-draw gap to ``reference_model``."""
+    ref = runs[runs.model == reference_model].groupby("draw")["ndcg@10"].mean()
     out = []
     for label, g in runs.groupby("model", sort=False):
         nd = g["ndcg@10"].to_numpy()
         per_draw = g.groupby("draw")["ndcg@10"].mean()
         gap = (per_draw - ref.reindex(per_draw.index)).to_numpy()
         above = int(np.sum(nd > ref.reindex(g["draw"]).to_numpy()))
-        row = {"model": label, "runs": len(g), "ndcg@10": f"{nd.mean():.4f} ± {nd.std():.4f}",
+        row = {"model": label, "runs": len(g), "ndcg@10": mean_std(list(nd)),
                "range": f"{nd.min():.4f}-{nd.max():.4f}", "recall@10": f"{g['recall@10'].mean():.4f}"}  # fmt: skip
-        if label != reference:
+        if label != reference_model:
             row["vs ItemKNN (per draw)"] = " / ".join(f"{d:+.4f}" for d in gap)
             row["runs above ItemKNN"] = f"{above}/{len(g)}"
         else:
             row["vs ItemKNN (per draw)"] = row["runs above ItemKNN"] = ""
-        row["fit_s"] = f"{g['fit_s'].mean():.1f}"
+        row["fit s"] = f"{g['fit_s'].mean():.1f}"
         out.append(row)
     return pd.DataFrame(out)
 
 
-def cold_verdict(runs: pd.DataFrame, model: str, reference: str) -> str:
-    """One sentence: is ``model`` ahead of ``reference`` on every draw and in most runs?"""
-    ref = runs[runs.model == reference].set_index("draw")["ndcg@10"]
+def cold_verdict(runs: pd.DataFrame, model: str, reference_model: str) -> str:
+    """One sentence: is ``model`` ahead of ``reference_model`` on every draw and in most runs?"""
+    ref = runs[runs.model == reference_model].set_index("draw")["ndcg@10"]
     g = runs[runs.model == model]
     if g.empty or ref.empty:
         return ""
@@ -421,35 +543,96 @@ def cold_verdict(runs: pd.DataFrame, model: str, reference: str) -> str:
     per_draw = g.groupby("draw")["ndcg@10"].mean() - ref.reindex(sorted(g["draw"].unique()))
     ahead = bool((per_draw > 0).all() and np.mean(gaps > 0) >= 2 / 3)
     word = "beats" if ahead else "does not clearly beat"
+    spread = f" ± {gaps.std(ddof=1):.4f}" if len(gaps) > 1 else ""
     return (
-        f"Verdict (computed): the {model} {word} {reference.split(' (')[0]} on these users: NDCG@10 gap "
-        f"{gaps.mean():+.4f} ± {gaps.std():.4f} (mean ± standard deviation over {len(gaps)} runs), ahead on "
+        f"Verdict (computed): the {model} {word} ItemKNN on these users: NDCG@10 gap "
+        f"{gaps.mean():+.4f}{spread} (mean ± standard deviation over {len(gaps)} runs), ahead on "
         f"{int((per_draw > 0).sum())}/{len(per_draw)} draws and in {int((gaps > 0).sum())}/{len(gaps)} runs "
         "(criterion: ahead on every draw and in at least two thirds of the runs)."
     )
 
 
-def render(results: dict[str, pd.DataFrame], threads: int, minutes: float) -> str:
-    parts = ["## Neural models: NCF and two-tower", ""]
+def cold_choice(runs: pd.DataFrame) -> str:
+    """Which grid row this run's validation favours, and whether it is the setting the test table uses."""
+    grid = runs[runs.model.isin(list(COLD_GRID))]
+    if grid.empty:
+        return ""
+    means = grid.groupby("model", sort=False)["ndcg@10"].mean()
+    best = str(means.idxmax())
+    agree = (
+        "the setting the next table uses" if best == COLD_CHOSEN else f"not the {COLD_CHOSEN} that the next table uses"
+    )
+    return (
+        f"In this run the grid row with the highest mean validation NDCG@10 is the {best} ({means[best]:.4f}): {agree}. "
+        "The earlier sweeps chose the setting for leading ItemKNN on every draw; here, "
+        + cold_verdict(runs, COLD_CHOSEN, ITEMKNN).replace("Verdict (computed): the", "the")
+    )
+
+
+def scaled_down(options: dict[str, Any]) -> str:
+    """A sentence naming every budget below the script's defaults, and why (empty when none is)."""
+    cut = [
+        f"{what} {options[key]} instead of {DEFAULTS[key]}"
+        for key, what in BUDGETS.items()
+        if options[key] < DEFAULTS[key]
+    ]
+    cut += [
+        f"{m} on {d}: " + (f"{n} trials instead of {options['trials']}" if n else "no tuned row (0 trials)")
+        for m, d, n in options["trials_for"]
+    ]
+    if not cut:
+        return ""
+    return (
+        "Scaled down from the script's defaults so that the whole run fits about half an hour on the shared cores "
+        "(see the fit s columns; an EASE fit inverts a dense item x item matrix, 9,724 items on ml-latest-small): "
+        + "; ".join(cut)
+        + ". "
+    )
+
+
+def command(options: dict[str, Any]) -> str:
+    """The options that shape the figures, as a command line."""
+    words = [f"--{key.replace('_', '-')} {options[key]}" for key in DEFAULTS]
+    return " ".join(words + [f"--trials-for {m}@{d}={n}" for m, d, n in options["trials_for"]])
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    parts = ["## Neural models: NCF and two-tower beside iALS and EASE", ""]
+    first = next((results[p] for p in results if p.startswith("neural:") or p.startswith("classic:")), None)
+    seeds = first["seeds"] if first else []
+    trials = next(iter(results.values()))["options"]["trials"]
     parts.append(
-        "Fixed 80/20 splits (`../shared/data/splits`), all items ranked, training items excluded. "
-        "`tail recall@50`: recall over the test items outside the 20% most popular training items. "
-        "iALS and EASE are tastebud's own (`ials`, `ease`) with the parameters of `bench_implicit.py`; "
-        "iALS is the tuned dot-product MF (Rendle et al. 2020) beside NCF. Neural models stop early on a "
-        "validation slice of the training data, never on test (`epochs` = best/run); `ex/s` = training "
-        f"examples per second with {threads} torch thread(s) on a shared 2-core machine."
+        "Fixed 80/20 splits (`tastebud.data.movielens.fixed_split`), full ranking, each user's training items "
+        "excluded; NDCG@10 and Recall@20 as in every top-N table (`protocol.top_n`); `tail Recall@50`: recall over "
+        "the test items outside the 20% most popular training items. Every choice is made on the training part: "
+        'iALS and EASE get a "defaults" row (the models\' own defaults) and a "tuned on validation" row from '
+        "`tastebud.tune` (Optuna TPE, seed 0) on the carve the `implicit` section uses (a random 20% of each user's "
+        "training events, seed 0), the same search with the same budget (`bench_implicit.candidates`); `validation "
+        "NDCG@10` is each row's value on that carve. GMF, MLP, NeuMF (He et al. 2017) and the two-tower model "
+        "(Covington et al. 2016; Yi et al. 2019) run "
+        f"at their defaults (parameters column, read from the models) with seeds {', '.join(map(str, seeds))} "
+        "(`random_state`; mean ± standard deviation), each stopping early on its own validation slice of the "
+        "training part (`validation`, `patience`; `epochs` = best/run per seed); iALS also draws, so it has one fit "
+        f"per seed (on {OURS['ials'].get('threads', 0)} numba threads, as in the `implicit` section), and popular and "
+        "EASE fit once. The test part is read once per fit. The **reference** is the "
+        "non-neural row with the highest validation NDCG@10 (never chosen by test); `vs reference, per seed` is each "
+        "neural row's test NDCG@10 minus the reference's, seed by seed (`protocol.paired`; a deterministic "
+        f"reference's one fit stands for every seed). No neural row is tuned: the same {trials}-trial search for "
+        f"{len(NEURAL)} models on {len(DATASETS)} data sets is {trials * len(NEURAL) * len(DATASETS)} more fits on the "
+        "carve (see the fit s column), over this run's budget; "
+        "Rendle et al. (RecSys 2020) is the reference point for a tuned comparison. `fit s` is the median wall "
+        "time of one fit (1 torch thread) on a shared 2-core machine, for scale only: training speed under the "
+        "interleaved timing protocol is the `neural_speed` section (`bench_neural_speed.py`)."
     )
     parts.append("")
-    for name in ("ml-100k", "ml-latest-small"):
-        found = [results[p] for p in (f"accuracy:{name}", f"ncf:{name}") if p in results]
-        if not found:
+    for name in DATASETS:
+        rows = [*results.get(f"classic:{name}", {}).get("rows", []), *results.get(f"neural:{name}", {}).get("rows", [])]
+        if not rows or not any(r["validation"] is not None for r in rows):
             continue
-        sub = pd.concat(found, ignore_index=True)
-        sub = sub.drop(columns=["data"])
-        ref = float(sub[sub.model == "iALS (tastebud)"]["ndcg@10"].iloc[0])
-        sub = sub.assign(**{"NDCG / iALS": sub["ndcg@10"] / ref})
-        parts += [f"### {name}", "", markdown_table(sub.astype(object).where(sub.notna(), "")), ""]
-    if "cold_users" in results or "cold_validation" in results:
+        table, sentence = accuracy_table(rows, seeds)
+        parts += [f"### {name}", "", table, "", sentence, ""]
+    if "cold_validation" in results:
+        runs = pd.DataFrame(results["cold_validation"]["rows"])
         parts += [
             "### Choosing the cold-start setting (training users only)",
             "",
@@ -457,119 +640,157 @@ def render(results: dict[str, pd.DataFrame], threads: int, minutes: float) -> st
             "dropped, a quarter of the other users with at least 10 training items are held out of training, "
             "and each is queried three times with 5 random items of their training history; relevant = a "
             "random 20% of their training items kept out of those histories. The test split is never read. "
-            "The setting was chosen on this protocol (NDCG@10 per draw, two-tower `random_state` = draw). A "
-            "first sweep (constant learning rate, early stopping on the validation hit rate) among "
-            "`short_history` 0.5 / 0.9, `max_history` 5 / 10 / 20 / 50, `temperature` 0.03 / 0.1 / 0.2, 256 extra "
-            "negatives, `id_dropout=0.5`, attention pooling, `reg`, `validation_history=5` and a larger batch "
-            "found `short_history=0.9, max_history=10` (that sweep used a training-history sampler since "
-            "reverted), which only tied ItemKNN on the test users. A second sweep found the early-stopped epoch "
-            "to be the main noise: with a constant learning rate this protocol's NDCG@10 moves by up to 0.02 "
-            "from one epoch to the next, and the hit rate that picks the epoch is as noisy. Tried there (draw 0, "
-            "some on all draws): a learned `item_bias` with early stopping (0.117 / 0.121 / 0.131, no gain), "
-            "`logq=False` (0.018; with the bias 0.011: without the correction popular items are pushed down), "
-            "`temperature` 0.1, `learning_rate` 0.005, `factors` 32, `reg=1e-4`, `validation_history=5` with 10 "
-            "epochs, `short_history=1.0, max_history=5`: none clearly above ItemKNN. Annealing the learning rate "
-            'to zero over a fixed 8 epochs (`lr_schedule="cosine"`, no early stopping, so `validation=0`) '
-            "smooths the curve; with the item bias it was ahead of ItemKNN on all three draws (table below; "
-            "with the schedule, 12 epochs (0.120; 0.128 with `learning_rate` 0.004) and `temperature` 0.1 (0.123) "
-            "were not clearly better on draw 0). The chosen setting is the last row.",
+            f"{runs['draw'].nunique()} draw(s), two-tower `random_state` = draw. The short-history setting "
+            f"(`{', '.join(f'{k}={v}' for k, v in TWO_TOWER_COLD.items())}` on top of the defaults) was chosen "
+            "on this protocol by earlier sweeps, whose figures this script does not reproduce: they tried "
+            "`short_history`, `max_history`, `temperature`, extra `negatives`, `id_dropout`, attention pooling, "
+            "`reg`, `validation_history`, the batch size, `logq=False`, `learning_rate`, `factors` and a learned "
+            "`item_bias`, and found the early-stopped epoch to be the main noise with a constant learning rate, "
+            'hence a fixed 8 epochs with the learning rate annealed to zero (`lr_schedule="cosine"`, so no '
+            "validation slice). The table re-measures the final candidates: the model's defaults, the setting "
+            "without the item bias, and the setting.",
+            "",
+            markdown_table(cold_summary(runs, ITEMKNN)),
+            "",
+            cold_choice(runs),
             "",
         ]
-        if "cold_validation" in results:
-            parts += [markdown_table(cold_summary(results["cold_validation"], "ItemKNN")), ""]
     if "cold_users" in results:
-        cold = results["cold_users"]
-        summary = cold_summary(cold, "ItemKNN (tastebud, cosine, 40 nb.)")
-        draws, seeds = cold["draw"].nunique(), cold["seed"].nunique()
+        cold = pd.DataFrame(results["cold_users"]["rows"])
+        draws, n_seeds = cold["draw"].nunique(), cold.loc[cold.model == COLD_CHOSEN, "seed"].nunique()
         parts += [
             "### Cold-start users (ML-100K)",
             "",
             "A quarter of the test users are removed from training; each is served from 5 random items of "
             "their training history at query time (`recommend_for_history`, no retraining); relevant = their "
-            f"test items. {draws} draws of the held-out users and their histories x {seeds} two-tower seeds "
+            f"test items. {draws} draw(s) of the held-out users and their histories x {n_seeds} two-tower seed(s) "
             "(MostPopular and ItemKNN are deterministic: one run per draw). `ndcg@10` is the mean over runs "
             "with its standard deviation and range; `vs ItemKNN` is, per draw, the model's mean NDCG@10 minus "
             "ItemKNN's on the same users and histories. The two-tower user tower pools the item tower's own "
             "vectors of the 5 items and adds a learned (residual) correction; with `item_bias` a learned per-item "
-            "bias is added to the cosine score. Short-history setting: "
-            f"`{', '.join(f'{k}={v}' for k, v in TWO_TOWER_COLD.items())}` on top of the accuracy rows' "
-            "parameters, chosen on the training-users protocol above.",
+            "bias is added to the cosine score. The two-tower runs the short-history setting above.",
             "",
-            markdown_table(summary),
+            markdown_table(cold_summary(cold, ITEMKNN)),
             "",
-            cold_verdict(cold, "two-tower (short-history setting)", "ItemKNN (tastebud, cosine, 40 nb.)"),
+            cold_verdict(cold, COLD_CHOSEN, ITEMKNN),
             "",
         ]
     if "cold_items" in results:
+        items = pd.DataFrame(results["cold_items"]["rows"])
+        summary = [
+            {"model": label, "runs": len(g), "held-out items": int(g["held-out items"].iloc[0]),
+             "users": int(g["users"].iloc[0]), "ndcg@10": mean_std(list(g["ndcg@10"])), "fit s": f"{g['fit_s'].mean():.1f}"}
+            for label, g in items.groupby("model", sort=False)
+        ]  # fmt: skip
         parts += [
             "### Item cold start (ML-100K)",
             "",
-            "10% of the items (random) lose every training interaction; for each test user who has any of "
-            "them in the test set, only those items are ranked. The two-tower model places them from features "
-            "alone (genres, year, TF-IDF of the title).",
+            "10% of the items (random, seed 1) lose every training interaction; for each test user who has any of "
+            "them in the test set, only those items are ranked. The two-tower model (defaults, one run per seed) "
+            "places them from features alone (genres, year, TF-IDF of the title); the content model at its defaults "
+            "(its block weights chosen on validation are the `knn` section's).",
             "",
-            markdown_table(results["cold_items"]),
+            markdown_table(pd.DataFrame(summary)),
             "",
         ]
-    if "throughput" in results:
+    short = [f"`{p}` ({_fits(results[p]['rows'])} fits)" for p in results if not results[p].get("complete", True)]
+    if short:
         parts += [
-            "### Training throughput (ML-100K, one epoch)",
-            "",
-            "One epoch with validation off, with 1 and with 2 torch threads (`torch.set_num_threads`), on a "
-            "2-core machine shared with other jobs while it ran (other benchmarks and tests used the same cores), "
-            "so the figures are noisy and 2 threads can be slower than 1 when the cores are busy "
-            "(oversubscription). Compare rows within this table only: the `ex/s` column of the tables above "
-            "(1 thread) is an average over epochs of runs made while other benchmark processes shared the cores.",
-            "",
-            markdown_table(results["throughput"], floatfmt=".0f"),
+            "Cut short at this run's time limit, shown with the fits it finished: " + ", ".join(short) + ".",
             "",
         ]
+    missing = [p for p in PARTS if p not in results]
+    if missing:
+        parts += [
+            "Not measured in this run (over its time budget): " + ", ".join(f"`{p}`" for p in missing) + ".",
+            "",
+        ]
+    options = next(iter(results.values()))["options"]
+    loads = [x for p in results.values() for x in p["load"]]
     parts.append(
-        f"Benchmark time: {minutes:.1f} min of wall time (parts may run in parallel). Reproduce: "
-        "`.venv/bin/python benchmarks/bench_neural.py` (or `--part NAME --out DIR` per part, then `--render --out DIR`)."
+        "Wall time per part: "
+        + ", ".join(f"`{p}` {results[p]['seconds'] / 60:.1f} min" for p in results)
+        + f" ({sum(p['seconds'] for p in results.values()) / 60:.0f} min in all; parts may run as separate processes "
+        f"side by side), 1 torch thread, on 2 cores shared with other jobs (1-minute load average {min(loads):.1f} to "
+        f"{max(loads):.1f} at the parts' starts and ends). "
+        + scaled_down(options)
+        + f"Reproduce: `.venv/bin/python benchmarks/bench_neural.py {command(options)}` (or `--part NAME --out DIR` "
+        "per part, then `--render --out DIR`)."
     )
     return "\n".join(parts)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="few epochs: a smoke run, not for the table")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads for the accuracy runs")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", choices=PARTS, action="append", help="run only these parts (default: all)")
+    ap.add_argument("--out", default=None, help="folder for the parts' JSON (to run parts in separate processes)")
+    ap.add_argument("--render", action="store_true", help="only render the section from the parts in --out")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     ap.add_argument(
-        "--part",
-        choices=PARTS + OPTIONAL_PARTS,
-        action="append",
-        help="run only these parts (default: all but cold_validation)",
+        "--trials",
+        type=int,
+        default=DEFAULTS["trials"],
+        help="tuning trials of iALS and EASE (default 10, as bench_implicit)",
     )
-    ap.add_argument("--out", default=None, help="folder for per-part CSVs (to run parts in separate processes)")
-    ap.add_argument("--render", action="store_true", help="only render the section from the CSVs in --out")
+    ap.add_argument(
+        "--trials-for",
+        action="append",
+        default=[],
+        metavar="MODEL@DATA=N",
+        help="fewer trials for one model on one data set (e.g. ease@ml-latest-small=5; 0: no tuned row), said in the section",
+    )
+    ap.add_argument("--seeds", type=int, default=DEFAULTS["seeds"], help="seeds of the models that draw (default 3)")
+    ap.add_argument(
+        "--cold-draws", type=int, default=DEFAULTS["cold_draws"], help="draws of held-out users (default 3)"
+    )
+    ap.add_argument(
+        "--cold-seeds", type=int, default=DEFAULTS["cold_seeds"], help="two-tower seeds per cold-start draw (default 3)"
+    )
+    ap.add_argument(
+        "--cold-validation-draws",
+        type=int,
+        default=DEFAULTS["cold_validation_draws"],
+        help="draws of the training-users protocol",
+    )
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args()
-    import torch
+    parsed = []
+    for item in args.trials_for:
+        try:
+            target, value = item.split("=")
+            model, data = target.split("@")
+            parsed.append((model, data, int(value)))
+        except ValueError:
+            ap.error(f"--trials-for wants MODEL@DATA=N, got {item!r}")
+        if model not in CLASSIC or data not in DATASETS or int(value) < 0:
+            ap.error(
+                f"--trials-for: MODEL in {', '.join(CLASSIC)}, DATA in {', '.join(DATASETS)}, N >= 0; got {item!r}"
+            )
+    args.trials_for = parsed
+    if min(args.trials, args.seeds, args.cold_draws, args.cold_seeds, args.cold_validation_draws, args.threads) < 1:
+        ap.error("--trials, --seeds, --cold-draws, --cold-seeds, --cold-validation-draws and --threads must be >= 1")
+    if args.part and args.out is None and not args.no_write:
+        ap.error("--part needs --out (then --render --out), or --no-write")
+    from tastebud.models._torch import require_torch
 
-    torch.set_num_threads(args.threads)
+    require_torch().set_num_threads(args.threads)
     out = Path(args.out) if args.out else None
-    results: dict[str, pd.DataFrame] = {}
-    start = time.perf_counter()
+    results: dict[str, dict[str, Any]] = {}
     if not args.render:
+        options = {**{k: getattr(args, k) for k in DEFAULTS}, "trials_for": args.trials_for}
         for part in args.part or PARTS:
-            results[part] = run_part(part, args.quick)
-            if out is not None:
-                out.mkdir(parents=True, exist_ok=True)
-                results[part].to_csv(out / f"{part.replace(':', '_')}.csv", index=False)
-                (out / f"{part.replace(':', '_')}.seconds").write_text(str(time.perf_counter() - start))
-        minutes = (time.perf_counter() - start) / 60
-    if out is not None and (args.render or args.part):
-        results = {}
-        minutes = 0.0
-        for part in PARTS + OPTIONAL_PARTS:
-            f = out / f"{part.replace(':', '_')}.csv"
-            if f.is_file():
-                results[part] = pd.read_csv(f)
-                minutes = max(minutes, float((out / f"{part.replace(':', '_')}.seconds").read_text()) / 60)
-    text = render(results, args.threads, minutes)
-    if not args.quick and (args.render or not args.part):
+            results[part] = measure(part, args, options, out)
+    if args.render:
+        if out is None:
+            ap.error("--render needs --out")
+        results = load_parts(out)
+        if not results:
+            ap.error(f"--render: no parts in {out}")
+    text = render(results)
+    print(text, flush=True)
+    if not args.no_write and (args.render or not args.part):
         write_section("neural", text, measures=MEASURES)
-    print(text)
+        print("written section 'neural' of BENCHMARKS.md", flush=True)
 
 
 if __name__ == "__main__":

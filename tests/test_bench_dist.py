@@ -53,3 +53,29 @@ def test_tree_cpu_counts_nothing_without_children(bench_dist) -> None:
         assert tree.end() < 0.1
     finally:
         tree.close()
+
+
+def test_a_stored_part_is_reused_only_while_its_code_is_unchanged(bench_dist, tmp_path, monkeypatch) -> None:
+    def run(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    run("init", "-q")
+    run("config", "user.email", "t@example.org")
+    run("config", "user.name", "t")
+    for name in ("model.py", "other.py"):
+        (tmp_path / name).write_text("A = 1\n")
+    run("add", ".")
+    run("commit", "-qm", "first")
+    first = run("rev-parse", "HEAD")
+    monkeypatch.setattr(bench_dist, "git", run)
+    assert bench_dist._current({"commit": first}, ["model.py"])
+    assert not bench_dist._current({"commit": first + "+dirty"}, ["model.py"])
+    assert not bench_dist._current({"commit": "0" * 40}, ["model.py"])  # not in this history
+    assert not bench_dist._current({}, ["model.py"])
+    (tmp_path / "other.py").write_text("A = 2\n")
+    run("commit", "-qam", "other")
+    assert bench_dist._current({"commit": first}, ["model.py"])  # the measured code is the same
+    (tmp_path / "model.py").write_text("A = 2\n")
+    run("commit", "-qam", "model")
+    assert not bench_dist._current({"commit": first}, ["model.py"])

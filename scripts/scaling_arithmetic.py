@@ -100,7 +100,7 @@ def main() -> None:
         print(
             f"Measured: {meas_nnz:,} interactions, {m['users']:,} users x {m['items']:,} items, k = {meas_k}: "
             f"{m['ials_local_seconds_per_epoch']:.2f} s / epoch locally on {cores_local} cores, "
-            f"{m['ials_ray_seconds_per_epoch_steady']:.2f} s on Ray with {m['workers']} workers "
+            f"{m['ials_ray_fit_seconds'] / m['epochs']:.2f} s on Ray with {m['workers']} workers (median fit / epochs) "
             f"=> {per_core / 1e9:.2f} G(work units)/s per core.\n"
         )
         big_work = nnz * d * 2 + (args.users + args.titles) * d**2

@@ -81,11 +81,16 @@ def test_the_best_baseline_is_chosen_by_validation_not_test(bench) -> None:
     assert bench.best_by_validation(rows) is rows[1]
 
 
-def test_the_tuned_row_starts_from_the_defaults(bench) -> None:
+def test_baseline_rows_are_scored_on_validation_then_refitted_for_test(bench) -> None:
+    import tastebud as tb
+
     data = generate(n_users=40, n_items=200, n_interactions=1200, explicit=False, random_state=3, features=False)
     val, test = leave_last_out(data, validation=True)
     neg = bench.sample_negatives(data, test.test.user_idx.astype(np.int64), n=20)
     defaults, tuned = bench.baseline_rows("popular", val, test, neg, trials=3)
     assert defaults["setting"] == "defaults" and tuned["setting"] == "tuned on validation (3 trials)"
-    assert tuned["validation"] >= defaults["validation"]
-    assert 0.0 <= tuned["NDCG@10"] <= 1.0 and tuned["HR@10 (100 neg)"] >= tuned["HR@10"]
+    for row in (defaults, tuned):
+        on_val = tb.get_model("popular")(**row["params"]).fit(val.train)
+        assert row["validation"] == bench.metrics(on_val, val.train, val.test, None)["NDCG@10"]
+        on_test = tb.get_model("popular")(**row["params"]).fit(test.train)
+        assert row["NDCG@10"] == bench.metrics(on_test, test.train, test.test, neg)["NDCG@10"]

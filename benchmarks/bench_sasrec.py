@@ -26,9 +26,14 @@ every model). Ties are counted against the test item.
 
 Timings: SASRec's training epochs (from its history, validation pass excluded) and, interleaved
 (``common.interleave``), one SASRec training epoch beside a fit of the chosen baseline on 2 and on 1
-thread.
+thread. The one-seed loss rows and the timing run last; ``--deadline`` skips them (and the section
+says so) when they would not end in time.
 
-    .venv/bin/python benchmarks/bench_sasrec.py                       # about 30 min on 2 busy cores
+Where the time goes on 2 busy cores: SASRec's three seeds on ml-latest-small (a full softmax over
+9.7k items, 10-25 s an epoch, 20-30 epochs each) are about half the run; EASE on ml-latest-small
+(a 9.7k x 9.7k inverse, about a minute a fit) is shown at its defaults only (``--untuned``).
+
+    .venv/bin/python benchmarks/bench_sasrec.py                       # 30-45 min on 2 busy cores
     .venv/bin/python benchmarks/bench_sasrec.py --trials 2 --seeds 2 --epochs 2 --pairs 1 --no-write
 """
 
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import threading
@@ -278,6 +284,7 @@ def timing(test: Split, base: dict[str, Any], pairs: int) -> tuple[list[dict], s
 
 # ---------------------------------------------------------------------------- one data set
 def run(name: str, args: argparse.Namespace, load: LoadLog) -> dict[str, Any]:
+    """The rows every section holds: the baselines and SASRec's seeds (the extras come later)."""
     import torch
 
     torch.set_num_threads(THREADS)
@@ -293,22 +300,47 @@ def run(name: str, args: argparse.Namespace, load: LoadLog) -> dict[str, Any]:
         load.mark()
     sasrec = [sasrec_row(test, negatives, None, seed, args.epochs) for seed in range(args.seeds)]
     load.mark()
-    losses = args.losses if name in args.losses_data else []
-    others = [sasrec_row(test, negatives, loss, 0, args.epochs) for loss in losses]
-    load.mark()
-    base = best_by_validation(baselines)
-    speed, threads = timing(test, base, args.pairs) if args.pairs and name in args.timing_data else ([], "")
-    load.mark()
     return {
         "name": name,
         "shape": (data.n_users, data.n_items, len(data)),
         "baselines": baselines,
         "sasrec": sasrec,
-        "others": others,
-        "best": base,
-        "speed": speed,
-        "threads": threads,
+        "others": [],
+        "best": best_by_validation(baselines),
+        "speed": [],
+        "threads": "",
+        "split": (test, negatives),
     }
+
+
+def extras(results: list[dict[str, Any]], args: argparse.Namespace, load: LoadLog, deadline: float | None) -> list[str]:
+    """The one-seed loss rows and the interleaved timing, each only if its estimate ends before
+    ``deadline`` (a ``time.time()``); returns what was skipped, for the section."""
+    skipped = []
+
+    def fits(what: str, seconds: float) -> bool:
+        if deadline is None or time.time() + seconds <= deadline:
+            return True
+        skipped.append(f"{what} (its estimated {seconds:.0f} s would have passed the run's deadline)")
+        log(f"skipped: {skipped[-1]}")
+        return False
+
+    for res in results:
+        test, negatives = res["split"]
+        per_fit = statistics.fmean(r["fit s"] for r in res["sasrec"])
+        if res["name"] in args.losses_data:
+            for loss in args.losses:
+                if fits(f"SASRec loss={loss} on {res['name']}", per_fit):
+                    res["others"].append(sasrec_row(test, negatives, loss, 0, args.epochs))
+                    load.mark()
+    for res in results:
+        if args.pairs and res["name"] in args.timing_data:
+            epoch = statistics.median(s for r in res["sasrec"] for s in r["epoch s"])
+            cost = (args.pairs + 1) * (epoch + 2 * res["best"]["fit s"])
+            if fits(f"the interleaved timing on {res['name']}", cost):
+                res["speed"], res["threads"] = timing(res["split"][0], res["best"], args.pairs)
+                load.mark()
+    return skipped
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -442,7 +474,9 @@ def _order_note(res: dict[str, Any], cols: tuple[str, ...]) -> str:
     )
 
 
-def render(results: list[dict[str, Any]], args: argparse.Namespace, load: LoadLog, minutes: float) -> str:
+def render(
+    results: list[dict[str, Any]], args: argparse.Namespace, load: LoadLog, minutes: float, skipped: list[str]
+) -> str:
     from tastebud.models._torch import pick_device
 
     sasrec = tb.get_model("sasrec")()
@@ -472,6 +506,7 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, load: LoadLo
                 )
     shortfalls: list[str] = []  # filled by render_data: every place SASRec is not ahead
     parts = [render_data(res, shortfalls) for res in results]
+    scaled += [f"skipped {what}" for what in skipped]
     kept = "SASRec runs at its defaults, with no cap on maxlen or epochs. " if args.epochs is None else ""
     scaled_text = kept + (("Scaled down to fit the budget: " + "; ".join(scaled) + ".") if scaled else "")
     body = f"""## SASRec (sequential), leave-last-out (`benchmarks/bench_sasrec.py`)
@@ -553,15 +588,29 @@ def main() -> None:
         choices=list(LOADERS),
         help="data sets of the interleaved epoch-vs-fit timing",
     )
+    ap.add_argument(
+        "--deadline",
+        metavar="HH:MM",
+        help="UTC time by which the run must end: the one-seed loss rows "
+        "and the timing are skipped (and the section says so) when their estimate would pass it",
+    )
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args()
     if args.trials < 0 or args.seeds < 1 or args.pairs < 0 or (args.epochs is not None and args.epochs < 1):
         ap.error("--trials and --pairs must be >= 0, --seeds and --epochs >= 1")
+    if args.deadline and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", args.deadline):
+        ap.error(f"--deadline must be HH:MM (UTC), got {args.deadline!r}")
     started = time.perf_counter()
     load = LoadLog()
     log(f"{machine()}; torch threads {THREADS}")
+    deadline = None
+    if args.deadline:
+        hour, minute = (int(x) for x in args.deadline.split(":"))
+        now = time.gmtime()
+        deadline = time.time() + ((hour * 60 + minute) - (now.tm_hour * 60 + now.tm_min)) * 60 - now.tm_sec
     results = [run(name, args, load) for name in args.data]
-    body = render(results, args, load, (time.perf_counter() - started) / 60)
+    skipped = extras(results, args, load, deadline)
+    body = render(results, args, load, (time.perf_counter() - started) / 60, skipped)
     print(body, flush=True)
     if not args.no_write:
         write_section("sasrec", body, measures=MEASURES)

@@ -526,7 +526,9 @@ item; the test item is read once per final fit.
   fitted on everything but the test item: it holds the validation item out itself, early-stops on its
   full-ranking NDCG@10, keeps the best epoch's weights and reads the validation item as input at test
   time; {args.seeds} seeds (0-{args.seeds - 1}), mean ± std. The other losses, where shown, are one seed each
-  (seed 0), everything else at the defaults. SASRec is not tuned here: one fit costs minutes on these
+  (seed 0), everything else at the defaults. SASRec's *validation NDCG@10* is its own reading at the best
+  epoch, on the same items after the same training items as the baselines' (there a tie counts for the
+  item; with float scores ties are rare). SASRec is not tuned here: one fit costs minutes on these
   cores, so a search with the baselines' budget of {args.trials} trials would not fit in the run.
 
 *Full ranking* ranks the test item against every item the user has not interacted with (the headline);

@@ -166,7 +166,7 @@ def test_factors_do_not_depend_on_threads_on_skewed_data():
 
 def test_fitted_users_solve_their_least_squares_problem_and_fold_in_reproduces_them():
     data = tiny()
-    model = ImplicitALS(factors=5, reg=0.3, alpha=3.0, epochs=6, cg_steps=0).fit(data)
+    model = ImplicitALS(factors=5, reg=0.3, alpha=3.0, epochs=6, cg_steps=0, reg_exponent=0.0).fit(data)
     R = data.matrix.toarray().astype(np.float64)
     want = dense_solution(R, model.item_factors_.astype(np.float64), 0.3, 3.0)
     np.testing.assert_allclose(model.user_factors_, want, rtol=1e-3, atol=1e-4)
@@ -200,7 +200,7 @@ def test_log_confidence():
         m._cm1(np.array([0.0, 1.0, 3.0])), 2.0 * np.log1p(np.array([0, 1.0, 3.0]) / 0.5), rtol=1e-6
     )
     data = tiny()
-    fitted = ImplicitALS(factors=4, epochs=3, confidence="log", cg_steps=0).fit(data)
+    fitted = ImplicitALS(factors=4, epochs=3, reg=0.1, alpha=4.0, reg_exponent=0.0, confidence="log", cg_steps=0).fit(data)
     R = data.matrix.toarray().astype(np.float64)
     Y = fitted.item_factors_.astype(np.float64)
     c = 1 + 4.0 * np.log1p(R[0])
@@ -321,7 +321,7 @@ def test_history_vector_is_the_fold_in_and_follows_changed_item_factors():
     """The index path queries with ``history_vector``; its cached Gramian must not outlive the
     item factors it was computed from (partial_fit re-solves item rows in place)."""
     data = tiny(15, 12, seed=3)
-    model = ImplicitALS(factors=4, reg=0.3, alpha=2.0, epochs=4, cg_steps=0).fit(data)
+    model = ImplicitALS(factors=4, reg=0.3, alpha=2.0, epochs=4, cg_steps=0, reg_exponent=0.0).fit(data)
     items, values = np.array([0, 3, 5]), np.array([1.0, 2.0, 1.0], np.float32)
     row = sp.csr_matrix((values, (np.zeros(len(items), int), items)), shape=(1, model.n_items))
     np.testing.assert_allclose(model.history_vector(items, values), model.fold_in(row), rtol=1e-6)

@@ -56,8 +56,8 @@ class BPR(Recommender):
     def __init__(
         self,
         factors: int = 64,
-        learning_rate: float = 0.05,
-        reg: float = 0.01,
+        learning_rate: float = 0.01832,
+        reg: float = 0.007257,
         epochs: int = 50,
         threads: int = 1,
         random_state: int = 0,

@@ -63,13 +63,13 @@ class ImplicitALS(Recommender):
     def __init__(
         self,
         factors: int = 64,
-        reg: float = 0.1,
-        alpha: float = 4.0,
+        reg: float = 17.73,
+        alpha: float = 0.6621,
         epochs: int = 15,
         confidence: Literal["linear", "log"] = "linear",
         eps: float = 1.0,
         cg_steps: int = 3,
-        reg_exponent: float = 0.0,
+        reg_exponent: float = 0.883,
         threads: int = 0,
         random_state: int = 0,
     ) -> None:

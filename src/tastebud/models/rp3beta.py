@@ -57,10 +57,10 @@ class RP3beta(SparseItemItem):
 
     def __init__(
         self,
-        neighbors: int = 100,
-        transition_exponent: float = 1.0,
-        popularity_exponent: float = 0.5,
-        normalize: bool = False,
+        neighbors: int = 342,
+        transition_exponent: float = 0.6559,
+        popularity_exponent: float = 0.5276,
+        normalize: bool = True,
     ) -> None:
         self.neighbors = neighbors
         self.transition_exponent = transition_exponent

@@ -47,7 +47,8 @@ TOLERANCE = 0.0025
 #: Size knobs: they buy accuracy with fit time (iALS's cost grows with factors squared), so a
 #: default's size is a cost choice. The study holds them at the default and chooses the rest;
 #: ``tastebud tune`` searches them for a user who can pay. (Searched freely in a first run, iALS
-#: chose 243 factors and 30 epochs: about 28 times the default's fit time.)
+#: chose 243 factors and 30 epochs: some 28 times the default's fit time by the k^2 cost of a
+#: row solve, an estimate, not a measurement.)
 SIZE = ("factors", "epochs")
 
 #: model -> (task, trials per data set, best trials kept as candidates per data set)
@@ -189,8 +190,9 @@ def render(results: list[dict[str, Any]]) -> str:
         f"ahead by more than {TOLERANCE:.2%} in that mean, a rule fixed before the study ran. A chosen",
         "default is written in the code as the table prints it (four significant digits). Size knobs",
         "(`factors`, `epochs`) are held at the default: they buy accuracy with fit time, so they are a",
-        "cost choice; a first run that searched them chose 243 factors and 30 epochs for iALS, about",
-        "28 times the default's fit time. `tastebud tune` searches them for anyone who can pay.",
+        "cost choice; a first run that searched them chose 243 factors and 30 epochs for iALS, some",
+        "28 times the default's fit time by the k^2 cost of a row solve (an estimate, not measured).",
+        "`tastebud tune` searches them for anyone who can pay.",
         "",
         "Rating models use ML-100K's u1.base and 90% of ml-latest-small (random); the u1 test fold is",
         "unseen, but u2..u5's test ratings lie in u1.base, so their figures in the `rating` section are",

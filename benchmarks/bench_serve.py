@@ -20,14 +20,15 @@ work, nothing else running), then the runs (wrk, one thread; each bounded to ``-
 4. POST /recommendations from a held-out person's five-item history, paced and unpaced;
 5. POST /events, one event per request, unpaced; afterwards every acknowledged event is counted
    in the SQLite store (none may be missing);
-6. a LightGBM ranker (500 candidates per retriever, fitted on ML-100K) served alone, GET
-   /users/{id}/recommendations?k=10 paced to 100 req/s (issue #23), with a cProfile of the engine
-   call.
+6. (``--part ranker``, its own section ``ranker_serve``) a LightGBM ranker (500 candidates per
+   retriever, fitted on ML-100K) served alone, GET /users/{id}/recommendations?k=10 paced to 50
+   req/s (issue #23), with a cProfile of the engine call.
 
 Beside wrk's latency each row shows the latency inside the app, from the service's own histogram
 (GET /metrics, which counts every worker), so the time spent outside it can be read off.
 
-    python benchmarks/bench_serve.py [--seconds 15]     # the section (fit and graph cached after the first run)
+    python benchmarks/bench_serve.py [--seconds 15]     # both sections (fits and graph cached after the first run)
+    python benchmarks/bench_serve.py --part ranker      # the ranker's section alone (needs no 1M-item graph)
     python benchmarks/bench_serve.py --quick            # smoke test at 50k items, writes nothing
 
 Needs `wrk` (Debian: apt-get install -y wrk). The server and wrk share the machine's cores.
@@ -84,7 +85,7 @@ FACTORS = 64
 EF_CONSTRUCTION = 200  # a well-built graph reaches recall@10 >= 0.95 at a small efSearch
 
 
-# The code this benchmark's section measures (besides common.COMMON_PATHS); make bench-check reads it.
+# The code each section measures (besides common.COMMON_PATHS); make bench-check reads it from the stamp.
 MEASURES = [
     "benchmarks/serve_models.py",
     "benchmarks/bench_index.py",  # recall() and the cache folder
@@ -93,14 +94,23 @@ MEASURES = [
     "src/tastebud/models/ials.py",
     "src/tastebud/kernels/ials.py",
     "src/tastebud/models/_common.py",
+]
+RANKER_MEASURES = [
+    "benchmarks/serve_models.py",
+    "benchmarks/bench_index.py",  # the cache folder
+    "src/tastebud/serve",
     "src/tastebud/models/ranker.py",
+    "src/tastebud/kernels/trees.py",
     # the ranker's retrievers, asked for their candidates on every request
     "src/tastebud/models/ease.py",
+    "src/tastebud/models/ials.py",
+    "src/tastebud/kernels/ials.py",
     "src/tastebud/models/knn.py",
     "src/tastebud/models/_item_item.py",
     "src/tastebud/models/rp3beta.py",
     "src/tastebud/models/baseline.py",
     "src/tastebud/kernels/knn.py",
+    "src/tastebud/models/_common.py",
 ]
 
 
@@ -498,7 +508,7 @@ def ranker_part(args: argparse.Namespace, work: Path) -> str:
     met = "met" if r["p99"] <= 50 and r["rps"] >= args.ranker_rate * 0.95 and not r["non2xx"] else "NOT met"
     hot = {part: profile_table(rows) for part, rows in profile.items()}
     cached = " (fitted in an earlier run, cached)" if info.get("cached") else ""
-    return f"""### Ranker serving latency (issue #23)
+    return f"""## Ranker serving latency (issue #23)
 
 A `ranker` over {", ".join(RANKER_RETRIEVERS)} with `candidates={args.candidates}` per retriever (LightGBM
 LambdaRank, {info["trees"]} trees, 1 thread) fitted on {info["data"]} ({info["users"]:,} users, {info["items"]:,}
@@ -543,6 +553,12 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=500, help="the ranker's candidates per retriever")
     parser.add_argument("--ranker-rate", type=int, default=50, help="paced request rate for the ranker")
     parser.add_argument("--ranker-seconds", type=int, default=45)
+    parser.add_argument(
+        "--part",
+        choices=("all", "index", "ranker"),
+        default="all",
+        help="the 1M-item index section (serve), the ranker section (ranker_serve), or both",
+    )
     parser.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md alone")
     parser.add_argument(
         "--quick",
@@ -556,11 +572,31 @@ def main() -> None:
         args.ranker_data = args.ranker_data or "synthetic"
     if args.ranker_data is None:
         args.ranker_data = "ml-100k" if (DATA / "ml-100k" / "u.data").is_file() else "synthetic"
-    load_before = os.getloadavg()[0]
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install -y wrk)")
 
     work = Path(tempfile.mkdtemp(prefix="tastebud-bench-serve-"))
+    try:
+        if args.part in ("all", "index"):
+            body = index_part(args, work)
+            if not args.no_write:
+                write_section("serve", body, measures=MEASURES)
+            print(body)
+        if args.part in ("all", "ranker"):
+            load = os.getloadavg()[0]
+            body = ranker_part(args, work) + (
+                f"\n\nReproduce: `python benchmarks/bench_serve.py --part ranker` (needs wrk). The load average "
+                f"before the run was {load:.1f}; wrk and the server compete for the same {os.cpu_count()} cores."
+            )
+            if not args.no_write:
+                write_section("ranker_serve", body, measures=RANKER_MEASURES)
+            print(body)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def index_part(args: argparse.Namespace, work: Path) -> str:
+    """Issue #21: the 1M-item iALS model behind its HNSW index, its recall and the wrk runs."""
     root = work / "registry"
     q = args.queries
     setup = ials_setup(
@@ -599,7 +635,6 @@ def main() -> None:
     pace = paced_think_ms(conns, args.target, 2.0)  # a response takes about 2 ms
     with serving(root, args.workers) as (port, start_s):
         rows, events_note = ials_runs(port, args, fmt, conns, pace)
-    ranker_text = ranker_part(args, work)
 
     tuning = "The geometry and efSearch were given on the command line (`--geometry`, `--ef-search`)."
     if tried:
@@ -622,7 +657,7 @@ def main() -> None:
             + f".\n\n{markdown_table(grid)}"
         )
     cached = " (built in an earlier run and cached under $TASTEBUD_BENCH_CACHE)" if info.get("cached") else ""
-    reproduce = "python benchmarks/bench_serve.py" + (
+    reproduce = "python benchmarks/bench_serve.py --part index" + (
         " --quick" if args.quick else f" --seconds {args.seconds}" if args.seconds != 15 else ""
     )
     body = f"""## Serving ({n_items:,}-item catalogue, trained iALS, HNSW32 over {geometry} (efConstruction={EF_CONSTRUCTION}, efSearch={ef}), {FACTORS}-d factors, {n_users:,} users)
@@ -667,15 +702,10 @@ pure-Python work with random pauses between them (one process per core, 8 s) too
 outside tastebud (a virtual CPU not running); a request that meets one waits as long, and so do
 the requests queued behind it.
 
-{ranker_text}
-
 Reproduce: `{reproduce}` (needs wrk; `--quick` for a smoke test at 50k items that writes
-nothing). The load average before the run was {load_before:.1f}; wrk and the server compete for the same
+nothing). The load average before the run was {os.getloadavg()[0]:.1f}; wrk and the server compete for the same
 {os.cpu_count()} cores."""
-    if not args.no_write:
-        write_section("serve", body, measures=MEASURES)
-    print(body)
-    shutil.rmtree(work, ignore_errors=True)
+    return body
 
 
 def sqlite_count(path: Path) -> int:

@@ -15,6 +15,7 @@ reported on another, disjoint one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -86,6 +87,13 @@ def synthetic_plays(
     return train, histories
 
 
+def params_key(model: Any, *more: Any) -> str:
+    """A short hash of every parameter (defaults included) of ``model`` and of ``more``: a cache
+    folder built under other settings, e.g. before a default changed, is never reused."""
+    text = json.dumps([model.get_params(), *more], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def ials_setup(
     n_items: int, n_users: int, n_interactions: int, *, factors: int, epochs: int, ef_construction: int,
     held_out: int, seed: int = 0,
@@ -96,8 +104,9 @@ def ials_setup(
     from tastebud.core.registry import get_model
     from tastebud.index import load_index, make_index
 
+    unfitted = get_model("ials")(factors=factors, epochs=epochs, random_state=seed)
     folder = CACHE / (
-        f"serve-ials-{n_items}i-{n_users}u-{n_interactions}x-{held_out}h-f{factors}-e{epochs}-s{seed}-efc{ef_construction}"
+        f"serve-ials-{n_items}i-{n_users}u-{n_interactions}x-{held_out}h-efc{ef_construction}-{params_key(unfitted)}"
     )
     info_file = folder / "info.json"
     if info_file.is_file():
@@ -111,7 +120,7 @@ def ials_setup(
     train, histories = synthetic_plays(n_items, n_users, n_interactions, held_out, seed)
     generate_s = time.perf_counter() - t
     t = time.perf_counter()
-    model = get_model("ials")(factors=factors, epochs=epochs, random_state=seed).fit(train)
+    model = unfitted.fit(train)
     fit_s = time.perf_counter() - t
     indexes, build_s = {}, {}
     for geometry, lifted in GEOMETRIES.items():
@@ -228,7 +237,9 @@ def ranker_setup(
     from tastebud.core.registry import get_model
 
     size = "" if data_name == "ml-100k" else "-" + "x".join(map(str, synthetic))
-    folder = CACHE / f"serve-ranker-{data_name}{size}-c{candidates}-s{seed}"
+    unfitted = get_model("ranker")(retrievers=RANKER_RETRIEVERS, candidates=candidates, random_state=seed)
+    retrievers = {name: get_model(name)(**params).get_params() for name, params in RANKER_RETRIEVERS.items()}
+    folder = CACHE / f"serve-ranker-{data_name}{size}-{params_key(unfitted, retrievers)}"
     info_file = folder / "info.json"
     if info_file.is_file():
         return Recommender.load(folder / "model"), {**json.loads(info_file.read_text()), "cached": True}
@@ -241,7 +252,7 @@ def ranker_setup(
 
         data = generate(*synthetic, explicit=False, random_state=seed)
     t = time.perf_counter()
-    model = get_model("ranker")(retrievers=RANKER_RETRIEVERS, candidates=candidates, random_state=seed).fit(data)
+    model = unfitted.fit(data)
     info = {
         "data": data_name,
         "users": data.n_users,

@@ -202,6 +202,31 @@ def test_feature_groups_are_documented_functions():
         assert callable(group) and group.__doc__, group
 
 
+@pytest.mark.parametrize("dense_share", [0.0, 1.1])  # every block held dense, every block sparse
+def test_content_similarity_is_the_cosine_to_the_history_profile(model, synth, monkeypatch, dense_share):
+    import scipy.sparse as sp
+
+    from tastebud.models import ranker
+
+    monkeypatch.setattr(ranker, "DENSE_BLOCK", dense_share)
+    model.__dict__.pop("_cached_content", None)
+    try:
+        b = model._batch(model.retrievers_fitted, model._stats(), users=np.arange(0, synth.n_users, 7))
+        got = ranker.content_features(model, b)
+    finally:
+        model.__dict__.pop("_cached_content", None)
+    assert got and len(got) == len(model.content_names_)
+    V = model.item_content_.toarray().astype(np.float64)
+    seen = (b.history.toarray() != 0).astype(np.float64)
+    for k, name in enumerate(model.content_names_):
+        cols = model.content_block_ == k
+        profile = seen @ V[:, cols]
+        norm = np.linalg.norm(profile, axis=1)
+        want = (profile @ V[:, cols].T) / np.where(norm > 0, norm, 1.0)[:, None]
+        np.testing.assert_allclose(got[f"content_{name}"], np.take_along_axis(want, b.items, axis=1), atol=1e-5)
+    assert sp.issparse(model.item_content_)
+
+
 def test_feature_importance_names_every_feature(model):
     gains = model.feature_importance()
     assert list(gains) and set(gains) == set(model.feature_names_)

@@ -56,6 +56,10 @@ RECENT_SHARE = 0.1
 MAX_CATEGORIES = 100
 #: People per block when candidates and features are built (bounds the memory of dense blocks).
 _BLOCK = 256
+#: A content block with more than this share of cells set is held dense (a text embedding).
+DENSE_BLOCK = 0.5
+#: What a fitted ranker caches between requests (derived from its fitted state, never saved).
+_CACHES = ("_cached_stats", "_cached_columns", "_cached_content", "_last_scored")
 
 
 # ---------------------------------------------------------------------------- what features read
@@ -179,18 +183,23 @@ def activity_features(model: Ranker, b: Batch) -> dict[str, np.ndarray]:
 
 def content_features(model: Ranker, b: Batch) -> dict[str, np.ndarray]:
     """Per feature block (genres, text, ...): cosine between the candidate and the person's history profile."""
-    V = model.item_content_
-    if V is None:
+    blocks = model._content_blocks()
+    if not blocks:
         return {}
     seen = b.history.copy()
     seen.data[:] = 1.0
-    profile = sp.csr_matrix(seen @ V)
     out = {}
-    for k, name in enumerate(model.content_names_):
-        cols = np.nonzero(model.content_block_ == k)[0]
-        P, Vk = profile[:, cols], V[:, cols]
-        norm = np.sqrt(np.asarray(P.multiply(P).sum(axis=1)).ravel())
-        sims = np.asarray((P @ Vk.T).todense(), np.float32) / np.where(norm > 0, norm, 1.0)[:, None]
+    for name, (Vk, VkT) in blocks.items():
+        P = seen @ Vk  # the profile: the sum of the person's items' vectors
+        if VkT is None:  # a dense block (text embeddings): dense products
+            P = np.asarray(P, np.float32)
+            norm = np.sqrt(np.einsum("ij,ij->i", P, P))
+            sims = P @ Vk.T
+        else:
+            P = sp.csr_matrix(P)
+            norm = np.sqrt(np.asarray(P.multiply(P).sum(axis=1)).ravel())
+            sims = (P @ VkT).toarray()
+        sims = np.asarray(sims, np.float32) / np.where(norm > 0, norm, 1.0).astype(np.float32)[:, None]
         out[f"content_{name}"] = np.take_along_axis(sims, b.items, axis=1)
     return out
 
@@ -198,9 +207,9 @@ def content_features(model: Ranker, b: Batch) -> dict[str, np.ndarray]:
 def last_items_features(model: Ranker, b: Batch) -> dict[str, np.ndarray]:
     """Mean cosine between the candidate and the person's last few items, the items being their
     columns of the interaction matrix (who else had them)."""
-    cols = model._item_columns(b.stats)
+    cols, cols_t = model._item_columns(b.stats)
     n_last = np.diff(b.last.indptr).astype(np.float32)
-    sims = np.asarray(((b.last @ cols) @ cols.T).todense(), np.float32) / np.maximum(n_last, 1.0)[:, None]
+    sims = np.asarray(((b.last @ cols) @ cols_t).todense(), np.float32) / np.maximum(n_last, 1.0)[:, None]
     out = np.take_along_axis(sims, b.items, axis=1)
     out[n_last == 0] = np.nan
     return {"last_items_similarity": out}
@@ -354,7 +363,7 @@ class Ranker(Recommender):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: Interactions) -> None:
-        for key in ("feature_names_", "_cached_stats", "_cached_columns", "_last_scored"):  # a refit starts afresh
+        for key in ("feature_names_", *_CACHES):  # a refit starts afresh
             self.__dict__.pop(key, None)
         specs = self.retriever_specs(data)
         self._static_features(data)
@@ -553,15 +562,34 @@ class Ranker(Recommender):
             )  # fmt: skip
         return cached
 
-    def _item_columns(self, stats: Stats) -> sp.csr_matrix:
-        """items x users, each item's column of the interaction matrix at unit length (cached per matrix)."""
+    def _item_columns(self, stats: Stats) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """items x users, each item's column of the interaction matrix at unit length, and its
+        transpose (both cached per matrix: a request would otherwise transpose it again)."""
         cached = self.__dict__.get("_cached_columns")
         if cached is None or cached[0] is not stats.matrix:
             cols = sp.csr_matrix(stats.matrix.T, dtype=np.float32)
             cols.data[:] = 1.0
             norms = np.sqrt(np.diff(cols.indptr)).astype(np.float32)
-            cols = sp.diags(1.0 / np.maximum(norms, 1.0)) @ cols
-            cached = self._cached_columns = (stats.matrix, sp.csr_matrix(cols, dtype=np.float32))
+            cols = sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1.0)) @ cols, dtype=np.float32)
+            cached = self._cached_columns = (stats.matrix, cols, sp.csr_matrix(cols.T))
+        return cached[1], cached[2]
+
+    def _content_blocks(self) -> dict[str, tuple[Any, sp.csr_matrix | None]]:
+        """Each content block's item vectors, cached: (dense array, None) for a dense block (most
+        cells set, like a text embedding), else (csr, its csr transpose)."""
+        V = self.item_content_
+        cached = self.__dict__.get("_cached_content")
+        if V is None:
+            return {}
+        if cached is None or cached[0] is not V:
+            blocks: dict[str, tuple[Any, sp.csr_matrix | None]] = {}
+            for k, name in enumerate(self.content_names_):
+                Vk = sp.csr_matrix(V[:, np.nonzero(self.content_block_ == k)[0]], dtype=np.float32)
+                if Vk.nnz > DENSE_BLOCK * Vk.shape[0] * Vk.shape[1]:
+                    blocks[name] = (np.ascontiguousarray(Vk.toarray()), None)
+                else:
+                    blocks[name] = (Vk, sp.csr_matrix(Vk.T))
+            cached = self._cached_content = (V, blocks)
         return cached[1]
 
     def _batch(
@@ -573,37 +601,34 @@ class Ranker(Recommender):
         items: np.ndarray | None = None,
     ) -> Batch:
         """Merged candidates of known ``users`` (indices) or of one ``history`` (item indices, values),
-        restricted to ``items`` when given, through the retrievers' public methods."""
-        n_items = len(self.items_)
+        restricted to ``items`` when given, through the retrievers' public index-level methods (every
+        retriever is fitted on the ranker's data or a split of it: the same vocabularies)."""
+        k = int(self.candidates)
         if users is not None:
-            ids = self.users_.ids[users]
             hist, last = stats.matrix[users], stats.last[users]
-            restrict = None if items is None else self.items_.ids[items]
-            lists = [r.recommend(ids, k=int(self.candidates), items=restrict) for r in retrievers]
+            lists = [r.rank_rows(users, k=k, allowed=items) for r in retrievers]
             person = np.asarray(users, np.int64)
         else:
             assert history is not None
             iidx, vals = history
+            n_items = len(self.items_)
             hist = sp.csr_matrix((vals, (np.zeros(len(iidx), int), iidx)), shape=(1, n_items), dtype=np.float32)
             hist.sum_duplicates()
             tail = np.unique(iidx[-int(self.last_items) :])
             last = sp.csr_matrix((np.ones(len(tail), np.float32), (np.zeros(len(tail), int), tail)), shape=(1, n_items))
-            item_ids = self.items_.ids[iidx]
             lists = [
-                r.recommend_for_history(item_ids, vals, k=int(self.candidates)) if r.supports_history else None
+                tuple(a[None, :] for a in r.rank_history_idx(iidx, vals, k=k)) if r.supports_history else None
                 for r in retrievers
             ]
             person = np.array([-1], np.int64)
         n = len(person)
         found: list[list[tuple[np.ndarray, np.ndarray]] | None] = []
-        for recs in lists:
-            if recs is None:
+        for got in lists:
+            if got is None:
                 found.append(None)
                 continue
-            flat = np.concatenate(recs.items) if len(recs.items) else np.empty(0)
-            idx = self.items_.lookup(flat) if len(flat) else np.empty(0, np.int64)
-            bounds = np.cumsum([0, *(len(row) for row in recs.items)])
-            found.append([(idx[bounds[j] : bounds[j + 1]], recs.scores[j]) for j in range(n)])
+            idx, val = got
+            found.append([(idx[j][idx[j] >= 0], val[j][idx[j] >= 0]) for j in range(n)])
         rows = []
         for j in range(n):
             parts = [f[j][0] for f in found if f is not None]
@@ -719,7 +744,10 @@ class Ranker(Recommender):
         rows = sorted({where[int(i)] for i in item_idx if int(i) in where})
         X = self._matrix(b) if X is None else X
         contrib = (
-            np.asarray(self._booster.predict(X[rows], pred_contrib=True), np.float64)
+            np.asarray(
+                self._booster.predict(X[rows], pred_contrib=True, num_threads=self._lgb_params()["num_threads"]),
+                np.float64,
+            )
             if rows
             else np.empty((0, len(self.feature_names_) + 1))
         )

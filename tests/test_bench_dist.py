@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 import time
@@ -10,20 +9,14 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmods import bench_fixture
+
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}:\n    pass\n"
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 
 
-@pytest.fixture(scope="module")
-def bench_dist():
-    pytest.importorskip("ray")
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_dist")
-    finally:
-        sys.path.remove(str(BENCH))
+bench_dist = bench_fixture("bench_dist", requires="ray")
 
 
 def test_tree_cpu_counts_live_children_and_those_that_end_between_samples(bench_dist) -> None:

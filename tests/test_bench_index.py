@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmods import bench_fixture
+
 faiss = pytest.importorskip("faiss")
 
 
-@pytest.fixture(scope="module")
-def bench_index():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_index")
-    finally:
-        sys.path.remove(str(BENCH))
+bench_index = bench_fixture("bench_index")
 
 
 def test_lift_turns_the_largest_inner_product_into_the_nearest_item(bench_index) -> None:

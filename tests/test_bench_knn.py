@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
-import pytest
 
+from benchmods import bench_fixture
 from tastebud.data.synthetic import generate
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def bench_knn():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_knn")
-    finally:
-        sys.path.remove(str(BENCH))
+bench_knn = bench_fixture("bench_knn")
 
 
 def test_validation_items_are_training_items_and_leave_no_trace(bench_knn) -> None:

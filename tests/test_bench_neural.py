@@ -3,26 +3,13 @@ seed, the cold-start carves keep held-out users out of training, and a scaled-do
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
-import pytest
 
+from benchmods import bench_fixture
 from tastebud.data import splits
 from tastebud.data.synthetic import generate
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_neural")
-    finally:
-        sys.path.remove(str(BENCH))
+bench = bench_fixture("bench_neural")
 
 
 def _row(model: str, validation: float | None, test: list[float]) -> dict:

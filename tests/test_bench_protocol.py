@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmods import bench_fixture
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def bench_modules():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("common"), importlib.import_module("check")
-    finally:
-        sys.path.remove(str(BENCH))
+bench_modules = bench_fixture("common", "check")
 
 
 def _git(repo: Path, *args: str) -> str:

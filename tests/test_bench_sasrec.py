@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmods import bench_fixture
 from tastebud.data.idmap import IdMap
 from tastebud.data.interactions import Interactions
 from tastebud.data.splits import leave_last_out
 from tastebud.data.synthetic import generate
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_sasrec")
-    finally:
-        sys.path.remove(str(BENCH))
+bench = bench_fixture("bench_sasrec")
 
 
 class Fixed:

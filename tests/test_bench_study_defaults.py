@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
+from benchmods import bench_fixture
 from tastebud.data.synthetic import generate
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def study():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("study_defaults")
-    finally:
-        sys.path.remove(str(BENCH))
+study = bench_fixture("study_defaults")
 
 
 @pytest.fixture

@@ -1,0 +1,485 @@
+"""Compiled prediction and exact TreeSHAP for LightGBM forests, without calling LightGBM.
+
+The ranker explains every list it serves; LightGBM's own ``pred_contrib`` runs path-dependent
+TreeSHAP (Lundberg, Erion & Lee 2018, "Consistent individualized feature attribution for tree
+ensembles", Algorithm 2), which costs O(L D^2) per tree and row (L leaves, D depth). Here the
+part of that work that does not depend on the row is done once, when the forest is compiled, in
+the spirit of Fast TreeSHAP v2 (Yang 2021, "Fast TreeSHAP: Accelerating SHAP Value Computation
+for Trees"); a row then costs O(L D) per tree.
+
+**Path-dependent SHAP of one leaf.** A tree's output is ``sum_l v_l [x reaches l]``. Take a leaf
+``l`` with value ``v``, and let ``U`` be the ``d`` distinct features split on along its path
+(a feature split on twice is one player: its conditions are merged). For ``j`` in ``U``
+
+* ``z_j`` = the product, over the path's conditions on ``j``, of ``cover(child) / cover(node)``
+  (covers are LightGBM's data counts, ``internal_count`` / ``leaf_count``);
+* ``o_j`` = 1 when ``x`` satisfies every condition on ``j``, else 0.
+
+The path-dependent value of a coalition ``S`` (features known, the rest integrated out along the
+covers) is, for this leaf's term, ``v prod_{j in U∩S} o_j prod_{j in U\\S} z_j``. Features off
+the path are null players, so the Shapley value of ``i`` in ``U`` is a game over ``U`` alone:
+
+    phi_i = v (o_i - z_i) sum_{S ⊆ U\\{i}} w(|S|) prod_{j in S} o_j prod_{j in U\\S\\{i}} z_j,
+    w(s) = s! (d - s - 1)! / d!.
+
+Since ``o_j`` is 0 or 1, only coalitions inside ``A = {j : o_j = 1}`` survive. With
+
+    Q(B) = sum_{S ⊆ B} w(|S|) prod_{j in B\\S} z_j,   R(A) = prod_{j in U\\A} z_j,
+
+the sum splits by whether ``i`` is in ``A``:
+
+    i in A:      phi_i =  v (1 - z_i) R(A) Q(A\\{i})
+    i not in A:  phi_i = -v R(A) Q(A)              (the same for every such i)
+
+``Q`` and ``v R`` depend on ``A`` but not on ``x``: the compiler tabulates them over the 2^d subsets
+of each leaf with ``d <= max_unique`` (``Q(B)`` is the ``w``-weighted sum of the coefficients of
+``prod_{j in B} (z_j + t)``, built one factor per subset). A row then finds ``A`` for each leaf
+from the node decisions (each node decided once per tree) and reads ``d`` table entries, with no
+division, so no cancellation. Leaves with more distinct features than ``max_unique`` (tables
+would take 16 * 2^d bytes) evaluate the same formulas directly, O(d^3). The last column is the
+base value, ``sum_trees sum_l v_l cover(l) / cover(root)``, LightGBM's ``ExpectedValue``; each row
+sums to its raw score.
+
+**Decisions** follow LightGBM's ``Tree::NumericalDecision`` / ``CategoricalDecision`` on raw
+inputs (float32 or float64, compared as double), after the C API's dense-row reader drops every
+value with ``|x| <= kZeroThreshold`` (1e-35f) to 0. Numeric: NaN becomes 0 unless the split's
+missing type is NaN; a NaN (missing type NaN) or a zero (missing type Zero) goes the default way;
+otherwise ``x <= threshold`` goes left. Categorical: NaN, a value that truncates to a negative int
+(``x <= -1``) or one past ``int`` range goes right; otherwise ``int(x)`` in the split's category
+set goes left.
+
+Models this cannot reproduce exactly (linear trees, several trees per iteration, averaged
+output, an unknown decision type) raise ``NotImplementedError`` at compile time, so the caller can
+fall back to LightGBM.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import njit, prange
+
+from tastebud.kernels._serial import serial_twin
+
+# LightGBM's kZeroThreshold: a double initialised from the float literal 1e-35f
+_ZERO = float(np.float32(1e-35))
+# int(x) of a categorical value is out of C int range from here on (the C cast gives INT_MIN: right)
+_INT_LIMIT = 2147483648.0
+_NUMERIC, _CATEGORICAL = 0, 1
+_MISSING = {"None": 0, "Zero": 1, "NaN": 2}
+# below this many rows one thread is quicker than waking the pool (a served list is 10 rows)
+_SERIAL_ROWS = 64
+
+
+@dataclass(frozen=True)
+class Forest:
+    """A LightGBM forest as flat arrays (see :func:`compile_booster`).
+
+    Internal nodes of every tree are numbered together; a child ``c < 0`` is the leaf ``~c`` (leaves
+    are numbered together too). Each leaf keeps its path (``path_*``, root first), its distinct
+    features (``feat_*``, in order of first appearance on the path) and, when it has at most
+    ``max_unique`` of them, the tables ``vr`` = v R(A) and ``q`` = Q(A) over the subsets A.
+    """
+
+    n_features: int
+    base: float
+    tree_root: np.ndarray  # (trees,) int32
+    tree_nodes: np.ndarray  # (trees + 1,) int32: the tree's internal nodes are a range
+    tree_leaves: np.ndarray  # (trees + 1,) int32
+    node_feature: np.ndarray  # int32
+    node_threshold: np.ndarray  # float64
+    node_kind: np.ndarray  # int8: 0 numeric, 1 categorical
+    node_missing: np.ndarray  # int8: 0 None, 1 Zero, 2 NaN
+    node_default_left: np.ndarray  # bool
+    node_left: np.ndarray  # int32
+    node_right: np.ndarray  # int32
+    node_cat_start: np.ndarray  # int32: first word of the split's category bitset in cat_bits
+    node_cat_words: np.ndarray  # int32
+    cat_bits: np.ndarray  # uint32
+    leaf_value: np.ndarray  # float64
+    path_ptr: np.ndarray  # (leaves + 1,) int64
+    path_node: np.ndarray  # int32
+    path_left: np.ndarray  # bool: the leaf lies below the node's left child
+    path_slot: np.ndarray  # int32: the node's feature's place among the leaf's distinct features
+    feat_ptr: np.ndarray  # (leaves + 1,) int64
+    feat_index: np.ndarray  # int32
+    feat_z: np.ndarray  # float64
+    table_ptr: np.ndarray  # (leaves,) int64: start in vr / q, -1 for a leaf evaluated directly
+    vr: np.ndarray  # float64
+    q: np.ndarray  # float64
+    weights: np.ndarray  # (dmax + 1, dmax + 1) float64: weights[d, s] = s! (d - s - 1)! / d!
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.tree_root)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays (the tables dominate)."""
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+
+
+# ---------------------------------------------------------------------------------- compiler
+def compile_booster(booster: Any, max_unique: int = 12) -> Forest:
+    """Flatten a ``lightgbm.Booster`` (the iterations its ``predict`` uses by default) into a :class:`Forest`.
+
+    ``max_unique`` bounds the distinct features of a leaf whose SHAP terms are tabulated (16 * 2^d
+    bytes per leaf); leaves past it are computed directly. Raises ``NotImplementedError`` for models
+    whose predictions this module cannot reproduce exactly.
+    """
+    if max_unique < 0 or max_unique > 30:
+        raise ValueError(f"max_unique must be in 0..30, got {max_unique}")
+    model = booster.dump_model()
+    if model.get("num_tree_per_iteration", 1) != 1 or model.get("num_class", 1) != 1:
+        raise NotImplementedError("several trees per iteration (multiclass): use LightGBM's pred_contrib")
+    if model.get("average_output", False):
+        raise NotImplementedError("averaged output (random forest mode): use LightGBM's pred_contrib")
+    n_features = int(model["max_feature_idx"]) + 1
+
+    nodes: dict[str, list] = {k: [] for k in ("feature", "threshold", "kind", "missing", "default_left", "left", "right", "cat_start", "cat_words")}
+    cat_bits: list[int] = []
+    leaf_value: list[float] = []
+    leaf_cover: list[float] = []
+    paths: list[list[tuple[int, bool, int, float]]] = []  # per leaf: (node, went_left, feature, fraction)
+    tree_root, tree_nodes, tree_leaves = [], [0], [0]
+    base = 0.0
+
+    def leaf(n: dict, path: list) -> int:
+        if "leaf_coeff" in n or "leaf_const" in n:
+            raise NotImplementedError("linear trees (linear_tree=True): use LightGBM's pred_contrib")
+        leaf_value.append(float(n["leaf_value"]))
+        leaf_cover.append(float(n.get("leaf_count", 0)))
+        paths.append(path)
+        return ~(len(leaf_value) - 1)
+
+    def walk(n: dict, path: list) -> int:
+        if "split_index" not in n:
+            return leaf(n, path)
+        k = len(nodes["feature"])
+        for key in nodes:
+            nodes[key].append(0)
+        f = int(n["split_feature"])
+        nodes["feature"][k] = f
+        nodes["missing"][k] = _MISSING.get(n.get("missing_type"), -1)
+        if nodes["missing"][k] < 0:
+            raise NotImplementedError(f"unknown missing type {n.get('missing_type')!r}: use LightGBM's pred_contrib")
+        nodes["default_left"][k] = bool(n["default_left"])
+        if n["decision_type"] == "<=":
+            nodes["kind"][k] = _NUMERIC
+            nodes["threshold"][k] = float(n["threshold"])
+        elif n["decision_type"] == "==":
+            nodes["kind"][k] = _CATEGORICAL
+            cats = [int(c) for c in str(n["threshold"]).split("||")]
+            if min(cats) < 0:
+                raise NotImplementedError("a negative category in a split: use LightGBM's pred_contrib")
+            words = max(cats) // 32 + 1
+            bits = [0] * words
+            for c in cats:
+                bits[c >> 5] |= 1 << (c & 31)
+            nodes["cat_start"][k] = len(cat_bits)
+            nodes["cat_words"][k] = words
+            cat_bits.extend(bits)
+        else:
+            raise NotImplementedError(f"unknown decision type {n['decision_type']!r}: use LightGBM's pred_contrib")
+        cover = float(n["internal_count"])
+        lc, rc = n["left_child"], n["right_child"]
+        lcov = float(lc.get("internal_count", lc.get("leaf_count", 0)))
+        rcov = float(rc.get("internal_count", rc.get("leaf_count", 0)))
+        nodes["left"][k] = walk(lc, path + [(k, True, f, lcov / cover)])
+        nodes["right"][k] = walk(rc, path + [(k, False, f, rcov / cover)])
+        return k
+
+    for tree in model["tree_info"]:
+        first_leaf = len(leaf_value)
+        root = walk(tree["tree_structure"], [])
+        tree_root.append(root)
+        tree_nodes.append(len(nodes["feature"]))
+        tree_leaves.append(len(leaf_value))
+        if root < 0:  # a single leaf: its value is the tree's expected value
+            base += leaf_value[first_leaf]
+        else:
+            total = float(tree["tree_structure"]["internal_count"])
+            for j in range(first_leaf, len(leaf_value)):
+                base += (leaf_cover[j] / total) * leaf_value[j]
+
+    # each leaf's path with merged features: slot per node, z per distinct feature
+    path_ptr, path_node, path_left, path_slot = [0], [], [], []
+    feat_ptr, feat_index, feat_z = [0], [], []
+    for path in paths:
+        slot: dict[int, int] = {}
+        z: list[float] = []
+        for node, went_left, f, frac in path:
+            if f not in slot:
+                slot[f] = len(z)
+                z.append(1.0)
+                feat_index.append(f)
+            z[slot[f]] *= frac
+            path_node.append(node)
+            path_left.append(went_left)
+            path_slot.append(slot[f])
+        feat_z.extend(z)
+        path_ptr.append(len(path_node))
+        feat_ptr.append(len(feat_index))
+
+    n_unique = np.diff(np.asarray(feat_ptr, np.int64))
+    dmax = int(n_unique.max(initial=0))
+    weights = np.zeros((dmax + 1, dmax + 1))
+    for d in range(1, dmax + 1):
+        for s in range(d):
+            weights[d, s] = math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d)
+    sizes = np.where(n_unique <= max_unique, np.left_shift(1, np.minimum(n_unique, max_unique)), 0).astype(np.int64)
+    table_ptr = np.where(n_unique <= max_unique, np.cumsum(sizes) - sizes, -1).astype(np.int64)
+    feat_ptr_a = np.asarray(feat_ptr, np.int64)
+    feat_z_a = np.asarray(feat_z, np.float64)
+    leaf_value_a = np.asarray(leaf_value, np.float64)
+    vr = np.empty(int(sizes.sum()))
+    q = np.empty(int(sizes.sum()))
+    tmax = int(n_unique[n_unique <= max_unique].max(initial=0))
+    _build_tables(feat_ptr_a, feat_z_a, leaf_value_a, table_ptr, weights, tmax, vr, q)
+
+    def i32(v: list) -> np.ndarray:
+        return np.asarray(v, np.int32)
+
+    return Forest(
+        n_features=n_features,
+        base=base,
+        tree_root=i32(tree_root),
+        tree_nodes=i32(tree_nodes),
+        tree_leaves=i32(tree_leaves),
+        node_feature=i32(nodes["feature"]),
+        node_threshold=np.asarray(nodes["threshold"], np.float64),
+        node_kind=np.asarray(nodes["kind"], np.int8),
+        node_missing=np.asarray(nodes["missing"], np.int8),
+        node_default_left=np.asarray(nodes["default_left"], np.bool_),
+        node_left=i32(nodes["left"]),
+        node_right=i32(nodes["right"]),
+        node_cat_start=i32(nodes["cat_start"]),
+        node_cat_words=i32(nodes["cat_words"]),
+        cat_bits=np.asarray(cat_bits, np.uint32),
+        leaf_value=leaf_value_a,
+        path_ptr=np.asarray(path_ptr, np.int64),
+        path_node=i32(path_node),
+        path_left=np.asarray(path_left, np.bool_),
+        path_slot=i32(path_slot),
+        feat_ptr=feat_ptr_a,
+        feat_index=i32(feat_index),
+        feat_z=feat_z_a,
+        table_ptr=table_ptr,
+        vr=vr,
+        q=q,
+        weights=weights,
+    )
+
+
+@njit(cache=True)
+def _build_tables(feat_ptr, feat_z, leaf_value, table_ptr, weights, tmax, vr, q):  # pragma: no cover - compiled
+    """Fill ``vr[A] = v prod_{j not in A} z_j`` and ``q[A] = Q(A)`` for every tabulated leaf (at most ``tmax`` features)."""
+    poly = np.zeros((1 << tmax, tmax + 1))  # poly[A, k]: coefficient of t^k in prod_{j in A} (z_j + t)
+    zprod = np.empty(1 << tmax)  # prod_{j in A} z_j
+    for leaf in range(len(leaf_value)):
+        off = table_ptr[leaf]
+        if off < 0:
+            continue
+        f0 = feat_ptr[leaf]
+        d = feat_ptr[leaf + 1] - f0
+        full = (1 << d) - 1
+        poly[0, 0] = 1.0
+        for k in range(1, d + 1):
+            poly[0, k] = 0.0
+        zprod[0] = 1.0
+        for a in range(1, full + 1):
+            low = a & -a
+            s = 0
+            while (low >> s) != 1:
+                s += 1
+            prev = a ^ low
+            z = feat_z[f0 + s]
+            zprod[a] = zprod[prev] * z
+            poly[a, 0] = z * poly[prev, 0]
+            for k in range(1, d + 1):
+                poly[a, k] = z * poly[prev, k] + poly[prev, k - 1]
+        for a in range(full + 1):
+            acc = 0.0
+            for k in range(d):  # |S| = d only for A = U, whose Q is never read
+                acc += weights[d, k] * poly[a, k]
+            q[off + a] = acc
+            vr[off + a] = leaf_value[leaf] * zprod[full ^ a]
+
+
+# ---------------------------------------------------------------------------------- decisions
+@njit(inline="always", cache=True)
+def _goes_left(k, x, kind, missing, default_left, threshold, cat_start, cat_words, cat_bits):  # pragma: no cover - compiled
+    """LightGBM's decision at node ``k`` for the raw value ``x`` (see the module docstring)."""
+    if -_ZERO <= x <= _ZERO:  # the C API's dense reader keeps only |x| > kZeroThreshold
+        x = 0.0
+    if kind[k] == _CATEGORICAL:
+        if not (x > -1.0) or x >= _INT_LIMIT:  # NaN, a negative int, or past int range
+            return False
+        c = int(x)
+        w = c >> 5
+        if w >= cat_words[k]:
+            return False
+        return ((cat_bits[cat_start[k] + w] >> np.uint32(c & 31)) & np.uint32(1)) != 0
+    m = missing[k]
+    if x != x:
+        if m == 2:
+            return default_left[k]
+        x = 0.0
+    if m == 1 and -_ZERO <= x <= _ZERO:
+        return default_left[k]
+    return x <= threshold[k]
+
+
+# ---------------------------------------------------------------------------------- prediction
+@njit(parallel=True, cache=True)
+def _predict_rows(X, tree_root, node_feature, node_threshold, node_kind, node_missing, node_default_left,
+                  node_left, node_right, node_cat_start, node_cat_words, cat_bits, leaf_value, out):  # pragma: no cover - compiled
+    """Sum of the reached leaves per row, trees in LightGBM's order (so the sums round alike)."""
+    for r in prange(X.shape[0]):
+        x = X[r]
+        s = 0.0
+        for t in range(len(tree_root)):
+            node = tree_root[t]
+            while node >= 0:
+                if _goes_left(node, x[node_feature[node]], node_kind, node_missing, node_default_left,
+                              node_threshold, node_cat_start, node_cat_words, cat_bits):
+                    node = node_left[node]
+                else:
+                    node = node_right[node]
+            s += leaf_value[~node]
+        out[r] = s
+
+
+_predict_rows_serial = serial_twin(_predict_rows)
+
+
+# ---------------------------------------------------------------------------------- TreeSHAP
+@njit(cache=True)
+def _leaf_direct(out_row, f0, d, ones, feat_index, feat_z, v, weights, poly, part):  # pragma: no cover - compiled
+    """A leaf's SHAP terms from the formulas, for leaves too wide to tabulate: O(d^3)."""
+    r = v
+    for s in range(d):
+        if not ones[s]:
+            r *= feat_z[f0 + s]
+    # Q(B) for B = A (the features with o = 0 share it) and B = A \ {i} for each i in A
+    for skip in range(-1, d):
+        if skip >= 0 and not ones[skip]:
+            continue
+        size = 0
+        poly[0] = 1.0
+        for s in range(d):
+            if ones[s] and s != skip:
+                z = feat_z[f0 + s]
+                poly[size + 1] = poly[size]
+                for k in range(size, 0, -1):
+                    poly[k] = z * poly[k] + poly[k - 1]
+                poly[0] = z * poly[0]
+                size += 1
+        acc = 0.0
+        for k in range(min(size, d - 1) + 1):
+            acc += weights[d, k] * poly[k]
+        part[skip + 1] = acc
+    for s in range(d):
+        f = feat_index[f0 + s]
+        if ones[s]:
+            out_row[f] += (1.0 - feat_z[f0 + s]) * r * part[s + 1]
+        else:
+            out_row[f] -= r * part[0]
+
+
+@njit(parallel=True, cache=True)
+def _contrib_rows(X, base, tree_nodes, tree_leaves, node_feature, node_threshold, node_kind, node_missing,
+                  node_default_left, node_cat_start, node_cat_words, cat_bits, leaf_value, path_ptr, path_node,
+                  path_left, path_slot, feat_ptr, feat_index, feat_z, table_ptr, vr, q, weights, out):  # pragma: no cover - compiled
+    """Each row's SHAP values (columns 0..F-1) and base value (column F); see the module docstring."""
+    n_trees = len(tree_nodes) - 1
+    width = 1
+    for t in range(n_trees):
+        width = max(width, tree_nodes[t + 1] - tree_nodes[t])
+    dmax = weights.shape[0] - 1
+    for r in prange(X.shape[0]):
+        x = X[r]
+        o = out[r]
+        for f in range(o.shape[0] - 1):
+            o[f] = 0.0
+        o[o.shape[0] - 1] = base
+        left = np.empty(width, np.bool_)
+        ones = np.empty(dmax + 1, np.bool_)
+        poly = np.empty(dmax + 2)
+        part = np.empty(dmax + 2)
+        for t in range(n_trees):
+            n0 = tree_nodes[t]
+            for k in range(n0, tree_nodes[t + 1]):
+                left[k - n0] = _goes_left(k, x[node_feature[k]], node_kind, node_missing, node_default_left,
+                                          node_threshold, node_cat_start, node_cat_words, cat_bits)
+            for leaf in range(tree_leaves[t], tree_leaves[t + 1]):
+                f0 = feat_ptr[leaf]
+                d = feat_ptr[leaf + 1] - f0
+                if d == 0:
+                    continue
+                off = table_ptr[leaf]
+                if off >= 0:
+                    miss = 0
+                    for p in range(path_ptr[leaf], path_ptr[leaf + 1]):
+                        if left[path_node[p] - n0] != path_left[p]:
+                            miss |= 1 << path_slot[p]
+                    a = ((1 << d) - 1) ^ miss
+                    g = vr[off + a]
+                    away = -g * q[off + a]
+                    for s in range(d):
+                        if (a >> s) & 1:
+                            o[feat_index[f0 + s]] += (1.0 - feat_z[f0 + s]) * g * q[off + (a ^ (1 << s))]
+                        else:
+                            o[feat_index[f0 + s]] += away
+                else:
+                    for s in range(d):
+                        ones[s] = True
+                    for p in range(path_ptr[leaf], path_ptr[leaf + 1]):
+                        if left[path_node[p] - n0] != path_left[p]:
+                            ones[path_slot[p]] = False
+                    _leaf_direct(o, f0, d, ones, feat_index, feat_z, leaf_value[leaf], weights, poly, part)
+
+
+_contrib_rows_serial = serial_twin(_contrib_rows)
+
+
+# ---------------------------------------------------------------------------------- public API
+def _rows(forest: Forest, X: Any) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != forest.n_features:
+        raise ValueError(f"X must be (rows, {forest.n_features}), got shape {X.shape}")
+    return np.ascontiguousarray(X, dtype=np.float64)  # float32 -> float64 is exact, as in LightGBM
+
+
+def predict_raw(forest: Forest, X: Any) -> np.ndarray:
+    """(n,) raw scores, equal to ``booster.predict(X, raw_score=True)``."""
+    X = _rows(forest, X)
+    out = np.empty(len(X))
+    kernel = _predict_rows_serial if len(X) < _SERIAL_ROWS else _predict_rows
+    f = forest
+    kernel(X, f.tree_root, f.node_feature, f.node_threshold, f.node_kind, f.node_missing, f.node_default_left,
+           f.node_left, f.node_right, f.node_cat_start, f.node_cat_words, f.cat_bits, f.leaf_value, out)
+    return out
+
+
+def contributions(forest: Forest, X: Any) -> np.ndarray:
+    """(n, n_features + 1) path-dependent SHAP values and base value: LightGBM's ``pred_contrib``.
+
+    Each row sums to its raw score. Rows are independent, so the result does not depend on the
+    number of threads.
+    """
+    X = _rows(forest, X)
+    out = np.empty((len(X), forest.n_features + 1))
+    kernel = _contrib_rows_serial if len(X) < _SERIAL_ROWS else _contrib_rows
+    f = forest
+    kernel(X, f.base, f.tree_nodes, f.tree_leaves, f.node_feature, f.node_threshold, f.node_kind, f.node_missing,
+           f.node_default_left, f.node_cat_start, f.node_cat_words, f.cat_bits, f.leaf_value, f.path_ptr,
+           f.path_node, f.path_left, f.path_slot, f.feat_ptr, f.feat_index, f.feat_z, f.table_ptr, f.vr, f.q,
+           f.weights, out)
+    return out
+
+
+__all__ = ["Forest", "compile_booster", "contributions", "predict_raw"]

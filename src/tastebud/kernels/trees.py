@@ -72,6 +72,8 @@ _NUMERIC, _CATEGORICAL = 0, 1
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 # below this many rows one thread is quicker than waking the pool (a served list is 10 rows)
 _SERIAL_ROWS = 64
+# rows that go through the trees together in the TreeSHAP kernel (one task of the parallel loop)
+_BLOCK = 32
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ class Forest:
     table_ptr: np.ndarray  # (leaves,) int64: start in vr / q, -1 for a leaf evaluated directly
     vr: np.ndarray  # float64
     q: np.ndarray  # float64
-    weights: np.ndarray  # (dmax + 1, dmax + 1) float64: weights[d, s] = s! (d - s - 1)! / d!
+    gauss_t: np.ndarray  # (M, M): row m - 1 holds the m Gauss-Legendre nodes on [0, 1], M = ceil(dmax / 2)
+    gauss_w: np.ndarray  # (M, M): their weights
 
     @property
     def n_trees(self) -> int:
@@ -238,6 +241,13 @@ def compile_booster(booster: Any, max_unique: int = 12) -> Forest:
     vr = np.empty(int(sizes.sum()))
     q = np.empty(int(sizes.sum()))
     tmax = int(n_unique[n_unique <= max_unique].max(initial=0))
+    half = max(1, (dmax + 1) // 2)
+    gauss_t = np.zeros((half, half))
+    gauss_w = np.zeros((half, half))
+    for m in range(1, half + 1):
+        roots, w = np.polynomial.legendre.leggauss(m)
+        gauss_t[m - 1, :m] = (roots + 1.0) / 2.0
+        gauss_w[m - 1, :m] = w / 2.0
     _build_tables(feat_ptr_a, feat_z_a, leaf_value_a, table_ptr, weights, tmax, vr, q)
 
     def i32(v: list) -> np.ndarray:
@@ -270,7 +280,8 @@ def compile_booster(booster: Any, max_unique: int = 12) -> Forest:
         table_ptr=table_ptr,
         vr=vr,
         q=q,
-        weights=weights,
+        gauss_t=gauss_t,
+        gauss_w=gauss_w,
     )
 
 
@@ -310,27 +321,34 @@ def _build_tables(feat_ptr, feat_z, leaf_value, table_ptr, weights, tmax, vr, q)
 
 
 # ---------------------------------------------------------------------------------- decisions
-@njit(inline="always", cache=True)
-def _goes_left(k, x, kind, missing, default_left, threshold, cat_start, cat_words, cat_bits):  # pragma: no cover - compiled
-    """LightGBM's decision at node ``k`` for the raw value ``x`` (see the module docstring)."""
-    if -_ZERO <= x <= _ZERO:  # the C API's dense reader keeps only |x| > kZeroThreshold
-        x = 0.0
-    if kind[k] == _CATEGORICAL:
-        if not (x > -1.0) or x >= _INT_LIMIT:  # NaN, a negative int, or past int range
-            return False
+@njit(cache=True)
+def _row(X, r, xr):  # pragma: no cover - compiled
+    """Row ``r`` as LightGBM's dense-row reader hands it on: every ``|x| <= kZeroThreshold`` is 0."""
+    for j in range(X.shape[1]):
+        v = X[r, j]
+        xr[j] = 0.0 if -_ZERO <= v <= _ZERO else v
+
+
+@njit(cache=True)
+def _goes_left(x, kind, missing, default_left, threshold, cat_bits, cat_start, cat_words):  # pragma: no cover - compiled
+    """LightGBM's decision at a node for a value from :func:`_row` (see the module docstring).
+
+    Scalars in, one array: a call per node that passes every node array costs more than the test.
+    """
+    if kind == _NUMERIC:
+        if x != x:
+            if missing == 2:
+                return default_left
+            x = 0.0
+        if missing == 1 and x == 0.0:  # IsZero, once the reader has zeroed |x| <= kZeroThreshold
+            return default_left
+        return x <= threshold
+    if x > -1.0 and x < _INT_LIMIT:  # else NaN, a negative int, or past int range: right
         c = int(x)
         w = c >> 5
-        if w >= cat_words[k]:
-            return False
-        return ((cat_bits[cat_start[k] + w] >> np.uint32(c & 31)) & np.uint32(1)) != 0
-    m = missing[k]
-    if x != x:
-        if m == 2:
-            return default_left[k]
-        x = 0.0
-    if m == 1 and -_ZERO <= x <= _ZERO:
-        return default_left[k]
-    return x <= threshold[k]
+        if w < cat_words:
+            return ((np.int64(cat_bits[cat_start + w]) >> (c & 31)) & 1) != 0
+    return False
 
 
 # ---------------------------------------------------------------------------------- prediction
@@ -339,17 +357,18 @@ def _predict_rows(X, tree_root, node_feature, node_threshold, node_kind, node_mi
                   node_left, node_right, node_cat_start, node_cat_words, cat_bits, leaf_value, out):  # pragma: no cover - compiled
     """Sum of the reached leaves per row, trees in LightGBM's order (so the sums round alike)."""
     for r in prange(X.shape[0]):
-        x = X[r]
+        x = np.empty(X.shape[1])
+        _row(X, r, x)
         s = 0.0
         for t in range(len(tree_root)):
-            node = tree_root[t]
-            while node >= 0:
-                if _goes_left(node, x[node_feature[node]], node_kind, node_missing, node_default_left,
-                              node_threshold, node_cat_start, node_cat_words, cat_bits):
-                    node = node_left[node]
+            k = tree_root[t]
+            while k >= 0:
+                if _goes_left(x[node_feature[k]], node_kind[k], node_missing[k], node_default_left[k],
+                              node_threshold[k], cat_bits, node_cat_start[k], node_cat_words[k]):
+                    k = node_left[k]
                 else:
-                    node = node_right[node]
-            s += leaf_value[~node]
+                    k = node_right[k]
+            s += leaf_value[~k]
         out[r] = s
 
 
@@ -357,90 +376,100 @@ _predict_rows_serial = serial_twin(_predict_rows)
 
 
 # ---------------------------------------------------------------------------------- TreeSHAP
-@njit(cache=True)
-def _leaf_direct(out_row, f0, d, ones, feat_index, feat_z, v, weights, poly, part):  # pragma: no cover - compiled
-    """A leaf's SHAP terms from the formulas, for leaves too wide to tabulate: O(d^3)."""
-    r = v
-    for s in range(d):
-        if not ones[s]:
-            r *= feat_z[f0 + s]
-    # Q(B) for B = A (the features with o = 0 share it) and B = A \ {i} for each i in A
-    for skip in range(-1, d):
-        if skip >= 0 and not ones[skip]:
-            continue
-        size = 0
-        poly[0] = 1.0
-        for s in range(d):
-            if ones[s] and s != skip:
-                z = feat_z[f0 + s]
-                poly[size + 1] = poly[size]
-                for k in range(size, 0, -1):
-                    poly[k] = z * poly[k] + poly[k - 1]
-                poly[0] = z * poly[0]
-                size += 1
-        acc = 0.0
-        for k in range(min(size, d - 1) + 1):
-            acc += weights[d, k] * poly[k]
-        part[skip + 1] = acc
-    for s in range(d):
-        f = feat_index[f0 + s]
-        if ones[s]:
-            out_row[f] += (1.0 - feat_z[f0 + s]) * r * part[s + 1]
-        else:
-            out_row[f] -= r * part[0]
-
-
 @njit(parallel=True, cache=True)
 def _contrib_rows(X, base, tree_nodes, tree_leaves, node_feature, node_threshold, node_kind, node_missing,
                   node_default_left, node_cat_start, node_cat_words, cat_bits, leaf_value, path_ptr, path_node,
-                  path_left, path_slot, feat_ptr, feat_index, feat_z, table_ptr, vr, q, weights, out):  # pragma: no cover - compiled
-    """Each row's SHAP values (columns 0..F-1) and base value (column F); see the module docstring."""
+                  path_left, path_slot, feat_ptr, feat_index, feat_z, table_ptr, vr, q, gauss_t, gauss_w,
+                  out):  # pragma: no cover - compiled
+    """Each row's SHAP values (columns 0..F-1) and base value (column F); see the module docstring.
+
+    Blocks of rows go through the trees together, so a tree's tables are read from memory once per
+    block rather than once per row (the tables of a large forest do not fit in cache).
+    """
+    n, n_cols = X.shape
     n_trees = len(tree_nodes) - 1
     width = 1
     for t in range(n_trees):
         width = max(width, tree_nodes[t + 1] - tree_nodes[t])
-    dmax = weights.shape[0] - 1
-    for r in prange(X.shape[0]):
-        x = X[r]
-        o = out[r]
-        for f in range(o.shape[0] - 1):
-            o[f] = 0.0
-        o[o.shape[0] - 1] = base
+    dmax = 2 * gauss_t.shape[0]
+    for blk in prange((n + _BLOCK - 1) // _BLOCK):
+        lo = blk * _BLOCK
+        m = min(n, lo + _BLOCK) - lo
+        xs = np.empty((m, n_cols))
+        for r in range(m):
+            _row(X, lo + r, xs[r])
+            out[lo + r, :n_cols] = 0.0
+            out[lo + r, n_cols] = base
         left = np.empty(width, np.bool_)
         ones = np.empty(dmax + 1, np.bool_)
-        poly = np.empty(dmax + 2)
-        part = np.empty(dmax + 2)
+        held = np.empty(dmax + 1, np.int64)  # slots of A
+        c = np.empty(dmax + 1)
+        pre = np.empty(dmax + 2)
+        acc = np.empty(dmax + 1)
         for t in range(n_trees):
             n0 = tree_nodes[t]
-            for k in range(n0, tree_nodes[t + 1]):
-                left[k - n0] = _goes_left(k, x[node_feature[k]], node_kind, node_missing, node_default_left,
-                                          node_threshold, node_cat_start, node_cat_words, cat_bits)
-            for leaf in range(tree_leaves[t], tree_leaves[t + 1]):
-                f0 = feat_ptr[leaf]
-                d = feat_ptr[leaf + 1] - f0
-                if d == 0:
-                    continue
-                off = table_ptr[leaf]
-                if off >= 0:
-                    miss = 0
-                    for p in range(path_ptr[leaf], path_ptr[leaf + 1]):
-                        if left[path_node[p] - n0] != path_left[p]:
-                            miss |= 1 << path_slot[p]
-                    a = ((1 << d) - 1) ^ miss
-                    g = vr[off + a]
-                    away = -g * q[off + a]
-                    for s in range(d):
-                        if (a >> s) & 1:
-                            o[feat_index[f0 + s]] += (1.0 - feat_z[f0 + s]) * g * q[off + (a ^ (1 << s))]
-                        else:
-                            o[feat_index[f0 + s]] += away
-                else:
-                    for s in range(d):
-                        ones[s] = True
-                    for p in range(path_ptr[leaf], path_ptr[leaf + 1]):
-                        if left[path_node[p] - n0] != path_left[p]:
-                            ones[path_slot[p]] = False
-                    _leaf_direct(o, f0, d, ones, feat_index, feat_z, leaf_value[leaf], weights, poly, part)
+            for r in range(m):
+                x = xs[r]
+                o = out[lo + r]
+                for k in range(n0, tree_nodes[t + 1]):
+                    left[k - n0] = _goes_left(x[node_feature[k]], node_kind[k], node_missing[k], node_default_left[k],
+                                              node_threshold[k], cat_bits, node_cat_start[k], node_cat_words[k])
+                for leaf in range(tree_leaves[t], tree_leaves[t + 1]):
+                    f0 = feat_ptr[leaf]
+                    d = feat_ptr[leaf + 1] - f0
+                    if d == 0:
+                        continue
+                    off = table_ptr[leaf]
+                    if off >= 0:
+                        miss = 0
+                        for p in range(path_ptr[leaf], path_ptr[leaf + 1]):  # branch-free: decisions are data
+                            miss |= np.int64(left[path_node[p] - n0] != path_left[p]) << path_slot[p]
+                        a = ((1 << d) - 1) ^ miss
+                        g = vr[off + a]
+                        away = -g * q[off + a]
+                        for s in range(d):
+                            if (a >> s) & 1:
+                                o[feat_index[f0 + s]] += (1.0 - feat_z[f0 + s]) * g * q[off + (a ^ (1 << s))]
+                            else:
+                                o[feat_index[f0 + s]] += away
+                    else:  # Gauss-Legendre: Q(B) = int_0^1 (1-t)^(d-1-|B|) prod_{j in B} (t + z_j (1-t)) dt
+                        for s in range(d):
+                            ones[s] = True
+                        for p in range(path_ptr[leaf], path_ptr[leaf + 1]):
+                            ones[path_slot[p]] &= left[path_node[p] - n0] == path_left[p]
+                        h = 0
+                        g = leaf_value[leaf]  # v R(A)
+                        for s in range(d):
+                            if ones[s]:
+                                held[h] = s
+                                h += 1
+                            else:
+                                g *= feat_z[f0 + s]
+                        qa = 0.0  # Q(A)
+                        for s in range(h):
+                            acc[s] = 0.0  # Q(A minus its s-th)
+                        nq = (d + 1) // 2  # exact for the degree d - 1
+                        for j in range(nq):
+                            tq = gauss_t[nq - 1, j]
+                            u = 1.0 - tq
+                            pw = gauss_w[nq - 1, j]
+                            for _ in range(d - 1 - h):
+                                pw *= u
+                            pre[0] = 1.0
+                            for s in range(h):
+                                c[s] = tq + feat_z[f0 + held[s]] * u
+                                pre[s + 1] = pre[s] * c[s]
+                            qa += pw * pre[h]  # read only when h < d
+                            suf = pw * u if h < d else gauss_w[nq - 1, j]
+                            for s in range(h - 1, -1, -1):
+                                acc[s] += pre[s] * suf
+                                suf *= c[s]
+                        away = -g * qa
+                        for s in range(d):
+                            if not ones[s]:
+                                o[feat_index[f0 + s]] += away
+                        for s in range(h):
+                            o[feat_index[f0 + held[s]]] += (1.0 - feat_z[f0 + held[s]]) * g * acc[s]
 
 
 _contrib_rows_serial = serial_twin(_contrib_rows)
@@ -478,7 +507,7 @@ def contributions(forest: Forest, X: Any) -> np.ndarray:
     kernel(X, f.base, f.tree_nodes, f.tree_leaves, f.node_feature, f.node_threshold, f.node_kind, f.node_missing,
            f.node_default_left, f.node_cat_start, f.node_cat_words, f.cat_bits, f.leaf_value, f.path_ptr,
            f.path_node, f.path_left, f.path_slot, f.feat_ptr, f.feat_index, f.feat_z, f.table_ptr, f.vr, f.q,
-           f.weights, out)
+           f.gauss_t, f.gauss_w, out)
     return out
 
 

@@ -2,43 +2,43 @@
 
 The ranker explains every list it serves; LightGBM's own ``pred_contrib`` runs path-dependent
 TreeSHAP (Lundberg, Erion & Lee 2018, "Consistent individualized feature attribution for tree
-ensembles", Algorithm 2), which costs O(L D^2) per tree and row (L leaves, D depth). Here the
-part of that work that does not depend on the row is done once, when the forest is compiled, in
-the spirit of Fast TreeSHAP v2 (Yang 2021, "Fast TreeSHAP: Accelerating SHAP Value Computation
-for Trees"); a row then costs O(L D) per tree.
+ensembles", Algorithm 2), O(L D^2) per tree and row (L leaves, D depth) with divisions that
+unwind its path polynomial. Here each leaf's share is written as a one-dimensional integral of a
+polynomial, as in Linear TreeShap (Yu, Bhowmik & Chen 2022, "Linear TreeShap"), and evaluated
+exactly by Gauss-Legendre quadrature: O(L D^2 / 2) multiply-adds per tree and row with no division
+and no cancellation, in loops whose lengths depend on the leaf alone. The tabulation of Fast
+TreeSHAP v2 (Yang 2021, "Fast TreeSHAP: Accelerating SHAP Value Computation for Trees"), O(L D)
+per row over 2^D-entry tables per leaf, was measured first: on the served model its tables (5 MB)
+miss the cache on every row and it ran 3 to 8 times slower than this (``/tmp`` timing in #23).
 
 **Path-dependent SHAP of one leaf.** A tree's output is ``sum_l v_l [x reaches l]``. Take a leaf
 ``l`` with value ``v``, and let ``U`` be the ``d`` distinct features split on along its path
-(a feature split on twice is one player: its conditions are merged). For ``j`` in ``U``
+(a feature split on twice is one player: its conditions are merged, as Algorithm 2 does when it
+unwinds a repeated feature). For ``j`` in ``U``
 
 * ``z_j`` = the product, over the path's conditions on ``j``, of ``cover(child) / cover(node)``
   (covers are LightGBM's data counts, ``internal_count`` / ``leaf_count``);
 * ``o_j`` = 1 when ``x`` satisfies every condition on ``j``, else 0.
 
 The path-dependent value of a coalition ``S`` (features known, the rest integrated out along the
-covers) is, for this leaf's term, ``v prod_{j in U∩S} o_j prod_{j in U\\S} z_j``. Features off
+covers) is, for this leaf's term, ``v prod_{j in U∩S} o_j prod_{j in U\S} z_j``. Features off
 the path are null players, so the Shapley value of ``i`` in ``U`` is a game over ``U`` alone:
 
-    phi_i = v (o_i - z_i) sum_{S ⊆ U\\{i}} w(|S|) prod_{j in S} o_j prod_{j in U\\S\\{i}} z_j,
-    w(s) = s! (d - s - 1)! / d!.
+    phi_i = v (o_i - z_i) sum_{S ⊆ U\{i}} w(|S|) prod_{j in S} o_j prod_{j in U\S\{i}} z_j,
+    w(s) = s! (d - s - 1)! / d! = int_0^1 t^s (1 - t)^(d - 1 - s) dt     (a Beta integral).
 
-Since ``o_j`` is 0 or 1, only coalitions inside ``A = {j : o_j = 1}`` survive. With
+Moving the sum inside the integral, each ``j`` contributes ``o_j t`` when in ``S`` and
+``z_j (1 - t)`` when not, so the sum over ``S`` factorises:
 
-    Q(B) = sum_{S ⊆ B} w(|S|) prod_{j in B\\S} z_j,   R(A) = prod_{j in U\\A} z_j,
+    phi_i = v (o_i - z_i) int_0^1 prod_{j in U, j != i} (o_j t + z_j (1 - t)) dt.
 
-the sum splits by whether ``i`` is in ``A``:
-
-    i in A:      phi_i =  v (1 - z_i) R(A) Q(A\\{i})
-    i not in A:  phi_i = -v R(A) Q(A)              (the same for every such i)
-
-``Q`` and ``v R`` depend on ``A`` but not on ``x``: the compiler tabulates them over the 2^d subsets
-of each leaf with ``d <= max_unique`` (``Q(B)`` is the ``w``-weighted sum of the coefficients of
-``prod_{j in B} (z_j + t)``, built one factor per subset). A row then finds ``A`` for each leaf
-from the node decisions (each node decided once per tree) and reads ``d`` table entries, with no
-division, so no cancellation. Leaves with more distinct features than ``max_unique`` (tables
-would take 16 * 2^d bytes) evaluate the same formulas directly, O(d^3). The last column is the
-base value, ``sum_trees sum_l v_l cover(l) / cover(root)``, LightGBM's ``ExpectedValue``; each row
-sums to its raw score.
+The integrand is a polynomial of degree ``d - 1``, which Gauss-Legendre quadrature with
+``ceil(d / 2)`` nodes integrates exactly. At each node the ``d`` products that leave out one
+factor come from prefix and suffix products, so a leaf costs O(d^2 / 2) per row; every factor is
+non-negative, so the sums lose nothing to cancellation. Leaves are stored sorted by ``d`` and path
+length, and a block of rows goes through each leaf together, so the loops run the same lengths
+again and again. The last column is the base value, ``sum_trees sum_l v_l cover(l) / cover(root)``,
+LightGBM's ``ExpectedValue``; each row sums to its raw score.
 
 **Decisions** follow LightGBM's ``Tree::NumericalDecision`` / ``CategoricalDecision`` on raw
 inputs (float32 or float64, compared as double), after the C API's dense-row reader drops every
@@ -49,13 +49,12 @@ otherwise ``x <= threshold`` goes left. Categorical: NaN, a value that truncates
 set goes left.
 
 Models this cannot reproduce exactly (linear trees, several trees per iteration, averaged
-output, an unknown decision type) raise ``NotImplementedError`` at compile time, so the caller can
-fall back to LightGBM.
+output, an unknown decision or missing type) raise ``NotImplementedError`` at compile time, so
+the caller can fall back to LightGBM.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +71,8 @@ _NUMERIC, _CATEGORICAL = 0, 1
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 # below this many rows one thread is quicker than waking the pool (a served list is 10 rows)
 _SERIAL_ROWS = 64
-# rows that go through the trees together in the TreeSHAP kernel (one task of the parallel loop)
+# rows that go through the terms together in the TreeSHAP kernel (one task of the parallel loop):
+# at most 64, the bits of a word
 _BLOCK = 32
 
 
@@ -81,16 +81,14 @@ class Forest:
     """A LightGBM forest as flat arrays (see :func:`compile_booster`).
 
     Internal nodes of every tree are numbered together; a child ``c < 0`` is the leaf ``~c`` (leaves
-    are numbered together too). Each leaf keeps its path (``path_*``, root first), its distinct
-    features (``feat_*``, in order of first appearance on the path) and, when it has at most
-    ``max_unique`` of them, the tables ``vr`` = v R(A) and ``q`` = Q(A) over the subsets A.
+    are numbered together too). The SHAP terms (``term_*``) are the leaves of trees with a split,
+    sorted by their number of distinct features ``d`` and path length: each keeps its path
+    (``path_*``, root first) and its distinct features (``feat_*``, in order of first appearance).
     """
 
     n_features: int
-    base: float
-    tree_root: np.ndarray  # (trees,) int32
-    tree_nodes: np.ndarray  # (trees + 1,) int32: the tree's internal nodes are a range
-    tree_leaves: np.ndarray  # (trees + 1,) int32
+    base: float  # the trees' expected values: LightGBM's last pred_contrib column
+    tree_root: np.ndarray  # (trees,) int32: the root node, or ~leaf for a single-leaf tree
     node_feature: np.ndarray  # int32
     node_threshold: np.ndarray  # float64
     node_kind: np.ndarray  # int8: 0 numeric, 1 categorical
@@ -102,16 +100,14 @@ class Forest:
     node_cat_words: np.ndarray  # int32
     cat_bits: np.ndarray  # uint32
     leaf_value: np.ndarray  # float64
-    path_ptr: np.ndarray  # (leaves + 1,) int64
+    term_value: np.ndarray  # float64: the leaf's value
+    path_ptr: np.ndarray  # (terms + 1,) int64
     path_node: np.ndarray  # int32
     path_left: np.ndarray  # bool: the leaf lies below the node's left child
     path_slot: np.ndarray  # int32: the node's feature's place among the leaf's distinct features
-    feat_ptr: np.ndarray  # (leaves + 1,) int64
+    feat_ptr: np.ndarray  # (terms + 1,) int64
     feat_index: np.ndarray  # int32
     feat_z: np.ndarray  # float64
-    table_ptr: np.ndarray  # (leaves,) int64: start in vr / q, -1 for a leaf evaluated directly
-    vr: np.ndarray  # float64
-    q: np.ndarray  # float64
     gauss_t: np.ndarray  # (M, M): row m - 1 holds the m Gauss-Legendre nodes on [0, 1], M = ceil(dmax / 2)
     gauss_w: np.ndarray  # (M, M): their weights
 
@@ -121,20 +117,16 @@ class Forest:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the arrays (the tables dominate)."""
         return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
 
 
 # ---------------------------------------------------------------------------------- compiler
-def compile_booster(booster: Any, max_unique: int = 12) -> Forest:
+def compile_booster(booster: Any) -> Forest:
     """Flatten a ``lightgbm.Booster`` (the iterations its ``predict`` uses by default) into a :class:`Forest`.
 
-    ``max_unique`` bounds the distinct features of a leaf whose SHAP terms are tabulated (16 * 2^d
-    bytes per leaf); leaves past it are computed directly. Raises ``NotImplementedError`` for models
-    whose predictions this module cannot reproduce exactly.
+    Reads ``booster.dump_model()`` only. Raises ``NotImplementedError`` for models whose
+    predictions this module cannot reproduce exactly.
     """
-    if max_unique < 0 or max_unique > 30:
-        raise ValueError(f"max_unique must be in 0..30, got {max_unique}")
     model = booster.dump_model()
     if model.get("num_tree_per_iteration", 1) != 1 or model.get("num_class", 1) != 1:
         raise NotImplementedError("several trees per iteration (multiclass): use LightGBM's pred_contrib")
@@ -147,7 +139,7 @@ def compile_booster(booster: Any, max_unique: int = 12) -> Forest:
     leaf_value: list[float] = []
     leaf_cover: list[float] = []
     paths: list[list[tuple[int, bool, int, float]]] = []  # per leaf: (node, went_left, feature, fraction)
-    tree_root, tree_nodes, tree_leaves = [], [0], [0]
+    tree_root: list[int] = []
     base = 0.0
 
     def leaf(n: dict, path: list) -> int:
@@ -199,8 +191,6 @@ def compile_booster(booster: Any, max_unique: int = 12) -> Forest:
         first_leaf = len(leaf_value)
         root = walk(tree["tree_structure"], [])
         tree_root.append(root)
-        tree_nodes.append(len(nodes["feature"]))
-        tree_leaves.append(len(leaf_value))
         if root < 0:  # a single leaf: its value is the tree's expected value
             base += leaf_value[first_leaf]
         else:
@@ -208,18 +198,19 @@ def compile_booster(booster: Any, max_unique: int = 12) -> Forest:
             for j in range(first_leaf, len(leaf_value)):
                 base += (leaf_cover[j] / total) * leaf_value[j]
 
-    # each leaf's path with merged features: slot per node, z per distinct feature
+    # each leaf's path with merged features (slot per node, z per distinct feature), sorted
+    terms = sorted((len({f for _, _, f, _ in path}), len(path), j) for j, path in enumerate(paths) if path)
     path_ptr, path_node, path_left, path_slot = [0], [], [], []
     feat_ptr, feat_index, feat_z = [0], [], []
-    for path in paths:
+    for _, _, j in terms:
         slot: dict[int, int] = {}
         z: list[float] = []
-        for node, went_left, f, frac in path:
+        for node, went_left, f, frac in paths[j]:
             if f not in slot:
                 slot[f] = len(z)
                 z.append(1.0)
                 feat_index.append(f)
-            z[slot[f]] *= frac
+            z[slot[f]] *= frac  # in path order, as Algorithm 2 multiplies its zero fractions
             path_node.append(node)
             path_left.append(went_left)
             path_slot.append(slot[f])
@@ -227,28 +218,14 @@ def compile_booster(booster: Any, max_unique: int = 12) -> Forest:
         path_ptr.append(len(path_node))
         feat_ptr.append(len(feat_index))
 
-    n_unique = np.diff(np.asarray(feat_ptr, np.int64))
-    dmax = int(n_unique.max(initial=0))
-    weights = np.zeros((dmax + 1, dmax + 1))
-    for d in range(1, dmax + 1):
-        for s in range(d):
-            weights[d, s] = math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d)
-    sizes = np.where(n_unique <= max_unique, np.left_shift(1, np.minimum(n_unique, max_unique)), 0).astype(np.int64)
-    table_ptr = np.where(n_unique <= max_unique, np.cumsum(sizes) - sizes, -1).astype(np.int64)
-    feat_ptr_a = np.asarray(feat_ptr, np.int64)
-    feat_z_a = np.asarray(feat_z, np.float64)
-    leaf_value_a = np.asarray(leaf_value, np.float64)
-    vr = np.empty(int(sizes.sum()))
-    q = np.empty(int(sizes.sum()))
-    tmax = int(n_unique[n_unique <= max_unique].max(initial=0))
-    half = max(1, (dmax + 1) // 2)
+    dmax = max((d for d, _, _ in terms), default=1)
+    half = (dmax + 1) // 2
     gauss_t = np.zeros((half, half))
     gauss_w = np.zeros((half, half))
     for m in range(1, half + 1):
         roots, w = np.polynomial.legendre.leggauss(m)
         gauss_t[m - 1, :m] = (roots + 1.0) / 2.0
         gauss_w[m - 1, :m] = w / 2.0
-    _build_tables(feat_ptr_a, feat_z_a, leaf_value_a, table_ptr, weights, tmax, vr, q)
 
     def i32(v: list) -> np.ndarray:
         return np.asarray(v, np.int32)
@@ -257,8 +234,6 @@ def compile_booster(booster: Any, max_unique: int = 12) -> Forest:
         n_features=n_features,
         base=base,
         tree_root=i32(tree_root),
-        tree_nodes=i32(tree_nodes),
-        tree_leaves=i32(tree_leaves),
         node_feature=i32(nodes["feature"]),
         node_threshold=np.asarray(nodes["threshold"], np.float64),
         node_kind=np.asarray(nodes["kind"], np.int8),
@@ -269,55 +244,18 @@ def compile_booster(booster: Any, max_unique: int = 12) -> Forest:
         node_cat_start=i32(nodes["cat_start"]),
         node_cat_words=i32(nodes["cat_words"]),
         cat_bits=np.asarray(cat_bits, np.uint32),
-        leaf_value=leaf_value_a,
+        leaf_value=np.asarray(leaf_value, np.float64),
+        term_value=np.asarray([leaf_value[j] for _, _, j in terms], np.float64),
         path_ptr=np.asarray(path_ptr, np.int64),
         path_node=i32(path_node),
         path_left=np.asarray(path_left, np.bool_),
         path_slot=i32(path_slot),
-        feat_ptr=feat_ptr_a,
+        feat_ptr=np.asarray(feat_ptr, np.int64),
         feat_index=i32(feat_index),
-        feat_z=feat_z_a,
-        table_ptr=table_ptr,
-        vr=vr,
-        q=q,
+        feat_z=np.asarray(feat_z, np.float64),
         gauss_t=gauss_t,
         gauss_w=gauss_w,
     )
-
-
-@njit(cache=True)
-def _build_tables(feat_ptr, feat_z, leaf_value, table_ptr, weights, tmax, vr, q):  # pragma: no cover - compiled
-    """Fill ``vr[A] = v prod_{j not in A} z_j`` and ``q[A] = Q(A)`` for every tabulated leaf (at most ``tmax`` features)."""
-    poly = np.zeros((1 << tmax, tmax + 1))  # poly[A, k]: coefficient of t^k in prod_{j in A} (z_j + t)
-    zprod = np.empty(1 << tmax)  # prod_{j in A} z_j
-    for leaf in range(len(leaf_value)):
-        off = table_ptr[leaf]
-        if off < 0:
-            continue
-        f0 = feat_ptr[leaf]
-        d = feat_ptr[leaf + 1] - f0
-        full = (1 << d) - 1
-        poly[0, 0] = 1.0
-        for k in range(1, d + 1):
-            poly[0, k] = 0.0
-        zprod[0] = 1.0
-        for a in range(1, full + 1):
-            low = a & -a
-            s = 0
-            while (low >> s) != 1:
-                s += 1
-            prev = a ^ low
-            z = feat_z[f0 + s]
-            zprod[a] = zprod[prev] * z
-            poly[a, 0] = z * poly[prev, 0]
-            for k in range(1, d + 1):
-                poly[a, k] = z * poly[prev, k] + poly[prev, k - 1]
-        for a in range(full + 1):
-            acc = 0.0
-            for k in range(d):  # |S| = d only for A = U, whose Q is never read
-                acc += weights[d, k] * poly[a, k]
-            q[off + a] = acc
-            vr[off + a] = leaf_value[leaf] * zprod[full ^ a]
 
 
 # ---------------------------------------------------------------------------------- decisions
@@ -377,99 +315,78 @@ _predict_rows_serial = serial_twin(_predict_rows)
 
 # ---------------------------------------------------------------------------------- TreeSHAP
 @njit(parallel=True, cache=True)
-def _contrib_rows(X, base, tree_nodes, tree_leaves, node_feature, node_threshold, node_kind, node_missing,
-                  node_default_left, node_cat_start, node_cat_words, cat_bits, leaf_value, path_ptr, path_node,
-                  path_left, path_slot, feat_ptr, feat_index, feat_z, table_ptr, vr, q, gauss_t, gauss_w,
-                  out):  # pragma: no cover - compiled
+def _contrib_rows(X, base, node_feature, node_threshold, node_kind, node_missing, node_default_left,
+                  node_cat_start, node_cat_words, cat_bits, term_value, path_ptr, path_node, path_left, path_slot,
+                  feat_ptr, feat_index, feat_z, gauss_t, gauss_w, out):  # pragma: no cover - compiled
     """Each row's SHAP values (columns 0..F-1) and base value (column F); see the module docstring.
 
-    Blocks of rows go through the trees together, so a tree's tables are read from memory once per
-    block rather than once per row (the tables of a large forest do not fit in cache).
+    A block of up to 64 rows decides every node first, one bit per row, so a term's ``o_j`` for the
+    whole block take one AND per path node; then the quadrature runs with the rows innermost (the
+    same loop lengths for every row, and SIMD across rows).
     """
     n, n_cols = X.shape
-    n_trees = len(tree_nodes) - 1
-    width = 1
-    for t in range(n_trees):
-        width = max(width, tree_nodes[t + 1] - tree_nodes[t])
-    dmax = 2 * gauss_t.shape[0]
+    n_nodes = len(node_feature)
+    dmax = 2 * gauss_t.shape[0] + 1
     for blk in prange((n + _BLOCK - 1) // _BLOCK):
         lo = blk * _BLOCK
         m = min(n, lo + _BLOCK) - lo
-        xs = np.empty((m, n_cols))
+        x = np.empty(n_cols)
+        went_left = np.zeros(n_nodes, np.uint64)  # bit r: row lo + r goes left
         for r in range(m):
-            _row(X, lo + r, xs[r])
+            _row(X, lo + r, x)
+            bit = np.uint64(1) << np.uint64(r)
+            for k in range(n_nodes):
+                if _goes_left(x[node_feature[k]], node_kind[k], node_missing[k], node_default_left[k],
+                              node_threshold[k], cat_bits, node_cat_start[k], node_cat_words[k]):
+                    went_left[k] |= bit
             out[lo + r, :n_cols] = 0.0
             out[lo + r, n_cols] = base
-        left = np.empty(width, np.bool_)
-        ones = np.empty(dmax + 1, np.bool_)
-        held = np.empty(dmax + 1, np.int64)  # slots of A
-        c = np.empty(dmax + 1)
-        pre = np.empty(dmax + 2)
-        acc = np.empty(dmax + 1)
-        for t in range(n_trees):
-            n0 = tree_nodes[t]
-            for r in range(m):
-                x = xs[r]
-                o = out[lo + r]
-                for k in range(n0, tree_nodes[t + 1]):
-                    left[k - n0] = _goes_left(x[node_feature[k]], node_kind[k], node_missing[k], node_default_left[k],
-                                              node_threshold[k], cat_bits, node_cat_start[k], node_cat_words[k])
-                for leaf in range(tree_leaves[t], tree_leaves[t + 1]):
-                    f0 = feat_ptr[leaf]
-                    d = feat_ptr[leaf + 1] - f0
-                    if d == 0:
-                        continue
-                    off = table_ptr[leaf]
-                    if off >= 0:
-                        miss = 0
-                        for p in range(path_ptr[leaf], path_ptr[leaf + 1]):  # branch-free: decisions are data
-                            miss |= np.int64(left[path_node[p] - n0] != path_left[p]) << path_slot[p]
-                        a = ((1 << d) - 1) ^ miss
-                        g = vr[off + a]
-                        away = -g * q[off + a]
-                        for s in range(d):
-                            if (a >> s) & 1:
-                                o[feat_index[f0 + s]] += (1.0 - feat_z[f0 + s]) * g * q[off + (a ^ (1 << s))]
-                            else:
-                                o[feat_index[f0 + s]] += away
-                    else:  # Gauss-Legendre: Q(B) = int_0^1 (1-t)^(d-1-|B|) prod_{j in B} (t + z_j (1-t)) dt
-                        for s in range(d):
-                            ones[s] = True
-                        for p in range(path_ptr[leaf], path_ptr[leaf + 1]):
-                            ones[path_slot[p]] &= left[path_node[p] - n0] == path_left[p]
-                        h = 0
-                        g = leaf_value[leaf]  # v R(A)
-                        for s in range(d):
-                            if ones[s]:
-                                held[h] = s
-                                h += 1
-                            else:
-                                g *= feat_z[f0 + s]
-                        qa = 0.0  # Q(A)
-                        for s in range(h):
-                            acc[s] = 0.0  # Q(A minus its s-th)
-                        nq = (d + 1) // 2  # exact for the degree d - 1
-                        for j in range(nq):
-                            tq = gauss_t[nq - 1, j]
-                            u = 1.0 - tq
-                            pw = gauss_w[nq - 1, j]
-                            for _ in range(d - 1 - h):
-                                pw *= u
-                            pre[0] = 1.0
-                            for s in range(h):
-                                c[s] = tq + feat_z[f0 + held[s]] * u
-                                pre[s + 1] = pre[s] * c[s]
-                            qa += pw * pre[h]  # read only when h < d
-                            suf = pw * u if h < d else gauss_w[nq - 1, j]
-                            for s in range(h - 1, -1, -1):
-                                acc[s] += pre[s] * suf
-                                suf *= c[s]
-                        away = -g * qa
-                        for s in range(d):
-                            if not ones[s]:
-                                o[feat_index[f0 + s]] += away
-                        for s in range(h):
-                            o[feat_index[f0 + held[s]]] += (1.0 - feat_z[f0 + held[s]]) * g * acc[s]
+        rows = (np.uint64(1) << np.uint64(m)) - np.uint64(1) if m < 64 else ~np.uint64(0)
+        held = np.empty(dmax, np.uint64)  # bit r of held[s]: row r satisfies the term's conditions on s
+        ones = np.empty((dmax, m))
+        fac = np.empty((dmax, m))
+        pre = np.empty((dmax, m))
+        acc = np.empty((dmax, m))
+        prod = np.empty(m)
+        for term in range(len(term_value)):
+            f0 = feat_ptr[term]
+            d = feat_ptr[term + 1] - f0
+            for s in range(d):
+                held[s] = rows
+            for p in range(path_ptr[term], path_ptr[term + 1]):
+                if path_left[p]:
+                    held[path_slot[p]] &= went_left[path_node[p]]
+                else:
+                    held[path_slot[p]] &= ~went_left[path_node[p]]
+            for s in range(d):
+                for r in range(m):
+                    ones[s, r] = np.float64((held[s] >> np.uint64(r)) & np.uint64(1))
+                    acc[s, r] = 0.0
+            nq = (d + 1) // 2  # Gauss-Legendre nodes: exact for the degree d - 1
+            for j in range(nq):  # acc[i] = int_0^1 prod_{s != i} (o_s t + z_s (1 - t)) dt
+                t = gauss_t[nq - 1, j]
+                u = 1.0 - t
+                w = gauss_w[nq - 1, j]
+                for r in range(m):
+                    prod[r] = w
+                for s in range(d):
+                    zu = feat_z[f0 + s] * u
+                    for r in range(m):
+                        fac[s, r] = ones[s, r] * t + zu
+                        pre[s, r] = prod[r]
+                        prod[r] *= fac[s, r]
+                for r in range(m):
+                    prod[r] = 1.0
+                for s in range(d - 1, -1, -1):
+                    for r in range(m):
+                        acc[s, r] += pre[s, r] * prod[r]
+                        prod[r] *= fac[s, r]
+            v = term_value[term]
+            for s in range(d):
+                f = feat_index[f0 + s]
+                z = feat_z[f0 + s]
+                for r in range(m):
+                    out[lo + r, f] += v * (ones[s, r] - z) * acc[s, r]
 
 
 _contrib_rows_serial = serial_twin(_contrib_rows)
@@ -504,10 +421,9 @@ def contributions(forest: Forest, X: Any) -> np.ndarray:
     out = np.empty((len(X), forest.n_features + 1))
     kernel = _contrib_rows_serial if len(X) < _SERIAL_ROWS else _contrib_rows
     f = forest
-    kernel(X, f.base, f.tree_nodes, f.tree_leaves, f.node_feature, f.node_threshold, f.node_kind, f.node_missing,
-           f.node_default_left, f.node_cat_start, f.node_cat_words, f.cat_bits, f.leaf_value, f.path_ptr,
-           f.path_node, f.path_left, f.path_slot, f.feat_ptr, f.feat_index, f.feat_z, f.table_ptr, f.vr, f.q,
-           f.gauss_t, f.gauss_w, out)
+    kernel(X, f.base, f.node_feature, f.node_threshold, f.node_kind, f.node_missing, f.node_default_left,
+           f.node_cat_start, f.node_cat_words, f.cat_bits, f.term_value, f.path_ptr, f.path_node, f.path_left,
+           f.path_slot, f.feat_ptr, f.feat_index, f.feat_z, f.gauss_t, f.gauss_w, out)
     return out
 
 

@@ -339,8 +339,7 @@ def _contrib_rows(X, base, node_feature, node_threshold, node_kind, node_missing
                 if _goes_left(x[node_feature[k]], node_kind[k], node_missing[k], node_default_left[k],
                               node_threshold[k], cat_bits, node_cat_start[k], node_cat_words[k]):
                     went_left[k] |= bit
-            out[lo + r, :n_cols] = 0.0
-            out[lo + r, n_cols] = base
+        phi = np.zeros((n_cols, m))  # feature-major, so that a term adds to a row of it
         rows = (np.uint64(1) << np.uint64(m)) - np.uint64(1) if m < 64 else ~np.uint64(0)
         held = np.empty(dmax, np.uint64)  # bit r of held[s]: row r satisfies the term's conditions on s
         ones = np.empty((dmax, m))
@@ -386,7 +385,11 @@ def _contrib_rows(X, base, node_feature, node_threshold, node_kind, node_missing
                 f = feat_index[f0 + s]
                 z = feat_z[f0 + s]
                 for r in range(m):
-                    out[lo + r, f] += v * (ones[s, r] - z) * acc[s, r]
+                    phi[f, r] += v * (ones[s, r] - z) * acc[s, r]
+        for r in range(m):
+            for f in range(n_cols):
+                out[lo + r, f] = phi[f, r]
+            out[lo + r, n_cols] = base
 
 
 _contrib_rows_serial = serial_twin(_contrib_rows)

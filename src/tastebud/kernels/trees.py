@@ -1,4 +1,4 @@
-"""Compiled prediction and exact TreeSHAP for LightGBM forests, without calling LightGBM.
+r"""Compiled prediction and exact TreeSHAP for LightGBM forests, without calling LightGBM.
 
 The ranker explains every list it serves; LightGBM's own ``pred_contrib`` runs path-dependent
 TreeSHAP (Lundberg, Erion & Lee 2018, "Consistent individualized feature attribution for tree
@@ -134,7 +134,10 @@ def compile_booster(booster: Any) -> Forest:
         raise NotImplementedError("averaged output (random forest mode): use LightGBM's pred_contrib")
     n_features = int(model["max_feature_idx"]) + 1
 
-    nodes: dict[str, list] = {k: [] for k in ("feature", "threshold", "kind", "missing", "default_left", "left", "right", "cat_start", "cat_words")}
+    nodes: dict[str, list] = {
+        k: []
+        for k in ("feature", "threshold", "kind", "missing", "default_left", "left", "right", "cat_start", "cat_words")
+    }
     cat_bits: list[int] = []
     leaf_value: list[float] = []
     leaf_cover: list[float] = []
@@ -268,7 +271,9 @@ def _row(X, r, xr):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _goes_left(x, kind, missing, default_left, threshold, cat_bits, cat_start, cat_words):  # pragma: no cover - compiled
+def _goes_left(
+    x, kind, missing, default_left, threshold, cat_bits, cat_start, cat_words
+):  # pragma: no cover - compiled
     """LightGBM's decision at a node for a value from :func:`_row` (see the module docstring).
 
     Scalars in, one array: a call per node that passes every node array costs more than the test.
@@ -291,8 +296,22 @@ def _goes_left(x, kind, missing, default_left, threshold, cat_bits, cat_start, c
 
 # ---------------------------------------------------------------------------------- prediction
 @njit(parallel=True, cache=True)
-def _predict_rows(X, tree_root, node_feature, node_threshold, node_kind, node_missing, node_default_left,
-                  node_left, node_right, node_cat_start, node_cat_words, cat_bits, leaf_value, out):  # pragma: no cover - compiled
+def _predict_rows(
+    X,
+    tree_root,
+    node_feature,
+    node_threshold,
+    node_kind,
+    node_missing,
+    node_default_left,
+    node_left,
+    node_right,
+    node_cat_start,
+    node_cat_words,
+    cat_bits,
+    leaf_value,
+    out,
+):  # pragma: no cover - compiled
     """Sum of the reached leaves per row, trees in LightGBM's order (so the sums round alike)."""
     for r in prange(X.shape[0]):
         x = np.empty(X.shape[1])
@@ -301,8 +320,16 @@ def _predict_rows(X, tree_root, node_feature, node_threshold, node_kind, node_mi
         for t in range(len(tree_root)):
             k = tree_root[t]
             while k >= 0:
-                if _goes_left(x[node_feature[k]], node_kind[k], node_missing[k], node_default_left[k],
-                              node_threshold[k], cat_bits, node_cat_start[k], node_cat_words[k]):
+                if _goes_left(
+                    x[node_feature[k]],
+                    node_kind[k],
+                    node_missing[k],
+                    node_default_left[k],
+                    node_threshold[k],
+                    cat_bits,
+                    node_cat_start[k],
+                    node_cat_words[k],
+                ):
                     k = node_left[k]
                 else:
                     k = node_right[k]
@@ -315,9 +342,29 @@ _predict_rows_serial = serial_twin(_predict_rows)
 
 # ---------------------------------------------------------------------------------- TreeSHAP
 @njit(parallel=True, cache=True)
-def _contrib_rows(X, base, node_feature, node_threshold, node_kind, node_missing, node_default_left,
-                  node_cat_start, node_cat_words, cat_bits, term_value, path_ptr, path_node, path_left, path_slot,
-                  feat_ptr, feat_index, feat_z, gauss_t, gauss_w, out):  # pragma: no cover - compiled
+def _contrib_rows(
+    X,
+    base,
+    node_feature,
+    node_threshold,
+    node_kind,
+    node_missing,
+    node_default_left,
+    node_cat_start,
+    node_cat_words,
+    cat_bits,
+    term_value,
+    path_ptr,
+    path_node,
+    path_left,
+    path_slot,
+    feat_ptr,
+    feat_index,
+    feat_z,
+    gauss_t,
+    gauss_w,
+    out,
+):  # pragma: no cover - compiled
     """Each row's SHAP values (columns 0..F-1) and base value (column F); see the module docstring.
 
     A block of up to 64 rows decides every node first, one bit per row, so a term's ``o_j`` for the
@@ -336,8 +383,16 @@ def _contrib_rows(X, base, node_feature, node_threshold, node_kind, node_missing
             _row(X, lo + r, x)
             bit = np.uint64(1) << np.uint64(r)
             for k in range(n_nodes):
-                if _goes_left(x[node_feature[k]], node_kind[k], node_missing[k], node_default_left[k],
-                              node_threshold[k], cat_bits, node_cat_start[k], node_cat_words[k]):
+                if _goes_left(
+                    x[node_feature[k]],
+                    node_kind[k],
+                    node_missing[k],
+                    node_default_left[k],
+                    node_threshold[k],
+                    cat_bits,
+                    node_cat_start[k],
+                    node_cat_words[k],
+                ):
                     went_left[k] |= bit
         phi = np.zeros((n_cols, m))  # feature-major, so that a term adds to a row of it
         rows = (np.uint64(1) << np.uint64(m)) - np.uint64(1) if m < 64 else ~np.uint64(0)
@@ -409,8 +464,22 @@ def predict_raw(forest: Forest, X: Any) -> np.ndarray:
     out = np.empty(len(X))
     kernel = _predict_rows_serial if len(X) < _SERIAL_ROWS else _predict_rows
     f = forest
-    kernel(X, f.tree_root, f.node_feature, f.node_threshold, f.node_kind, f.node_missing, f.node_default_left,
-           f.node_left, f.node_right, f.node_cat_start, f.node_cat_words, f.cat_bits, f.leaf_value, out)
+    kernel(
+        X,
+        f.tree_root,
+        f.node_feature,
+        f.node_threshold,
+        f.node_kind,
+        f.node_missing,
+        f.node_default_left,
+        f.node_left,
+        f.node_right,
+        f.node_cat_start,
+        f.node_cat_words,
+        f.cat_bits,
+        f.leaf_value,
+        out,
+    )
     return out
 
 
@@ -424,9 +493,29 @@ def contributions(forest: Forest, X: Any) -> np.ndarray:
     out = np.empty((len(X), forest.n_features + 1))
     kernel = _contrib_rows_serial if len(X) < _SERIAL_ROWS else _contrib_rows
     f = forest
-    kernel(X, f.base, f.node_feature, f.node_threshold, f.node_kind, f.node_missing, f.node_default_left,
-           f.node_cat_start, f.node_cat_words, f.cat_bits, f.term_value, f.path_ptr, f.path_node, f.path_left,
-           f.path_slot, f.feat_ptr, f.feat_index, f.feat_z, f.gauss_t, f.gauss_w, out)
+    kernel(
+        X,
+        f.base,
+        f.node_feature,
+        f.node_threshold,
+        f.node_kind,
+        f.node_missing,
+        f.node_default_left,
+        f.node_cat_start,
+        f.node_cat_words,
+        f.cat_bits,
+        f.term_value,
+        f.path_ptr,
+        f.path_node,
+        f.path_left,
+        f.path_slot,
+        f.feat_ptr,
+        f.feat_index,
+        f.feat_z,
+        f.gauss_t,
+        f.gauss_w,
+        out,
+    )
     return out
 
 

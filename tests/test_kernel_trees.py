@@ -156,6 +156,8 @@ def test_predict_raw_equals_lightgbm(case):
     for rows in (X[:7], X, _float32(X)):  # the one-thread kernel, the parallel one, float32 input
         want = booster.predict(rows, raw_score=True)
         assert np.abs(trees.predict_raw(forest, rows) - want).max() <= ATOL
+    # threads=1 keeps a request's many rows on the calling thread: the same numbers
+    assert np.array_equal(trees.predict_raw(forest, X, threads=1), trees.predict_raw(forest, X))
 
 
 def test_contributions_equal_lightgbm(case):
@@ -166,6 +168,7 @@ def test_contributions_equal_lightgbm(case):
         assert got.shape == want.shape == (len(rows), N_NUM + N_CAT + 1)
         assert np.abs(got - want).max() <= ATOL
         assert np.abs(got.sum(axis=1) - booster.predict(rows, raw_score=True)).max() <= 1e-8
+    assert np.array_equal(trees.contributions(forest, X, threads=1), trees.contributions(forest, X))
 
 
 def test_the_cases_meet_every_rule():

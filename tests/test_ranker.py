@@ -97,6 +97,22 @@ def test_explanations_add_up_to_the_score(model, synth):
         assert sum(w for _, w in expl.contributions) == pytest.approx(float(score), abs=1e-4)
 
 
+def test_compiled_trees_give_lightgbms_scores_and_contributions(model, synth):
+    """The served path runs the booster through kernels/trees; LightGBM itself is the fallback."""
+    users = np.arange(0, synth.n_users, 9)
+    assert model._forest() is not None
+    compiled = model.score_rows(users)
+    i, _ = model.rank_rows(users[:1], k=5)
+    explained = model.explain_idx(int(users[0]), i[0])
+    model._cached_forest = (model._booster, None)  # as for a booster the kernels cannot reproduce
+    try:
+        np.testing.assert_allclose(model.score_rows(users), compiled, atol=1e-5)
+        for a, b in zip(model.explain_idx(int(users[0]), i[0]), explained, strict=True):
+            np.testing.assert_allclose([w for _, w in a.contributions], [w for _, w in b.contributions], atol=1e-9)
+    finally:
+        model.__dict__.pop("_cached_forest")
+
+
 def test_explaining_a_few_items_matches_their_scores_in_any_order(model):
     """_explain runs TreeSHAP on the rows of the asked items only: each explanation still belongs
     to its own item, whatever the order asked, and an item no retriever proposed is said so."""
@@ -143,18 +159,32 @@ def test_unknown_user_gets_the_popularity_fallback(model, synth):
     assert recs.items_of(1) == model.recommend([known], k=5).items_of(0)
 
 
-def test_no_label_leaks_into_the_retrievers_it_learns_from(synth, spy):
-    ranker = Ranker(**{**FAST, "retrievers": {"spy_retriever": {}, "itemknn": {"neighbors": 10}}}).fit(synth)
+@pytest.mark.parametrize(("carves", "carve_by"), [(1, "auto"), (3, "time"), (3, "random")])
+def test_no_label_leaks_into_the_retrievers_it_learns_from(synth, spy, carves, carve_by):
+    params = {"spy_retriever": {}, "itemknn": {"neighbors": 10}}
+    ranker = Ranker(**{**FAST, "retrievers": params, "carves": carves, "carve_by": carve_by}).fit(synth)
     fits = [(i, pairs) for i, (kind, pairs) in enumerate(spy.log) if kind == "fit"]
-    assert len(fits) == 2
-    (first_at, carved), (second_at, full) = fits
-    labels = ranker._carve_labels(synth).test  # the events the ranker learned from
-    label_pairs = set(zip(labels.user_idx.tolist(), labels.item_idx.tolist(), strict=True))
-    assert label_pairs and not carved & label_pairs
+    assert len(fits) == carves + 1
+    splits_ = ranker._carve_labels(synth)  # the events the ranker learned from, per carve
+    assert len(splits_) == carves
+    for (_, carved), split in zip(fits[:-1], splits_, strict=True):
+        label_pairs = set(zip(split.test.user_idx.tolist(), split.test.item_idx.tolist(), strict=True))
+        assert label_pairs and not carved & label_pairs
+        if carve_by == "time":  # its retrievers saw only events before its labels
+            train = split.train
+            for u in np.unique(split.test.user_idx)[:10]:
+                assert (
+                    train.timestamps[train.user_idx == u].max() <= split.test.timestamps[split.test.user_idx == u].min()
+                )
+    if carves > 1 and carve_by == "time":  # successive windows: each carve's labels precede the last one's
+        first, second = splits_[0].test, splits_[1].test
+        u = np.intersect1d(first.user_idx, second.user_idx)[0]
+        assert second.timestamps[second.user_idx == u].max() <= first.timestamps[first.user_idx == u].min()
+    last_at, full = fits[-1]
     assert full == set(zip(synth.user_idx.tolist(), synth.item_idx.tolist(), strict=True))
-    # every scoring between the two fits (the ranker's training) used the carved fit
-    during = [n for kind, n in spy.log[first_at:second_at] if kind == "score"]
-    assert during and set(during) == {0}
+    # every scoring before the last fit (the ranker's training) used a carved fit
+    during = [n for kind, n in spy.log[:last_at] if kind == "score"]
+    assert during and set(during) <= set(range(carves))
 
 
 @pytest.mark.parametrize("carve_by", ["time", "random"])

@@ -460,11 +460,17 @@ def _rows(forest: Forest, X: Any) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float64)  # float32 -> float64 is exact, as in LightGBM
 
 
-def predict_raw(forest: Forest, X: Any) -> np.ndarray:
-    """(n,) raw scores, equal to ``booster.predict(X, raw_score=True)``."""
+def _serial(X: np.ndarray, threads: int) -> bool:
+    """One thread for one-thread callers and for few rows (waking the pool costs more)."""
+    return threads == 1 or len(X) < _SERIAL_ROWS
+
+
+def predict_raw(forest: Forest, X: Any, threads: int = 0) -> np.ndarray:
+    """(n,) raw scores, equal to ``booster.predict(X, raw_score=True)``; ``threads`` 1 runs on the
+    calling thread alone (a served request), otherwise numba's pool runs blocks of rows."""
     X = _rows(forest, X)
     out = np.empty(len(X))
-    kernel = _predict_rows_serial if len(X) < _SERIAL_ROWS else _predict_rows
+    kernel = _predict_rows_serial if _serial(X, threads) else _predict_rows
     f = forest
     kernel(
         X,
@@ -485,15 +491,15 @@ def predict_raw(forest: Forest, X: Any) -> np.ndarray:
     return out
 
 
-def contributions(forest: Forest, X: Any) -> np.ndarray:
+def contributions(forest: Forest, X: Any, threads: int = 0) -> np.ndarray:
     """(n, n_features + 1) path-dependent SHAP values and base value: LightGBM's ``pred_contrib``.
 
     Each row sums to its raw score. Rows are independent, so the result does not depend on the
-    number of threads.
+    number of threads (``threads`` as in :func:`predict_raw`).
     """
     X = _rows(forest, X)
     out = np.empty((len(X), forest.n_features + 1))
-    kernel = _contrib_rows_serial if len(X) < _SERIAL_ROWS else _contrib_rows
+    kernel = _contrib_rows_serial if _serial(X, threads) else _contrib_rows
     f = forest
     kernel(
         X,

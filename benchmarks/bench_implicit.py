@@ -78,6 +78,7 @@ MEASURES = [
     "src/tastebud/tune.py",
     "benchmarks/protocol.py",
     "benchmarks/peers.py",
+    "benchmarks/lenskit_worker.py",
 ]
 #: The code the speed part times: reused speed rows must have been measured at a commit with the same.
 SPEED_MEASURES = [

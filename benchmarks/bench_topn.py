@@ -61,6 +61,7 @@ MEASURES = [
     "src/tastebud/models/_common.py",
     "src/tastebud/kernels/ials.py",
     "benchmarks/peers.py",
+    "benchmarks/lenskit_worker.py",
     "benchmarks/protocol.py",
 ]
 RESULTS = Path(__file__).resolve().parent / "topn_measured.json"

@@ -313,8 +313,8 @@ def render_accuracy(results: dict[str, Any]) -> str:
         "runs in its own environment (it pins pandas 2) and scores a training user by its own user solve "
         "from the user's history (ALS) and by the sum of the `max_nbrs` largest similarities to the user's "
         "items (item-kNN, implicit feedback: its default explicit mode centres every value of clicks to "
-        "zero), each rule checked against LensKit's own scorer. Items a peer never saw in training get no "
-        "score from cornac and LensKit (they cannot score them). fit s is the "
+        "zero), each rule checked against LensKit's own scorer. Items without training events get no score "
+        "from cornac's BPR and LensKit (outside their vocabularies), 0 from cornac's EASE. fit s is the "
         "median over the fits, on a shared 2-core machine. The comparison takes each side's best row by "
         "*validation* NDCG@10, never by test.\n\n" + "\n".join(parts) + "\n" + "\n".join(verdicts) + "\n"
     )

@@ -14,9 +14,10 @@ BPR's item bias as the last factor (users carry a constant 1 there), and cornac'
 carried the same way; implicit and cornac score an item-item model as ``X W``, the training rows
 times the item weights, as tastebud does. LensKit's item-kNN does not: for each target item it
 sums the similarities of only the ``max_nbrs`` of the person's items most similar to it
-(``lenskit_worker.knn_scores``), so it is carried as that rule. Items a library never saw in
-training (no events in the training part) get no score from it (NaN: never ranked), as the
-library itself cannot score them; tastebud's models and implicit's score them.
+(``lenskit_worker.knn_scores``), so it is carried as that rule. Items without events in the
+training part are outside cornac's and LensKit's vocabularies: cornac's BPR and LensKit's models
+give them no score (NaN: never ranked), as those libraries cannot score them; cornac's EASE and
+VAECF carry 0 for them; tastebud's models and implicit's score them.
 
 LensKit runs in an environment of its own (``.venv-lenskit``, ``make lenskit-env``: it pins
 pandas 2, tastebud runs on pandas 3), through ``lenskit_worker.py`` as a subprocess that hands its

@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export HF_HUB_OFFLINE := 1
 export TASTEBUD_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test test-slow test-all reliability system-deps bench lint clean
+.PHONY: demo test test-slow test-all reliability system-deps lenskit-env bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYVER)" || { echo "no working Python at '$(PYTHON)'" >&2; exit 1; }
@@ -33,6 +33,10 @@ demo: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
+# LensKit's own environment (.venv-lenskit: it pins pandas 2), where the benchmarks' LensKit peers run.
+lenskit-env:
+	bash scripts/lenskit-env.sh
+
 # The default suite: everything but the tests marked slow and the reliability suite.
 # PYTEST_ARGS narrows or adds to it, e.g. `make test PYTEST_ARGS="tests/test_splits.py -x"`.
 test: $(STAMP) system-deps
@@ -47,7 +51,7 @@ reliability: $(STAMP) system-deps
 
 test-all: test test-slow reliability
 
-bench: $(STAMP)
+bench: $(STAMP) lenskit-env
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 lint: $(STAMP)

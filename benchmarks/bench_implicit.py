@@ -1,11 +1,13 @@
-"""Top-N beside implicit 0.7.3 and cornac, under the honest protocol (issues #18, #22); iALS speed.
+"""Top-N beside implicit 0.7.3, cornac and LensKit, under the honest protocol (issues #18, #22); iALS speed.
 
 On the fixed 80/20 splits of ML-100K and ml-latest-small (``tastebud.data.movielens.fixed_split``):
 
 1. every side gets a "defaults" row (its library's own defaults) and a "tuned on validation"
    row: tastebud's ``ials``, ``ease``, ``bpr``, ``itemknn``, ``rp3beta`` (and ``slim`` on request)
-   through ``tastebud.tune``; implicit's ALS, BPR and item-kNN (cosine, BM25 or TF-IDF) and
-   cornac's EASE through the same Optuna TPE search (``protocol.tune_peer``), seed 0, the same
+   through ``tastebud.tune``; implicit's ALS, BPR and item-kNN (cosine, BM25 or TF-IDF),
+   cornac's EASE and BPR, and LensKit's ImplicitMF and item-kNN (run in LensKit's own
+   environment, ``make lenskit-env``; see ``peers.py``) through the same Optuna TPE search
+   (``protocol.tune_peer``), seed 0, the same
    ``--trials``, over a space that mirrors the tastebud counterpart's, on the same carve of the
    *training part only* (a random 20% of each user's training events);
 2. tastebud's hybrid: its defaults, and ``tastebud.tune.choose_fusion`` over the tastebud models,
@@ -23,6 +25,7 @@ interactions, each library in its own subprocess (fit time under the interleaved
 
     .venv/bin/python benchmarks/bench_implicit.py             # everything: about 80 minutes on 2 busy cores
     .venv/bin/python benchmarks/bench_implicit.py --no-speed  # accuracy only: about 55 minutes
+    .venv/bin/python benchmarks/bench_implicit.py --reuse-speed benchmarks/implicit_speed.json  # speed rows kept
     .venv/bin/python benchmarks/bench_implicit.py --data ml-100k --trials 1 --seeds 1 --models ials,ease --no-speed --no-write
 
 Where the time goes (defaults: 10 trials, 3 seeds, 2 busy cores): ML-100K about 10 minutes;
@@ -31,6 +34,9 @@ items (about 70 s each); the speed part about 20. ``slim`` (``--models ...,slim`
 minutes per fit on ml-latest-small, so 40 or more. The smoke run above takes about a minute.
 
 Results merge into ``implicit_measured.json`` per data set, so ``--data`` runs one at a time.
+``--reuse-speed FILE`` takes the speed rows from a file saved by ``--save-speed`` (each row names
+the commit it was measured at) instead of measuring them, and refuses when the code they time
+(:data:`SPEED_MEASURES`) changed since that commit; the section then says where they come from.
 """
 
 from __future__ import annotations
@@ -72,6 +78,17 @@ MEASURES = [
     "src/tastebud/tune.py",
     "benchmarks/protocol.py",
     "benchmarks/peers.py",
+    "benchmarks/lenskit_worker.py",
+]
+#: The code the speed part times: reused speed rows must have been measured at a commit with the same.
+SPEED_MEASURES = [
+    "src/tastebud/models/ials.py",
+    "src/tastebud/kernels/ials.py",
+    "src/tastebud/models/_common.py",
+    "src/tastebud/data/synthetic.py",
+    "src/tastebud/data/interactions.py",
+    "src/tastebud/core",
+    "src/tastebud/kernels/topk.py",
 ]
 RESULTS = Path(__file__).resolve().parent / "implicit_measured.json"
 DATASETS = ("ml-100k", "ml-latest-small")
@@ -185,7 +202,7 @@ def candidates(name: str, models: list[str], trials: int) -> list[Candidate]:
     for m in (m for m in models if m in PEERS):
         peer = PEERS[m]
         if not peer.available():
-            log(f"{name}: {peer.label} skipped ({peer.module} is not installed)")
+            log(f"{name}: {peer.label} skipped ({peer.missing()})")
             continue
         build = _peer(peer, peer.defaults)
         t0 = time.perf_counter()
@@ -291,7 +308,13 @@ def render_accuracy(results: dict[str, Any]) -> str:
         f"{', '.join(map(str, seeds))} for the models that draw (mean ± standard deviation; the others fit once), "
         "and ranked by the same tastebud code: full ranking, each user's training items excluded (a peer's factors "
         "or item weights are carried by a tastebud model). implicit runs with `num_threads=2` and BLAS held to one "
-        "thread; its ALS confidence is `alpha * value` where tastebud's is `1 + alpha * value`. fit s is the "
+        "thread; its ALS confidence is `alpha * value` where tastebud's is `1 + alpha * value` (LensKit's "
+        "`1 + weight`). cornac's BPR keeps an item bias, carried as implicit's is (a last factor); LensKit "
+        "runs in its own environment (it pins pandas 2) and scores a training user by its own user solve "
+        "from the user's history (ALS) and by the sum of the `max_nbrs` largest similarities to the user's "
+        "items (item-kNN, implicit feedback: its default explicit mode centres every value of clicks to "
+        "zero), each rule checked against LensKit's own scorer. Items without training events get no score "
+        "from cornac's BPR and LensKit (outside their vocabularies), 0 from cornac's EASE. fit s is the "
         "median over the fits, on a shared 2-core machine. The comparison takes each side's best row by "
         "*validation* NDCG@10, never by test.\n\n" + "\n".join(parts) + "\n" + "\n".join(verdicts) + "\n"
     )
@@ -321,7 +344,7 @@ def speed_worker(which: str) -> dict:
     ui = data.matrix.tocsr()
     users = np.linspace(0, data.n_users - 1, SPEED["users"]).astype(np.int64)
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    out = {"nnz": int(ui.nnz), "rss_after_data_mb": rss_data}
+    out = {"nnz": int(ui.nnz), "rss_after_data_mb": rss_data, "measured_at": _head()}
     if which == "tastebud":
         from tastebud.models.ials import ImplicitALS
 
@@ -358,6 +381,26 @@ def speed_worker(which: str) -> dict:
     return out
 
 
+def _head() -> str:
+    return subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+
+def reused_speed(path: str) -> tuple[list[dict], str]:
+    """Speed rows saved by an earlier run, and the commit they were measured at; refuses rows whose
+    timed code (:data:`SPEED_MEASURES`) changed since, or that do not say where they come from."""
+    rows = json.loads(Path(path).read_text())
+    commits = {r.get("measured_at") for r in rows}
+    if len(commits) != 1 or None in commits:
+        raise SystemExit(f"{path}: every speed row must name the one commit it was measured at (measured_at)")
+    commit = commits.pop()
+    repo = str(Path(__file__).resolve().parents[1])
+    diff = subprocess.run(["git", "-C", repo, "diff", "--quiet", commit, "HEAD", "--", *SPEED_MEASURES])
+    if diff.returncode != 0:
+        raise SystemExit(f"{path}: the timed code changed since {commit[:12]} (or it is unknown): measure speed again")
+    return rows, commit
+
+
 def speed() -> list[dict]:
     rows = []
     for which in ("implicit", "tastebud"):
@@ -373,7 +416,8 @@ def speed() -> list[dict]:
     return rows
 
 
-def render_speed(rows: list[dict]) -> str:
+def render_speed(rows: list[dict], reused: str | None = None) -> str:
+    """The speed table; ``reused``: the commit the rows were measured at, when not this run."""
     sp_frame = pd.DataFrame(rows)[["library", "nnz", "fit_s", "top10_s", "peak_rss_mb", "rss_after_data_mb"]]
     imp = sp_frame.set_index("library").loc["implicit"]
     sp_frame["fit / implicit"] = sp_frame["fit_s"] / imp["fit_s"]
@@ -392,8 +436,29 @@ def render_speed(rows: list[dict]) -> str:
             "",
             markdown_table(sp_frame, ".2f"),
             "",
+            *(
+                [
+                    f"These rows were measured at commit {reused[:12]} and reused (`--reuse-speed`): the code they "
+                    f"time ({', '.join(SPEED_MEASURES)}) is the same at the commit stamped below.",
+                    "",
+                ]
+                if reused
+                else []
+            ),
         ]
     )
+
+
+def versions() -> str:
+    """The peers' library versions (LensKit's from its own environment), or why one is missing."""
+    import cornac
+    import implicit
+
+    from peers import LENSKIT_ALS, lenskit_version
+
+    ok = LENSKIT_ALS.available()
+    lenskit = f"LensKit {lenskit_version()}" if ok else f"LensKit not measured ({LENSKIT_ALS.missing()})"
+    return f"Peers: implicit {implicit.__version__}, cornac {cornac.__version__}, {lenskit}."
 
 
 def main() -> None:
@@ -435,16 +500,18 @@ def main() -> None:
             tmp = RESULTS.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")
             tmp.replace(RESULTS)
-    text = "## Top-N beside implicit 0.7.3 and cornac: iALS, EASE, BPR, item-kNN, RP3beta, hybrid\n\n"
+    text = "## Top-N beside implicit 0.7.3, cornac and LensKit: iALS, EASE, BPR, item-kNN, RP3beta, hybrid\n\n"
+    text += f"{versions()}\n\n"
     text += render_accuracy(results)
     if not args.no_speed:
+        reused = None
         if args.reuse_speed:
-            rows = json.loads(Path(args.reuse_speed).read_text())
+            rows, reused = reused_speed(args.reuse_speed)
         else:
             rows = speed()
             if args.save_speed:
                 Path(args.save_speed).write_text(json.dumps(rows))
-        text += "\n" + render_speed(rows)
+        text += "\n" + render_speed(rows, reused)
     print(text, flush=True)
     if not args.no_write:
         ran_slim = "slim" in json.dumps([r["rows"] for r in results.values()])

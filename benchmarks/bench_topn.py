@@ -1,5 +1,6 @@
 """Top-N quality under strong generalisation (Liang et al. 2018): tastebud's Mult-VAE, RecVAE, EASE
-and iALS beside implicit's ALS and item-kNN and cornac's EASE and VAECF (issue #22).
+and iALS beside implicit's ALS and item-kNN, cornac's EASE and VAECF, and LensKit's ImplicitMF and
+item-kNN (issue #22).
 
 Protocol (Liang et al., "Variational autoencoders for collaborative filtering", WWW 2018): on
 ml-latest-small ratings of 4 stars and more are the clicks (their preprocessing); the synthetic set
@@ -18,8 +19,11 @@ minutes on two shared cores.
 
 A peer answers a held-out user from the folded-in 80% by its own rule, never a refit
 (``peers.Carried``): implicit ALS by ``recalculate_user`` (its exact least-squares user step),
-item-item models as ``history @ W``, cornac VAECF through its encoder's mean. BPR is left out (no
-rule of its own for a new user); LensKit is used when installed.
+LensKit ALS by its own user solve against the final item embeddings, implicit's item-kNN and cornac
+EASE as ``history @ W``, LensKit's item-kNN by its own rule (per target item, the sum of the
+``max_nbrs`` largest similarities to the history), cornac VAECF through its encoder's mean. BPR is
+left out (no rule of its own for a new user). LensKit runs in its own environment (``make
+lenskit-env``; it pins pandas 2): without it its rows are skipped and the section says so.
 
     python benchmarks/bench_topn.py [--data ml-latest-small,synthetic] [--trials 6] [--seeds 3]
     python benchmarks/bench_topn.py --data synthetic --trials 1 --seeds 1 --no-write   # smoke run
@@ -31,7 +35,6 @@ section is written from every data set measured so far.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -58,6 +61,7 @@ MEASURES = [
     "src/tastebud/models/_common.py",
     "src/tastebud/kernels/ials.py",
     "benchmarks/peers.py",
+    "benchmarks/lenskit_worker.py",
     "benchmarks/protocol.py",
 ]
 RESULTS = Path(__file__).resolve().parent / "topn_measured.json"
@@ -69,7 +73,8 @@ METRIC = "ndcg@100"
 METRICS = ["ndcg@100", "recall_capped@20", "recall_capped@50"]
 OURS = ("mult_vae", "recvae", "ease", "ials")
 #: the order a run measures in: the quick models first, so a run cut short has both sides' cheap rows
-ORDER = ("ease", "cornac-ease", "ials", "implicit-als", "implicit-knn", "mult_vae", "cornac-vaecf", "recvae")
+ORDER = ("ease", "cornac-ease", "ials", "implicit-als", "lenskit-als", "implicit-knn", "lenskit-knn", "mult_vae",
+         "cornac-vaecf", "recvae")  # fmt: skip
 # fixed during the search (the same for every trial): caps that keep a neural fit to about two
 # minutes on two shared cores (batches of 100 users: five updates per epoch on 487 training users);
 # cornac's VAECF gets tastebud Mult-VAE's epoch cap, Liang's tanh and multinomial likelihood
@@ -79,7 +84,9 @@ FIXED: dict[str, dict[str, Any]] = {
     "ease": {},
     "ials": {"threads": 0},
     "implicit-als": {},
+    "lenskit-als": {},
     "implicit-knn": {},
+    "lenskit-knn": {},
     "cornac-ease": {},
     "cornac-vaecf": {"n_epochs": 30, "batch_size": 100, "act_fn": "tanh", "likelihood": "mult"},
 }
@@ -94,7 +101,9 @@ START: dict[str, dict[str, Any]] = {
     "ease": {"reg": 300.0, "dropout": 0.0},
     "ials": {"factors": 128, "reg": 30.0, "alpha": 4.0, "epochs": 15, "reg_exponent": 1.0},
     "implicit-als": {"factors": 128, "regularization": 30.0, "alpha": 5.0, "iterations": 15},
+    "lenskit-als": {"embedding_size": 128, "regularization": 30.0, "weight": 4.0, "epochs": 15},
     "implicit-knn": {"K": 20, "similarity": "cosine"},
+    "lenskit-knn": {"max_nbrs": 20},
     "cornac-ease": {"lamb": 300.0, "posB": False},
     "cornac-vaecf": {"k": 200, "hidden": 600, "beta": 0.2, "learning_rate": 1e-3},
 }  # fmt: skip
@@ -187,7 +196,7 @@ def run(
     }  # fmt: skip
     for name in models:
         if name in FOLD_IN_PEERS and not FOLD_IN_PEERS[name].available():
-            log(f"{data_name}: {name} skipped ({FOLD_IN_PEERS[name].module} is not installed)")
+            log(f"{data_name}: {name} skipped ({FOLD_IN_PEERS[name].missing()})")
             result["skipped"].append(name)
             continue
         result["rows"].append(measure(name, split, trials, seeds))
@@ -227,7 +236,7 @@ def missing(result: dict[str, Any]) -> list[str]:
     done = {r["name"] for r in result["rows"]} | set(result.get("skipped", []))
     lines = []
     if result.get("skipped"):
-        lines.append(f"Not installed, so not measured: {', '.join(result['skipped'])}.")
+        lines.append(f"Not installed (LensKit: `make lenskit-env`), so not measured: {', '.join(result['skipped'])}.")
     cut = [m for m in result.get("models", []) if m not in done]
     if cut:
         lines.append(
@@ -255,9 +264,12 @@ def versions() -> str:
     import implicit
     import torch
 
-    lenskit = importlib.util.find_spec("lenskit") is not None
-    skipped = "" if lenskit else " LensKit is not installed here, so it is not in the tables."
-    return f"implicit {implicit.__version__}, cornac {cornac.__version__}, torch {torch.__version__}.{skipped}"
+    from peers import LENSKIT_ALS, lenskit_version
+
+    ok = LENSKIT_ALS.available()
+    lenskit = f", LensKit {lenskit_version()} (its own environment)" if ok else ""
+    skipped = "" if ok else f" LensKit is not in the tables: {LENSKIT_ALS.missing()}."
+    return f"implicit {implicit.__version__}, cornac {cornac.__version__}{lenskit}, torch {torch.__version__}.{skipped}"
 
 
 def section(results: dict[str, Any]) -> str:
@@ -272,8 +284,11 @@ def section(results: dict[str, Any]) -> str:
         "and scored by NDCG@100 on the validation users only; the best point is fitted with each seed "
         "(once for the deterministic EASE and item-kNN) and read on the test users: mean ± sample standard "
         "deviation over the seeds, one split. Rows are ordered by validation NDCG@100. A peer folds in by "
-        "its own rule: implicit ALS by `recalculate_user` (its exact least-squares user step), item-kNN and "
-        "cornac EASE as history @ W, cornac VAECF through its encoder's mean on the binarised history. "
+        "its own rule: implicit ALS by `recalculate_user` (its exact least-squares user step), LensKit ALS by "
+        "its own user solve against the final item embeddings, implicit's item-kNN and cornac EASE as "
+        "history @ W, LensKit's item-kNN (implicit feedback) by the sum of the `max_nbrs` largest "
+        "similarities to the history (LensKit's own rule, checked against its scorer), cornac VAECF through "
+        "its encoder's mean on the binarised history. "
         "BPR (implicit's or cornac's) has no rule of its own for a new user and is left out rather than "
         "given one we would invent. Neural fits are capped: Mult-VAE and VAECF 30 epochs, RecVAE 6, "
         "batches of 100 users (tastebud's VAEs early-stop on 10% of the training users, VAECF runs its "

@@ -91,6 +91,16 @@ def chromium() -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def lenskit_python() -> Path:
+    """LensKit's own environment, where the benchmarks' LensKit peers run (it pins pandas 2; tastebud
+    runs on pandas 3); `make lenskit-env` creates it, $TASTEBUD_LENSKIT_PYTHON points elsewhere."""
+    path = Path(os.environ.get("TASTEBUD_LENSKIT_PYTHON", REPO / ".venv-lenskit" / "bin" / "python"))
+    if not os.access(path, os.X_OK):
+        missing(f"{path} not found: create LensKit's environment with `make lenskit-env`", required_by=REQUIRE_SYSTEM)
+    return path
+
+
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from tastebud.data.synthetic import generate
 
@@ -175,3 +176,88 @@ def test_the_search_tries_its_start_point_first(bench) -> None:
                                   fixed={"c": 0}, start={"a": 30.0, "b": 4, "unused": 1})  # fmt: skip
     assert seen[0] == {"c": 0, "a": 30.0, "b": 4}
     assert value == max(p["b"] for p in seen) and best["c"] == 0
+
+
+def test_the_cornac_bpr_peer_ranks_exactly_as_cornac_scores(bench, data) -> None:
+    """cornac's item bias rides as the last factor: the carried dot product is cornac's own ``score``."""
+    peers, _ = bench
+    pytest.importorskip("cornac")
+    from cornac.data import Dataset
+    from cornac.models import BPR
+
+    params = {"k": 8, "max_iter": 30, "learning_rate": 0.05, "lambda_reg": 0.01}
+    carried = peers.CORNAC_BPR.fit(data, params, 0)
+    m = data.matrix.tocoo()
+    cdata = Dataset.from_uir(list(zip(m.row.astype(str), m.col.astype(str), m.data.astype(float), strict=True)), seed=0)
+    model = BPR(**params, seed=0).fit(cdata)
+    assert np.abs(model.i_biases).max() > 0  # the bias is learned, so leaving it out would show
+    ours = np.array([int(raw) for raw in cdata.iid_map], np.int64)
+    theirs = np.array(list(cdata.iid_map.values()), np.int64)
+    seen = data.matrix.tocsr()
+    for u in range(0, data.n_users, 7):
+        expected = np.full(data.n_items, -np.inf)
+        expected[ours] = model.score(cdata.uid_map[str(u)])[theirs]
+        assert np.allclose(carried.score_rows([u])[0], expected, atol=1e-5)
+        expected[seen[u].indices] = -np.inf
+        top = np.argsort(-expected, kind="stable")[:10]
+        assert np.array_equal(carried.rank_rows([u], 10)[0][0], top)
+
+
+def test_knn_scores_sum_the_nearest_of_the_history_not_every_neighbour(bench) -> None:
+    """LensKit's item-kNN rule, worked by hand: per target, the max_nbrs largest similarities to the
+    person's items, summed; no neighbour at all: no score."""
+    from lenskit_worker import knn_scores
+
+    sims = sp.csr_matrix(np.array([[0, 0.9, 0.1, 0], [0.9, 0, 0.5, 0], [0.1, 0.5, 0, 0], [0, 0, 0, 0]], np.float32))
+    history = sp.csr_matrix(np.array([[1, 1, 0, 0]], np.float32))
+    one = knn_scores(sims, history, max_nbrs=1)[0]
+    assert np.allclose(one[:3], [0.9, 0.9, 0.5]) and np.isnan(one[3])
+    two = knn_scores(sims, history, max_nbrs=2)[0]
+    assert np.allclose(two[:3], [0.9, 0.9, 0.6])  # = history @ sims where the history is not longer than max_nbrs
+    assert np.allclose(two[:3], (history @ sims).toarray()[0, :3])
+
+
+def test_als_fold_in_is_the_weighted_least_squares_user_step(bench) -> None:
+    """LensKit's user solve is Hu et al.'s: minimise sum_i c_i (p_i - u.v_i)^2 + reg |u|^2 over all
+    items, c = 1 + weight on the history (p = 1), 1 elsewhere (p = 0); checked against lstsq."""
+    from lenskit_worker import als_fold_in
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(12, 3)).astype(np.float32)
+    v[5] = np.nan  # an item LensKit never saw: left out of the solve
+    reg, weight = 0.7, 4.0
+    known = np.delete(np.arange(12), 5)
+    otor = v[known].T.astype(np.float64) @ v[known] + reg * np.eye(3)
+    history = [0, 3, 5, 8]
+    u = als_fold_in(v, otor, weight, sp.csr_matrix((np.ones(4), ([0] * 4, history)), shape=(1, 12)))[0]
+    p = np.isin(known, history).astype(float)
+    w = np.sqrt(1.0 + weight * p)
+    a = np.vstack([v[known] * w[:, None], np.sqrt(reg) * np.eye(3)])
+    expected = np.linalg.lstsq(a, np.concatenate([p * w, np.zeros(3)]), rcond=None)[0]
+    assert np.allclose(u, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("which", "params"),
+    [("lenskit-als", {"embedding_size": 8, "epochs": 4, "regularization": 1.0, "weight": 5.0}),
+     ("lenskit-knn", {"max_nbrs": 5})],
+)  # fmt: skip
+def test_the_lenskit_peers_round_trip_through_their_own_environment(bench, data, lenskit_python, which, params) -> None:
+    """The worker fits in LensKit's environment and checks there that the carried rule gives LensKit's
+    own scores (else the fit raises); here the carried model ranks, and folds a history in exactly as
+    it scores the training row it came from."""
+    peers, _ = bench
+    peer = peers.PEERS[which]
+    assert peer.available() and peer.python == lenskit_python
+    carried = peer.fit(data, params, 0)
+    items, scores = carried.rank_rows(np.arange(data.n_users), 5)
+    assert (items >= 0).all() and np.isfinite(scores).all()
+    assert np.array_equal(items, peer.fit(data, params, 0).rank_rows(np.arange(data.n_users), 5)[0])  # seeded
+    row = data.matrix.tocsr()[11]
+    assert np.allclose(carried.score_history_idx(row.indices, row.data), carried.score_rows([11])[0], atol=1e-5)
+
+
+def test_the_lenskit_worker_fails_loudly_on_a_rule_it_does_not_carry(bench, data, lenskit_python) -> None:
+    peers, _ = bench
+    with pytest.raises(RuntimeError, match="feedback='implicit' only"):
+        peers._lenskit("knn", data, {"max_nbrs": 5, "feedback": "explicit"}, 0)

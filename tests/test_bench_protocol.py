@@ -100,3 +100,26 @@ def test_a_run_that_outlives_its_commit_is_stamped_dirty(bench_modules, monkeypa
     monkeypatch.setattr(common, "_START_DIRTY", ["src/tastebud/core/base.py"])
     assert common.measured_commit(["src/tastebud/core"]).endswith("+dirty")
     assert not common.measured_commit(["docs/no-such-folder"]).endswith("+dirty")
+
+
+def test_reused_speed_rows_must_name_their_commit_and_its_code_must_be_unchanged(tmp_path: Path) -> None:
+    """bench_implicit --reuse-speed: rows measured at an earlier commit are kept only while the code
+    they time is the same; the committed rows pass, rows without a commit or from the first commit do not."""
+    import json
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        bench = importlib.import_module("bench_implicit")
+    finally:
+        sys.path.remove(str(BENCH))
+    rows, commit = bench.reused_speed(str(BENCH / "implicit_speed.json"))
+    assert {r["library"] for r in rows} == {"implicit", "tastebud"}
+    assert f"measured at commit {commit[:12]} and reused" in bench.render_speed(rows, commit)
+    bad = tmp_path / "rows.json"
+    bad.write_text(json.dumps([{k: v for k, v in r.items() if k != "measured_at"} for r in rows]))
+    with pytest.raises(SystemExit, match="must name the one commit"):
+        bench.reused_speed(str(bad))
+    first = _git(BENCH.parent, "rev-list", "--max-parents=0", "HEAD").split()[0]
+    bad.write_text(json.dumps([{**r, "measured_at": first} for r in rows]))
+    with pytest.raises(SystemExit, match="changed since"):
+        bench.reused_speed(str(bad))

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from benchmods import bench_fixture
 from tastebud.data.synthetic import generate
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("peers"), importlib.import_module("protocol")
-    finally:
-        sys.path.remove(str(BENCH))
+bench = bench_fixture("peers", "protocol")
 
 
 @pytest.fixture(scope="module")

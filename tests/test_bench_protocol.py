@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmods import bench_fixture
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
+from benchmods import BENCH, bench_fixture
 
 bench_modules = bench_fixture("common", "check")
+bench_implicit = bench_fixture("bench_implicit")
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -102,16 +100,14 @@ def test_a_run_that_outlives_its_commit_is_stamped_dirty(bench_modules, monkeypa
     assert not common.measured_commit(["docs/no-such-folder"]).endswith("+dirty")
 
 
-def test_reused_speed_rows_must_name_their_commit_and_its_code_must_be_unchanged(tmp_path: Path) -> None:
+def test_reused_speed_rows_must_name_their_commit_and_its_code_must_be_unchanged(
+    bench_implicit, tmp_path: Path
+) -> None:
     """bench_implicit --reuse-speed: rows measured at an earlier commit are kept only while the code
     they time is the same; the committed rows pass, rows without a commit or from the first commit do not."""
     import json
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        bench = importlib.import_module("bench_implicit")
-    finally:
-        sys.path.remove(str(BENCH))
+    bench = bench_implicit
     rows, commit = bench.reused_speed(str(BENCH / "implicit_speed.json"))
     assert {r["library"] for r in rows} == {"implicit", "tastebud"}
     assert f"measured at commit {commit[:12]} and reused" in bench.render_speed(rows, commit)

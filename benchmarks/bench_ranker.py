@@ -35,8 +35,8 @@ from peers import CORNAC_EASE, IMPLICIT_ALS, Peer  # noqa: E402
 from protocol import paired, top_n, tune_peer  # noqa: E402
 
 MEASURES = [
-    "src/tastebud/models/ranker.py", "src/tastebud/tune.py", "src/tastebud/models", "benchmarks/protocol.py",
-    "benchmarks/peers.py",
+    "src/tastebud/models/ranker.py", "src/tastebud/kernels/trees.py", "src/tastebud/tune.py", "src/tastebud/models",
+    "benchmarks/protocol.py", "benchmarks/peers.py",
 ]  # fmt: skip
 RESULTS = Path(__file__).resolve().parent / "ranker_measured.json"
 PLOT = REPO / "docs" / "ranker_importance.png"

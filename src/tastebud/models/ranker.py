@@ -16,6 +16,7 @@ Learning without leakage: the retrievers are fitted on a *carve* of the training
 holdout, or each user's latest events when there are timestamps); the carved-out events are the
 labels the ranker learns from, statistics are counted on the carve alone, and boosting stops
 early on a further group of users; then the retrievers are refitted on all the training data.
+``carves`` such carves (each with its own fit of the retrievers) give the booster more examples.
 See docs/ranker.md, which also says how to add a feature.
 """
 
@@ -254,6 +255,7 @@ class Ranker(Recommender):
         "leaves": 7,
         "min_leaf": 5,
         "patience": 10,
+        "carves": 2,
     }
     # which retrievers to use is the user's design (tune them on their own); the ranker's trade-offs are searched
     search_space: ClassVar[dict[str, Dist]] = {
@@ -262,6 +264,7 @@ class Ranker(Recommender):
         "learning_rate": LogFloat(0.01, 0.3),
         "candidates": Int(50, 400, log=True),
         "objective": Categorical(["lambdarank", "rank_xendcg"]),
+        "carves": Int(1, 5),
     }
 
     def __init__(
@@ -275,7 +278,7 @@ class Ranker(Recommender):
         learning_rate: float = 0.05,
         carve: float = 0.2,
         carve_by: Literal["auto", "time", "random"] = "auto",
-        carves: int = 1,
+        carves: int = 3,
         validation: float = 0.2,
         patience: int = 50,
         last_items: int = 5,

@@ -278,7 +278,7 @@ class Ranker(Recommender):
         learning_rate: float = 0.05,
         carve: float = 0.2,
         carve_by: Literal["auto", "time", "random"] = "auto",
-        carves: int = 3,
+        carves: int = 5,
         validation: float = 0.2,
         patience: int = 50,
         last_items: int = 5,

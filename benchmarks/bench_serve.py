@@ -483,6 +483,52 @@ def profile_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def trees_vs_lightgbm(model: Any, users: np.ndarray, explained: int = 10) -> pd.DataFrame:
+    """The ranker's compiled trees (``tastebud.kernels.trees``) against LightGBM on the same rows,
+    one thread each, interleaved person by person (A B A B), after a warm-up person timed apart:
+    the raw scores of a person's merged candidates, and the SHAP values of ``explained`` of them."""
+    from tastebud.kernels import trees
+
+    forest, booster = model._forest(), model._booster
+    stats = model._stats()
+    sides = {
+        "scores of every candidate": (
+            lambda X: trees.predict_raw(forest, X, threads=1),
+            lambda X: booster.predict(X, raw_score=True, num_threads=1),
+        ),
+        f"SHAP values of {explained} candidates": (
+            lambda X: trees.contributions(forest, X[:explained], threads=1),
+            lambda X: booster.predict(X[:explained], pred_contrib=True, num_threads=1),
+        ),
+    }
+    took: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    rows_seen = []
+    for n, u in enumerate(users):
+        X = model._matrix(model._batch(model.retrievers_fitted, stats, users=np.array([u])))
+        rows_seen.append(len(X))
+        for what, pair in sides.items():
+            for side, fn in zip(("tastebud kernels/trees", "LightGBM"), pair, strict=True):
+                wall, cpu = time.perf_counter(), time.process_time()
+                fn(X)
+                if n:  # the first person is the warm-up
+                    took.setdefault((what, side), []).append((time.perf_counter() - wall, time.process_time() - cpu))
+    out = []
+    for (what, side), runs in took.items():
+        wall, cpu = np.array(runs).T * 1e3
+        other = np.array(took[(what, "LightGBM")]).T[0] * 1e3
+        ratio = wall / other
+        out.append({
+            "work": what, "side": side, "threads": 1,
+            "wall ms, median (min-max)": f"{np.median(wall):.2f} ({wall.min():.2f}-{wall.max():.2f})",
+            "CPU ms, median (min-max)": f"{np.median(cpu):.2f} ({cpu.min():.2f}-{cpu.max():.2f})",
+            "wall / LightGBM's, per person": f"{np.median(ratio):.2f} ({ratio.min():.2f}-{ratio.max():.2f})",
+            "people": len(runs),
+        })  # fmt: skip
+    frame = pd.DataFrame(out)
+    frame.attrs["rows"] = int(np.median(rows_seen))
+    return frame
+
+
 def ranker_part(args: argparse.Namespace, work: Path) -> str:
     """Issue #23: a LightGBM ranker (``candidates`` per retriever) served by `tastebud serve`,
     GET /users/{id}/recommendations?k=10 paced to ``--ranker-rate``; with a profile of the engine call."""
@@ -495,6 +541,7 @@ def ranker_part(args: argparse.Namespace, work: Path) -> str:
         engine.recommend_user(u, k=10)  # warm: compiled kernels, caches
     p50, p99 = in_process_latency(engine, list(rng.choice(ids, 200)))
     profile = profile_engine(engine, list(rng.choice(ids, 100)))
+    kernels = trees_vs_lightgbm(model, rng.choice(model.n_users, 31, replace=False))
     del engine
     root = work / "ranker-registry"
     publish_versions(root, model, None, versions=1)
@@ -528,6 +575,13 @@ inside each, callees included):
 and the functions with the most time of their own (the hot spots):
 
 {markdown_table(hot["own"])}
+
+The booster runs through `tastebud.kernels.trees` (its raw scores and exact TreeSHAP values, equal
+to LightGBM's to rounding); beside LightGBM on the same rows (a person's merged candidates, median
+{kernels.attrs["rows"]} rows; the first person a warm-up, timed apart and left out), one thread each, the two
+interleaved person by person:
+
+{markdown_table(kernels)}
 
 Server start {start_s:.0f}s."""
 

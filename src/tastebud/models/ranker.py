@@ -476,6 +476,10 @@ class Ranker(Recommender):
         self.feature_gain_ = self._booster.feature_importance(importance_type="gain").astype(np.float64)
         bar.update(1)
 
+    def _threads(self) -> int:
+        """``threads``, 0 meaning every core."""
+        return int(self.threads) or (os.cpu_count() or 1)
+
     def _lgb_params(self) -> dict[str, Any]:
         return {
             "objective": self.objective,
@@ -487,7 +491,7 @@ class Ranker(Recommender):
             "seed": int(self.random_state),
             "deterministic": True,
             "force_row_wise": True,
-            "num_threads": int(self.threads) or (os.cpu_count() or 1),
+            "num_threads": self._threads(),
             "verbosity": -1,
         }
 
@@ -672,7 +676,6 @@ class Ranker(Recommender):
                     idx, val = f[j]
                     pos = np.searchsorted(rows[j], idx)
                     ok = (pos < len(rows[j])) & (rows[j][np.minimum(pos, max(len(rows[j]) - 1, 0))] == idx)
-                    ok &= idx >= 0
                     score[j, pos[ok]] = val[ok]
                     rank[j, pos[ok]] = np.arange(1, len(idx) + 1, dtype=np.float32)[ok]
             retrieved[name] = (score, rank)
@@ -703,13 +706,17 @@ class Ranker(Recommender):
         mask = b.cand >= 0
         out = np.full(b.cand.shape, np.nan, np.float32)
         if mask.any():
-            X = self._matrix(b) if X is None else X
-            forest, threads = self._forest(), int(self._lgb_params()["num_threads"])
-            if forest is not None:
-                out[mask] = trees.predict_raw(forest, X, threads=threads)
-            else:
-                out[mask] = self._booster.predict(X, raw_score=True, num_threads=threads)
+            out[mask] = self._run_trees(self._matrix(b) if X is None else X)
         return out
+
+    def _run_trees(self, X: np.ndarray, contributions: bool = False) -> np.ndarray:
+        """Raw scores (n,), or TreeSHAP values and base (n, features + 1), of feature rows: through
+        the compiled forest, or LightGBM itself for a booster the kernels cannot reproduce."""
+        forest, threads = self._forest(), self._threads()
+        if forest is None:
+            kind = {"pred_contrib": True} if contributions else {"raw_score": True}
+            return np.asarray(self._booster.predict(X, num_threads=threads, **kind), np.float64)
+        return (trees.contributions if contributions else trees.predict_raw)(forest, X, threads=threads)
 
     def _forest(self) -> trees.Forest | None:
         """The booster compiled for :mod:`tastebud.kernels.trees` (the same scores and TreeSHAP
@@ -783,13 +790,7 @@ class Ranker(Recommender):
         # served list asks about 10 of several hundred candidates), each row's contributions alone
         rows = sorted({where[int(i)] for i in item_idx if int(i) in where})
         X = self._matrix(b) if X is None else X
-        contrib = np.empty((0, len(self.feature_names_) + 1))
-        if rows:
-            forest, threads = self._forest(), int(self._lgb_params()["num_threads"])
-            if forest is not None:
-                contrib = trees.contributions(forest, X[rows], threads=threads)
-            else:
-                contrib = np.asarray(self._booster.predict(X[rows], pred_contrib=True, num_threads=threads), np.float64)
+        contrib = self._run_trees(X[rows], contributions=True) if rows else np.empty((0, len(self.feature_names_) + 1))
         at = {j: r for r, j in enumerate(rows)}
         out = []
         for i in item_idx:

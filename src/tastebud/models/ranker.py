@@ -229,6 +229,11 @@ def side_features(model: Ranker, b: Batch) -> dict[str, np.ndarray]:
 
 
 FeatureGroup = Callable[["Ranker", Batch], dict[str, np.ndarray]]
+#: A retriever's candidates from elsewhere (see :meth:`Ranker.set_candidate_source`):
+#: (user indices, k, allowed item indices or None) -> (item indices, scores), each (n, k).
+CandidateFn = Callable[[np.ndarray, int, "np.ndarray | None"], tuple[np.ndarray, np.ndarray]]
+#: (history item indices, values, k=...) -> (item indices, scores), each (k,).
+HistoryCandidateFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 FEATURE_GROUPS: list[FeatureGroup] = [
     retrieval_features,
     popularity_features,
@@ -369,7 +374,7 @@ class Ranker(Recommender):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: Interactions) -> None:
-        for key in ("feature_names_", *_CACHES):  # a refit starts afresh
+        for key in ("feature_names_", "_sources", *_CACHES):  # a refit starts afresh
             self.__dict__.pop(key, None)
         specs = self.retriever_specs(data)
         self._static_features(data)
@@ -580,6 +585,28 @@ class Ranker(Recommender):
         self._check_fitted()
         return list(self._retrievers)
 
+    def set_candidate_source(
+        self,
+        retriever: str,
+        users: CandidateFn | None,
+        history: HistoryCandidateFn | None = None,
+    ) -> None:
+        """Find ``retriever``'s candidates through ``users`` (and ``history`` for a person given by
+        a history) instead of its exact ``rank_rows`` / ``rank_history_idx``; ``users=None`` goes back
+        to exact lists. The extension point a layer above uses to put a vector index behind the
+        retrievers whose scores are inner products (the service does, for large catalogues). A source
+        must return what the exact method would: item indices and scores, best first, the person's
+        own items excluded, -1 / NaN padded. Not saved; a refit drops it."""
+        self._check_fitted()
+        if retriever not in self.retriever_names_:
+            raise ConfigError(f"Ranker: no retriever named {retriever!r}; it has {', '.join(self.retriever_names_)}")
+        sources = dict(self.__dict__.get("_sources", {}))
+        if users is None:
+            sources.pop(retriever, None)
+        else:
+            sources[retriever] = (users, history)
+        self._sources = sources
+
     def _stats(self) -> Stats:
         cached = self.__dict__.get("_cached_stats")
         if cached is None or cached.matrix is not self.user_items_:
@@ -632,9 +659,15 @@ class Ranker(Recommender):
         restricted to ``items`` when given, through the retrievers' public index-level methods (every
         retriever is fitted on the ranker's data or a split of it: the same vocabularies)."""
         k = int(self.candidates)
+        # sources installed from above serve the fitted retrievers only, never the carved ones
+        sources = self.__dict__.get("_sources", {}) if retrievers is self.__dict__.get("_retrievers") else {}
+        picked = [sources.get(name, (None, None)) for name in self._names(retrievers)]
         if users is not None:
             hist, last = stats.matrix[users], stats.last[users]
-            lists = [r.rank_rows(users, k=k, allowed=items) for r in retrievers]
+            lists: list[tuple[np.ndarray, np.ndarray] | None] = [
+                by_users(users, k, items) if by_users else r.rank_rows(users, k=k, allowed=items)
+                for r, (by_users, _) in zip(retrievers, picked, strict=True)
+            ]
             person = np.asarray(users, np.int64)
         else:
             assert history is not None
@@ -645,8 +678,10 @@ class Ranker(Recommender):
             tail = np.unique(iidx[-int(self.last_items) :])
             last = sp.csr_matrix((np.ones(len(tail), np.float32), (np.zeros(len(tail), int), tail)), shape=(1, n_items))
             lists = [
-                tuple(a[None, :] for a in r.rank_history_idx(iidx, vals, k=k)) if r.supports_history else None
-                for r in retrievers
+                None
+                if not r.supports_history
+                else tuple(a[None, :] for a in (by_history or r.rank_history_idx)(iidx, vals, k=k))
+                for r, (_, by_history) in zip(retrievers, picked, strict=True)
             ]
             person = np.array([-1], np.int64)
         n = len(person)

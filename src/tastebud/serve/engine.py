@@ -155,6 +155,39 @@ class Served:
         return [f"{self.name}: close to {i!r}, which you had" for i in ids]
 
 
+def _index_retrievers(
+    name: str, ranker: Any, policy: PolicyConfig, indexes: dict[str, VectorIndex], build: bool
+) -> None:
+    """A ranker's retrievers whose scores are inner products find their candidates in a vector
+    index, on the same rule as a served model: a large catalogue (``ann_min_items``) or an index
+    the version ships under ``<ranker>/<retriever>``; the rest keep their exact lists."""
+    for rname, r in zip(ranker.retriever_names_, ranker.retrievers_fitted, strict=True):
+        key = f"{name}/{rname}"
+        view = factor_view(r) if r.n_items >= policy.ann_min_items or key in indexes else None
+        index = indexes.get(key)
+        if view is not None and index is None and build:
+            log.info("building %s index for '%s' (%d items)", policy.index_spec, key, r.n_items)
+            index = make_index(policy.index_spec).build(view.item_vectors)
+        if view is not None and index is not None:
+            ranker.set_candidate_source(rname, *_index_source(index, view, r.user_items_))
+
+
+def _index_source(index: VectorIndex, view: FactorView, seen: sp.csr_matrix) -> tuple[Any, Any]:
+    """Candidate functions for :meth:`Ranker.set_candidate_source` backed by ``index``: users by
+    their vectors, a history by the model's fold-in vector; the person's own items excluded."""
+
+    def by_users(uidx: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        exclude = [seen.indices[seen.indptr[u] : seen.indptr[u + 1]] for u in uidx]
+        return index.search(view.user_vectors[uidx], k, exclude=exclude, allowed=allowed)
+
+    def by_history(hidx: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.asarray(view.history_vector(hidx, values), np.float32).reshape(1, -1)  # type: ignore[misc]
+        idx, val = index.search(q, k, exclude=[np.asarray(hidx, np.int64)])
+        return idx[0], val[0]
+
+    return by_users, (by_history if view.history_vector is not None else None)
+
+
 class Engine:
     """A loaded version: models by name, the blend, popularity, and the policy that picks among them."""
 
@@ -195,6 +228,8 @@ class Engine:
                 log.info("building %s index for '%s' (%d items)", policy.index_spec, name, m.n_items)
                 index = make_index(policy.index_spec).build(view.item_vectors)
             self.served[name] = Served(m, index if view is not None else None, view)
+            if hasattr(m, "set_candidate_source"):  # a two-stage model: its retrievers may have vectors
+                _index_retrievers(name, m, policy, indexes, build_missing_indexes)
         self.blend = self._make_blend()
         self.history = self._pick_history()
         self._warm()

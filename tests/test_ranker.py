@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 import tastebud as tb
 from tastebud.core.errors import ConfigError, DataError
@@ -136,6 +137,16 @@ def test_explaining_the_list_just_scored_matches_explaining_afresh(model):
     reused = model.explain_idx(1, top[0])
     model.rank_rows(np.array([2]), 5)  # another person scored last: nothing to reuse for person 1
     fresh = model.explain_idx(1, top[0])
+    assert [e.contributions for e in reused] == [e.contributions for e in fresh]
+    # a history: reused only for the very history scored last (the service's fold-in path)
+    hidx, vals = np.array([3, 5, 8]), np.array([2.0, 1.0, 1.0], np.float32)  # as a 1 x items row keeps it
+    row = sp.csr_matrix((vals, (np.zeros(3, int), hidx)), shape=(1, model.n_items))
+    top, _ = model.rank_history_idx(hidx, vals, 5)
+    reused = model.explain_idx(-1, top, row)
+    other = sp.csr_matrix((np.ones(2, np.float32), ([0, 0], [8, 3])), shape=(1, model.n_items))
+    assert [e.contributions for e in model.explain_idx(-1, top, other)] != [e.contributions for e in reused]
+    model.rank_rows(np.array([2]), 5)
+    fresh = model.explain_idx(-1, top, row)
     assert [e.contributions for e in reused] == [e.contributions for e in fresh]
 
 
@@ -287,3 +298,90 @@ def test_the_service_answers_with_a_saved_ranker(model, synth, tmp_path):
         r = client.post("/recommendations", json={"items": history, "k": 5})
         assert r.status_code == 200, r.text
         assert len(r.json()["items"]) == 5
+
+
+@pytest.fixture(scope="module")
+def with_ials(synth):
+    """A ranker with a retriever whose scores are inner products (iALS), which an index can serve."""
+    retrievers = {"ials": dict(tb.get_model("ials").fast_params), "itemknn": {"neighbors": 10}, "popular": {}}
+    return Ranker(**{**FAST, "retrievers": retrievers}).fit(synth)
+
+
+def test_a_candidate_source_replaces_a_retrievers_exact_lists(with_ials, synth):
+    model = with_ials
+    users = users_of(synth)
+    history = [synth.items.ids[i] for i in (0, 3, 5, 8)]
+    def lists(recs):
+        return [recs.items_of(i) for i in range(len(recs.users))]
+
+    exact_users, exact_history = lists(model.recommend(users, k=10)), model.recommend_for_history(history, k=10)
+    exact_history = exact_history.items_of(0)
+    calls = []
+    ials = model.retrievers_fitted[model.retriever_names_.index("ials")]
+
+    def by_users(uidx, k, allowed):
+        calls.append("users")
+        return ials.rank_rows(uidx, k=k, allowed=allowed)
+
+    def by_history(hidx, values, k):
+        calls.append("history")
+        return ials.rank_history_idx(hidx, values, k=k)
+
+    model.set_candidate_source("ials", by_users, by_history)
+    try:
+        assert lists(model.recommend(users, k=10)) == exact_users
+        assert model.recommend_for_history(history, k=10).items_of(0) == exact_history
+        assert calls == ["users", "history"]  # the source was asked, once per request
+        # a source that proposes nothing leaves only the other retrievers' candidates
+        model.set_candidate_source(
+            "ials", lambda u, k, a: (np.full((len(u), k), -1), np.full((len(u), k), np.nan)), None
+        )
+        assert lists(model.recommend(users, k=10)) != exact_users
+    finally:
+        model.set_candidate_source("ials", None)
+    assert lists(model.recommend(users, k=10)) == exact_users
+    with pytest.raises(ConfigError, match="no retriever named 'nope'"):
+        model.set_candidate_source("nope", by_users)
+
+
+def test_the_service_puts_an_index_behind_the_rankers_vector_retrievers(with_ials, synth, tmp_path):
+    """``ann_min_items`` reached: iALS finds the ranker's candidates in a vector index, built at
+    publish time and saved with the version; exact search gives the exact path's answers."""
+    from tastebud.serve.engine import Engine, PolicyConfig
+    from tastebud.serve.retrain import publish_version
+
+    model = with_ials
+    users = users_of(synth)
+    history = [synth.items.ids[i] for i in (0, 3, 5, 8)]
+    exact_users = [model.recommend([u], k=10).items_of(0) for u in users]
+    exact_history = model.recommend_for_history(history, k=10).items_of(0)
+    policy = {"ann_min_items": 1, "index_spec": "exact", "short_history": 0}
+    root = tmp_path / "registry"
+    publish_version(root, {"ranker": model}, synth, policy=policy)
+    version = root / "versions" / "v0001"
+    spec = json.loads((version / "serving.json").read_text())
+    assert spec["indexes"] == ["ranker/ials"]  # the retriever with vectors, and only it
+    assert (version / "index" / "ranker" / "ials").is_dir()
+    engine = Engine.load(root)
+    served = engine.models["ranker"]
+    assert [n for n in served.retriever_names_ if served.candidate_source(n)] == ["ials"]
+    by_users, by_history = served.candidate_source("ials")
+    asked = []
+    served.set_candidate_source(  # spy on the installed source
+        "ials",
+        lambda u, k, a: (asked.append("users"), by_users(u, k, a))[1],
+        lambda h, v, k: (asked.append("history"), by_history(h, v, k))[1],
+    )
+    assert [engine.recommend_user(u, k=10).items for u in users] == exact_users
+    assert engine.recommend_history(history, k=10).items == exact_history
+    assert asked == ["users"] * len(users) + ["history"]
+    try:  # no index in the version: HNSW built at load time, candidates from the graph
+        hnsw = Engine({"ranker": model}, PolicyConfig(ann_min_items=1, short_history=0), "t")
+        assert [n for n in model.retriever_names_ if model.candidate_source(n)] == ["ials"]
+        got = [hnsw.recommend_user(u, k=10).items for u in users]
+        assert np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, exact_users, strict=True)]) >= 0.9
+    finally:
+        model.set_candidate_source("ials", None)
+    # below ann_min_items the retrievers keep their exact lists
+    Engine({"ranker": model}, PolicyConfig(), "t")
+    assert not any(model.candidate_source(n) for n in model.retriever_names_)

@@ -144,9 +144,11 @@ def retrieval_features(model: Ranker, b: Batch) -> dict[str, np.ndarray]:
     proposing = np.zeros(b.cand.shape, np.float32)
     for name, (score, rank) in b.retrieved.items():
         out[f"{name}_score"] = score
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(np.where(np.isfinite(score), score, np.nan), axis=1, keepdims=True)
-            std = np.nanstd(np.where(np.isfinite(score), score, np.nan), axis=1, keepdims=True)
+        # the mean and spread over the proposed items (a retriever may propose none: mean 0, z missing)
+        finite = np.isfinite(score)
+        count = np.maximum(finite.sum(axis=1, keepdims=True), 1)
+        mean = np.where(finite, score, 0.0).sum(axis=1, keepdims=True) / count
+        std = np.sqrt((np.where(finite, score - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / count)
         out[f"{name}_score_z"] = ((score - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
         out[f"{name}_rank"] = rank
         proposing += np.isfinite(rank)
@@ -607,6 +609,10 @@ class Ranker(Recommender):
             sources[retriever] = (users, history)
         self._sources = sources
 
+    def candidate_source(self, retriever: str) -> tuple[CandidateFn, HistoryCandidateFn | None] | None:
+        """The source :meth:`set_candidate_source` installed for ``retriever``, or None (exact lists)."""
+        return self.__dict__.get("_sources", {}).get(retriever)
+
     def _stats(self) -> Stats:
         cached = self.__dict__.get("_cached_stats")
         if cached is None or cached.matrix is not self.user_items_:
@@ -804,19 +810,27 @@ class Ranker(Recommender):
             raise NotSupportedError(
                 f"none of the ranker's retrievers ({', '.join(self.retriever_names_)}) recommends from a history"
             )
-        b = self._batch(self._retrievers, self._stats(), history=(np.asarray(item_idx, np.int64), np.asarray(values)))
-        return self._floored(b.cand, self._predict(b), self.n_items, None)[0]
+        stats = self._stats()
+        b = self._batch(self._retrievers, stats, history=(np.asarray(item_idx, np.int64), np.asarray(values)))
+        X = self._matrix(b)
+        self._last_scored = (-1, stats.matrix, b, X)  # the service explains this list next (see _score)
+        return self._floored(b.cand, self._predict(b, X), self.n_items, None)[0]
 
     def _explain(self, user_idx: int, item_idx: np.ndarray, history: sp.csr_matrix) -> list[Explanation]:
         """Each feature's contribution to the item's score (LightGBM's ``pred_contrib``; they add up to it)."""
         stats, last = self._stats(), self.__dict__.get("_last_scored")
         X = None
-        if user_idx >= 0 and last is not None and last[0] == user_idx and last[1] is stats.matrix:
-            b, X = last[2], last[3]  # the person _score just scored: the same candidates and features
+        if user_idx < 0:
+            history = sp.csr_matrix(history, dtype=np.float32)
+            history.sum_duplicates()
+        if last is not None and last[0] == user_idx and last[1] is stats.matrix and (
+            user_idx >= 0
+            or (np.array_equal(last[2].history.indices, history.indices) and np.array_equal(last[2].history.data, history.data))
+        ):
+            b, X = last[2], last[3]  # the person just scored: the same candidates and features
         elif user_idx >= 0:
             b = self._batch(self._retrievers, stats, users=np.array([user_idx]))
         else:
-            history = sp.csr_matrix(history)
             b = self._batch(self._retrievers, stats, history=(history.indices.astype(np.int64), history.data))
         row = b.cand[0]
         real = row[row >= 0]

@@ -155,26 +155,24 @@ class Served:
         return [f"{self.name}: close to {i!r}, which you had" for i in ids]
 
 
-def _index_retrievers(
-    name: str, ranker: Any, policy: PolicyConfig, indexes: dict[str, VectorIndex], build: bool
-) -> None:
-    """A ranker's retrievers whose scores are inner products find their candidates in a vector
-    index, on the same rule as a served model: a large catalogue (``ann_min_items``) or an index
-    the version ships under ``<ranker>/<retriever>``; the rest keep their exact lists."""
-    for rname, r in zip(ranker.retriever_names_, ranker.retrievers_fitted, strict=True):
-        key = f"{name}/{rname}"
-        view = factor_view(r) if r.n_items >= policy.ann_min_items or key in indexes else None
-        index = indexes.get(key)
-        if view is not None and index is None and build:
-            log.info("building %s index for '%s' (%d items)", policy.index_spec, key, r.n_items)
-            index = make_index(policy.index_spec).build(view.item_vectors)
-        if view is not None and index is not None:
-            ranker.set_candidate_source(rname, *_index_source(index, view, r.user_items_))
+def indexed_parts(name: str, model: Recommender) -> list[tuple[str, Recommender]]:
+    """The models a served model's vector indexes may belong to, by index name: the model itself,
+    and for a two-stage model (one with ``set_candidate_source``, the ranker) each of its fitted
+    retrievers as ``<model>/<retriever>``, since those find its candidates. Publishing and loading
+    apply one rule to each: an index when the catalogue is large or the version ships one."""
+    parts: list[tuple[str, Recommender]] = [(name, model)]
+    if hasattr(model, "set_candidate_source"):
+        parts += [
+            (f"{name}/{r_name}", r)
+            for r_name, r in zip(model.retriever_names_, model.retrievers_fitted, strict=True)  # type: ignore[attr-defined]
+        ]
+    return parts
 
 
-def _index_source(index: VectorIndex, view: FactorView, seen: sp.csr_matrix) -> tuple[Any, Any]:
-    """Candidate functions for :meth:`Ranker.set_candidate_source` backed by ``index``: users by
-    their vectors, a history by the model's fold-in vector; the person's own items excluded."""
+def _candidate_source(index: VectorIndex, view: FactorView, seen: sp.csr_matrix) -> tuple[Any, Any]:
+    """Candidate functions for :meth:`Ranker.set_candidate_source` backed by ``index``: a known
+    user by their vector, a history by the retriever's fold-in vector; the person's items excluded,
+    as the retriever's exact lists exclude them."""
 
     def by_users(uidx: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         exclude = [seen.indices[seen.indptr[u] : seen.indptr[u + 1]] for u in uidx]
@@ -222,14 +220,16 @@ class Engine:
         self.served: dict[str, Served] = {}
         indexes = indexes or {}
         for name, m in models.items():
-            view = factor_view(m) if m.n_items >= policy.ann_min_items or name in indexes else None
-            index = indexes.get(name)
-            if view is not None and index is None and build_missing_indexes:
-                log.info("building %s index for '%s' (%d items)", policy.index_spec, name, m.n_items)
-                index = make_index(policy.index_spec).build(view.item_vectors)
-            self.served[name] = Served(m, index if view is not None else None, view)
-            if hasattr(m, "set_candidate_source"):  # a two-stage model: its retrievers may have vectors
-                _index_retrievers(name, m, policy, indexes, build_missing_indexes)
+            for key, part in indexed_parts(name, m):
+                view = factor_view(part) if part.n_items >= policy.ann_min_items or key in indexes else None
+                index = indexes.get(key)
+                if view is not None and index is None and build_missing_indexes:
+                    log.info("building %s index for '%s' (%d items)", policy.index_spec, key, part.n_items)
+                    index = make_index(policy.index_spec).build(view.item_vectors)
+                if key == name:
+                    self.served[name] = Served(m, index if view is not None else None, view)
+                elif view is not None and index is not None:  # a ranker's retriever finds candidates in it
+                    m.set_candidate_source(key.split("/", 1)[1], *_candidate_source(index, view, part.user_items_))  # type: ignore[attr-defined]
         self.blend = self._make_blend()
         self.history = self._pick_history()
         self._warm()
@@ -271,7 +271,7 @@ class Engine:
             models[name] = Recommender.load(_inside(path, "models", name), verify=verify)
         indexes = {}
         for name in spec.get("indexes", []):
-            indexes[name] = load_index(_inside(path, "index", name), verify=verify)
+            indexes[name] = load_index(index_path(path, name), verify=verify)
         pop = Popularity.load(path / "popularity") if (path / "popularity").is_dir() else None
         return cls(models, policy, path.name, pop, indexes, int(spec.get("events_through_seq", 0)), spec)
 
@@ -531,6 +531,16 @@ class Engine:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def index_path(version: Path, name: Any) -> Path:
+    """Where a version keeps the index called ``name``: ``index/<model>``, or
+    ``index/<ranker>/<retriever>`` for a ranker's retriever (see :func:`indexed_parts`)."""
+    if not isinstance(name, str) or name.count("/") > 1:
+        raise ModelFormatError(f"{version / SERVING_JSON}: invalid index name {name!r}; refused")
+    model, _, retriever = name.partition("/")
+    path = _inside(version, "index", model)
+    return _inside(path.parent, model, retriever) if retriever else path
 
 
 def _inside(version: Path, kind: str, name: Any) -> Path:

@@ -8,7 +8,8 @@
         v0001/
           serving.json        models, hybrid policy, index specs, event watermark, base data
           models/<name>/      saved models (tastebud's pickle-free bundles)
-          index/<name>/       vector indexes of the factor models
+          index/<name>/       vector indexes of the factor models (index/<ranker>/<retriever>/:
+                              of a ranker's retrievers)
           popularity/         global and per-segment popularity
 
 Publishing builds the version in a hidden staging folder, fsyncs it, renames it into place (a

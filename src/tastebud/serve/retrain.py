@@ -22,7 +22,7 @@ from tastebud.core.registry import get_model
 from tastebud.data.interactions import Interactions
 from tastebud.index.base import make_index
 from tastebud.index.vectors import factor_view
-from tastebud.serve.engine import PolicyConfig
+from tastebud.serve.engine import PolicyConfig, index_path, indexed_parts
 from tastebud.serve.events import EventStore
 from tastebud.serve.popularity import Popularity
 from tastebud.serve.registry import ModelRegistry
@@ -49,12 +49,12 @@ def publish_version(
         indexes = []
         for name, model in models.items():
             model.save(staged / "models" / name)
-            if model.n_items >= pol.ann_min_items:
-                view = factor_view(model)
+            for key, part in indexed_parts(name, model):
+                view = factor_view(part) if part.n_items >= pol.ann_min_items else None
                 if view is not None:
-                    log.info("building %s index for %s", pol.index_spec, name)
-                    make_index(pol.index_spec).build(view.item_vectors).save(staged / "index" / name)
-                    indexes.append(name)
+                    log.info("building %s index for %s", pol.index_spec, key)
+                    make_index(pol.index_spec).build(view.item_vectors).save(index_path(staged, key))
+                    indexes.append(key)
         if data is not None:
             Popularity.from_interactions(data).save(staged / "popularity")
         spec = {

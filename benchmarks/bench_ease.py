@@ -7,8 +7,8 @@ tastebud, cornac, tastebud, cornac, ... after one warm-up pair that is reported 
 Wall and CPU seconds (all threads of the child) are measured around ``fit`` inside the child.
 Both libraries then rank the top 10 unseen items of a few users, to check they agree.
 
-    .venv/bin/python benchmarks/bench_ease.py             # 3 timed pairs + warm-up (about 30 min on 2 cores)
-    .venv/bin/python benchmarks/bench_ease.py --pairs 5
+    .venv/bin/python benchmarks/bench_ease.py               # 5 timed pairs + a warm-up pair
+    .venv/bin/python benchmarks/bench_ease.py --items 3000  # smoke test, writes nothing
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from common import markdown_table, write_section  # noqa: E402
 
 N_USERS, N_ITEMS, N_INTERACTIONS = 31_000, 24_000, 256_000
 LAMBDA = 300.0
+MEASURES = ["src/tastebud/models/ease.py", "src/tastebud/models/_common.py", "src/tastebud/data/synthetic.py"]
 USERS = ["u0", "u1", "u2", "u3", "u4"]
 
 
@@ -98,7 +99,7 @@ def summary(runs: list[dict], key: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", choices=["tastebud", "cornac"])
-    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--items", type=int, default=N_ITEMS, help="smaller for a smoke test (writes no section)")
     args = parser.parse_args()
     if args.child:
@@ -106,6 +107,7 @@ def main() -> None:
         return
     import cornac
 
+    load_before = os.getloadavg()[0]
     runs: dict[str, list[dict]] = {"tastebud": [], "cornac": []}
     warm = {}
     for p in range(args.pairs + 1):
@@ -136,7 +138,7 @@ def main() -> None:
     parts = [
         "## EASE at 24,000 items (vs cornac)",
         "",
-        f"Synthetic implicit data (`tastebud.data.synthetic.generate`, seed 0): {N_USERS:,} users, {N_ITEMS:,} items, "
+        f"Synthetic implicit data (`tastebud.data.synthetic.generate`, seed 0): {N_USERS:,} users, {args.items:,} items, "
         f"{N_INTERACTIONS:,} interactions; lambda {LAMBDA:g} for both. Each fit in its own child process, tastebud "
         f"and cornac alternating, {args.pairs} timed pairs after one warm-up pair (shown apart, not counted). Wall "
         "and CPU seconds of `fit` only (CPU over all threads of the child); peak RSS includes the data. "
@@ -156,12 +158,19 @@ def main() -> None:
             f"Top 10 of users {', '.join(USERS)}: {sum(same)} of {10 * len(USERS)} items in common, "
             f"{order} of {len(USERS)} lists identical in order."
         )
-    tw = [r["wall_s"] for r in runs["tastebud"] if "crash" not in r]
-    cw = [r["wall_s"] for r in runs["cornac"] if "crash" not in r]
-    if tw and cw:
+    pairs = [
+        (t["wall_s"] / c["wall_s"], t["cpu_s"] / c["cpu_s"])
+        for t, c in zip(runs["tastebud"], runs["cornac"], strict=True)
+        if "crash" not in t and "crash" not in c
+    ]
+    if pairs:
+        wall, cpu = ([p[i] for p in pairs] for i in (0, 1))
         parts.append(
-            f"tastebud / cornac wall time: {statistics.median(tw) / statistics.median(cw):.2f}x (median over median)."
+            f"tastebud / cornac, per pair ({len(pairs)} pairs): wall {statistics.median(wall):.2f}x "
+            f"({min(wall):.2f}-{max(wall):.2f}), CPU {statistics.median(cpu):.2f}x ({min(cpu):.2f}-{max(cpu):.2f}); "
+            "target (issue #21): wall <= 1.0x."
         )
+    parts.append(f"1-minute load average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after.")
     crashes = [r for r in runs["cornac"] + runs["tastebud"] + list(warm.values()) if "crash" in r]
     if crashes:
         parts.append(
@@ -170,7 +179,7 @@ def main() -> None:
             + "."
         )
     if args.items == N_ITEMS:
-        write_section("ease", "\n".join(parts))
+        write_section("ease", "\n".join(parts), measures=MEASURES)
     print("\n".join(parts))
 
 

@@ -380,8 +380,8 @@ def test_the_service_puts_an_index_behind_the_rankers_vector_retrievers(with_ial
         assert [n for n in model.retriever_names_ if model.candidate_source(n)] == ["ials"]
         got = [hnsw.recommend_user(u, k=10).items for u in users]
         assert np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, exact_users, strict=True)]) >= 0.9
+        # a version below ann_min_items over the same model object: back to the exact lists
+        Engine({"ranker": model}, PolicyConfig(), "t")
+        assert not any(model.candidate_source(n) for n in model.retriever_names_)
     finally:
         model.set_candidate_source("ials", None)
-    # below ann_min_items the retrievers keep their exact lists
-    Engine({"ranker": model}, PolicyConfig(), "t")
-    assert not any(model.candidate_source(n) for n in model.retriever_names_)

@@ -481,6 +481,16 @@ def test_index_path_matches_exact_scoring():
     assert len(got) == 10 and all(int(i[1:]) % 4 == 0 for i in got)
 
 
+@pytest.mark.parametrize("name", ["../x", "a/../../x", "a/b/c", "/abs", "a/", 7])
+def test_an_index_name_that_leaves_its_folder_is_refused(tmp_path, name):
+    from tastebud.core.errors import ModelFormatError
+    from tastebud.serve.engine import index_path
+
+    with pytest.raises(ModelFormatError, match="refused"):
+        index_path(tmp_path, name)
+    assert index_path(tmp_path, "ranker/ials") == tmp_path / "index" / "ranker" / "ials"
+
+
 
 
 def test_real_uvicorn_server(registry):

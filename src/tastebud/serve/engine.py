@@ -228,8 +228,9 @@ class Engine:
                     index = make_index(policy.index_spec).build(view.item_vectors)
                 if key == name:
                     self.served[name] = Served(m, index if view is not None else None, view)
-                elif view is not None and index is not None:  # a ranker's retriever finds candidates in it
-                    m.set_candidate_source(key.split("/", 1)[1], *_candidate_source(index, view, part.user_items_))  # type: ignore[attr-defined]
+                else:  # a ranker's retriever: its candidates from the index, or its exact lists
+                    source = (None,) if view is None or index is None else _candidate_source(index, view, part.user_items_)
+                    m.set_candidate_source(key.split("/", 1)[1], *source)  # type: ignore[attr-defined]
         self.blend = self._make_blend()
         self.history = self._pick_history()
         self._warm()
@@ -538,9 +539,9 @@ def index_path(version: Path, name: Any) -> Path:
     ``index/<ranker>/<retriever>`` for a ranker's retriever (see :func:`indexed_parts`)."""
     if not isinstance(name, str) or name.count("/") > 1:
         raise ModelFormatError(f"{version / SERVING_JSON}: invalid index name {name!r}; refused")
-    model, _, retriever = name.partition("/")
+    model, slash, retriever = name.partition("/")
     path = _inside(version, "index", model)
-    return _inside(path.parent, model, retriever) if retriever else path
+    return _inside(path.parent, model, retriever) if slash else path
 
 
 def _inside(version: Path, kind: str, name: Any) -> Path:

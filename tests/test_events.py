@@ -76,3 +76,33 @@ def test_bad_events_and_urls(tmp_path):
     store.close()
     with pytest.raises(ConfigError, match="sqlite:///"):
         open_store("mysql://x/y")
+
+
+def _open_at_once(path, barrier, errors) -> None:
+    barrier.wait()
+    try:
+        SQLiteEventStore(path).close()
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        errors.put(repr(exc))
+
+
+def test_workers_opening_a_fresh_store_at_once_all_start(tmp_path):
+    """A fleet's workers open the same new SQLite file at the same moment: turning it to WAL must
+    wait for the others, not fail with 'database is locked' (a worker then died at start-up)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    errors = ctx.Queue()
+    for attempt in range(8):
+        path = tmp_path / f"ev{attempt}.db"
+        barrier = ctx.Barrier(6)
+        procs = [ctx.Process(target=_open_at_once, args=(path, barrier, errors)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0] * 6
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert not found, found

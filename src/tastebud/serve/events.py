@@ -253,7 +253,18 @@ class SQLiteEventStore(EventStore):
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
+        # Turning a new file to WAL takes a lock that SQLite's busy handler does not wait for: the
+        # workers of a fleet opening a fresh store at the same moment would see "database is
+        # locked" and die at start-up. Wait for it here, as long as the busy timeout.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
         con.execute("PRAGMA synchronous=FULL")
         con.execute("PRAGMA busy_timeout=30000")
         return con
